@@ -1,0 +1,58 @@
+use std::path::PathBuf;
+
+use clap::Parser;
+use container_apiserver::daemon::{run, Options};
+use container_apiserver::helpers::default_helper_dir;
+use container_apiserver::server::Access;
+use container_store::paths::{self, Paths};
+
+/// The apiserver of container: owns persisted state, spawns and drives the helpers.
+#[derive(Parser)]
+#[command(name = "container-apiserver", version)]
+struct Args {
+    /// State root (networks, containers, IPAM).
+    #[arg(long, env = paths::ROOT_ENV, default_value = paths::DEFAULT_ROOT)]
+    root: PathBuf,
+    /// Runtime directory (sockets, netns mounts, helper logs).
+    #[arg(long = "run-dir", env = paths::RUN_DIR_ENV, default_value = paths::DEFAULT_RUN_DIR)]
+    run_dir: PathBuf,
+    /// Where helper binaries live (default: beside this binary, then /usr/libexec/container).
+    #[arg(long = "helper-dir", env = "CONTAINER_HELPER_DIR")]
+    helper_dir: Option<PathBuf>,
+    /// Also allow this uid to use the API socket (repeatable).
+    #[arg(long = "allow-uid")]
+    allow_uid: Vec<u32>,
+    /// Also allow this gid to use the API socket (repeatable).
+    #[arg(long = "allow-gid")]
+    allow_gid: Vec<u32>,
+    /// Give the API socket to this group, mode 0660 (default: root only, 0600).
+    #[arg(long = "socket-group")]
+    socket_group: Option<u32>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CONTAINER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let mut gids = args.allow_gid;
+    gids.extend(args.socket_group);
+    let opts = Options {
+        paths: Paths::new(args.root, args.run_dir),
+        helper_dir: args.helper_dir.unwrap_or_else(default_helper_dir),
+        access: Access {
+            uids: args.allow_uid,
+            gids,
+            socket_group: args.socket_group,
+        },
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run(opts)).map_err(|e| anyhow::anyhow!("{e}"))
+}

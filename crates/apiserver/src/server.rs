@@ -1,0 +1,106 @@
+//! The apiserver's socket: credentials are checked before a single byte is decoded.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use container_protocol::api::SERVICE;
+use container_protocol::frame::{self, ServerFrame};
+use container_protocol::rpc::{serve, Service};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::error::ApiError;
+
+/// Who may talk to the apiserver besides root.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub uids: Vec<u32>,
+    pub gids: Vec<u32>,
+    /// Group that owns the socket (mode 0660 then); none: 0600, root only.
+    pub socket_group: Option<u32>,
+}
+
+impl Access {
+    pub fn allows(&self, uid: u32, gid: u32) -> bool {
+        uid == 0 || self.uids.contains(&uid) || self.gids.contains(&gid)
+    }
+}
+
+/// Binds the socket with its final mode from the start (umask), so there is no window
+/// in which anyone else could connect.
+pub fn bind(path: &Path, access: &Access) -> Result<UnixListener, ApiError> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(ApiError::Conflict(format!(
+            "another apiserver answers on {}",
+            path.display()
+        )));
+    }
+    let _ = std::fs::remove_file(path);
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let listener = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = listener.map_err(ApiError::io(format!("bind {}", path.display())))?;
+    if let Some(gid) = access.socket_group {
+        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .map_err(|e| ApiError::io(format!("chown {}", path.display()))(e.into()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+            .map_err(ApiError::io(format!("chmod {}", path.display())))?;
+    }
+    Ok(listener)
+}
+
+pub async fn accept_loop<S: Service>(listener: UnixListener, access: Access, service: Arc<S>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::error!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let cred = match stream.peer_cred() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("peer credentials: {e}; closing");
+                continue;
+            }
+        };
+        let (uid, gid, pid) = (cred.uid(), cred.gid(), cred.pid().unwrap_or(0));
+        if !access.allows(uid, gid) {
+            tracing::warn!("refused client pid {pid} uid {uid} gid {gid}");
+            tokio::spawn(refuse(stream, uid, gid));
+            continue;
+        }
+        let peer = format!("client pid {pid} uid {uid}");
+        tokio::spawn(serve(stream, service.clone(), peer));
+    }
+}
+
+/// Sends the refusal without reading the client's request, then lets the client read it
+/// before the socket goes (closing with unread input would reset the connection).
+async fn refuse(mut stream: UnixStream, uid: u32, gid: u32) {
+    let frame: ServerFrame<()> = ServerFrame::Refused {
+        message: format!("permission denied: uid {uid} gid {gid} may not use the {SERVICE}"),
+    };
+    if let Ok(bytes) = frame::encode(&frame) {
+        let _ = stream.write_all(&bytes).await;
+    }
+    let _ = nix::sys::socket::shutdown(
+        std::os::fd::AsRawFd::as_raw_fd(&stream),
+        nix::sys::socket::Shutdown::Write,
+    );
+    let mut sink = [0u8; 512];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut total = 0usize;
+        while let Ok(n) = stream.read(&mut sink).await {
+            total += n;
+            if n == 0 || total > 64 * 1024 {
+                break;
+            }
+        }
+    })
+    .await;
+}

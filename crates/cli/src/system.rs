@@ -1,0 +1,152 @@
+//! `container system start|stop|status`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use container_protocol::api::{ApiRequest, ApiResponse};
+use container_store::Paths;
+
+use crate::client::{call, connect, try_connect, ConnectError};
+use crate::output::{self, Format};
+
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn sibling(name: &str) -> PathBuf {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(name)));
+    match beside {
+        Some(p) if p.exists() => p,
+        _ => PathBuf::from(name),
+    }
+}
+
+/// Starts the apiserver detached when no supervisor runs it, and waits until it answers.
+pub async fn start(paths: &Paths) -> Result<()> {
+    let socket = paths.apiserver_socket();
+    match try_connect(&socket).await {
+        Ok(client) => {
+            if let ApiResponse::Status(s) = call(&client, ApiRequest::Status).await? {
+                println!("apiserver already running (pid {})", s.pid);
+            }
+            return Ok(());
+        }
+        Err(ConnectError::NotRunning) => {}
+        Err(ConnectError::Other(e)) => return Err(e),
+    }
+    std::fs::create_dir_all(&paths.run)
+        .with_context(|| format!("create {}", paths.run.display()))?;
+    let log_path = paths.apiserver_log();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("open {}", log_path.display()))?;
+    let binary = sibling("container-apiserver");
+    let mut cmd = std::process::Command::new(&binary);
+    cmd.arg("--root")
+        .arg(&paths.root)
+        .arg("--run-dir")
+        .arg(&paths.run)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // Its own session: closing this terminal must not stop it.
+    use std::os::unix::process::CommandExt;
+    unsafe {
+        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(Into::into));
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("start {}", binary.display()))?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(client) = try_connect(&socket).await {
+            if let ApiResponse::Status(s) = call(&client, ApiRequest::Status).await? {
+                println!("apiserver started (pid {})", s.pid);
+            }
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the apiserver exited while starting ({status}){}",
+                tail(&log_path)
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the apiserver did not answer within {}s{}",
+                START_TIMEOUT.as_secs(),
+                tail(&log_path)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().rev().take(3).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; {} ends: {}",
+        path.display(),
+        lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    )
+}
+
+/// Stops every helper and then the apiserver, and waits until it is gone.
+pub async fn stop(paths: &Paths) -> Result<()> {
+    let socket = paths.apiserver_socket();
+    let client = match try_connect(&socket).await {
+        Ok(c) => c,
+        Err(ConnectError::NotRunning) => {
+            println!("apiserver is not running");
+            return Ok(());
+        }
+        Err(ConnectError::Other(e)) => return Err(e),
+    };
+    match client.call(ApiRequest::Stop { helpers: true }).await {
+        Ok(_) => {}
+        // It may exit before its answer leaves: that is what we asked for.
+        Err(e) if e.is_gone() => {}
+        Err(e) => return Err(anyhow!("{e}")),
+    }
+    client.closed().await;
+    let deadline = Instant::now() + START_TIMEOUT;
+    while socket.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("apiserver stopped");
+    Ok(())
+}
+
+pub async fn status(paths: &Paths, format: Format) -> Result<()> {
+    let client = connect(&paths.apiserver_socket()).await?;
+    let ApiResponse::Status(s) = call(&client, ApiRequest::Status).await? else {
+        bail!("unexpected answer from the apiserver");
+    };
+    if format == Format::Json {
+        return output::json(&s);
+    }
+    println!(
+        "apiserver  {} (pid {}, up {})",
+        s.version,
+        s.pid,
+        output::duration(s.uptime_secs)
+    );
+    println!("root       {}", s.root);
+    println!("run dir    {}", s.run_dir);
+    println!();
+    let rows: Vec<Vec<String>> = s
+        .helpers
+        .iter()
+        .map(|h| vec![h.kind.to_string(), h.id.clone(), h.pid.to_string()])
+        .collect();
+    output::table(&["KIND", "ID", "PID"], &rows);
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! The wire protocol shared by every process of `container`.
+//!
+//! * `frame`: length-delimited frames with bincode-2 bodies, size-limited, versioned.
+//! * `transport`: a Unix stream that carries file descriptors with frames.
+//! * `rpc`: correlated calls (many in flight on one endpoint) and the server loop.
+//! * `bootstrap`: endpoint vending — the only request a helper's bootstrap socket answers.
+//! * `api`, `network`, `sandbox`, `helper`: the messages of each service.
+
+pub mod api;
+pub mod bootstrap;
+mod error;
+pub mod frame;
+pub mod helper;
+pub mod helper_server;
+pub mod network;
+pub mod rpc;
+pub mod sandbox;
+pub mod transport;
+
+pub use error::{ProtocolError, RemoteError};
+pub use helper::{HelperInfo, HelperKind};
+pub use rpc::{Client, Service};

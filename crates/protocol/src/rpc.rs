@@ -1,0 +1,442 @@
+//! Correlated calls over one stream: every call carries an id, replies may come back in
+//! any order, so a long `wait` never holds up a `state` on the same endpoint.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::UnixStream;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinSet;
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
+
+use crate::error::{ProtocolError, RemoteError};
+use crate::frame::{self, ClientFrame, ServerFrame, MAX_FDS_PER_FRAME, PROTOCOL_VERSION};
+use crate::transport::{send_frame, FdReader, FrameWriter};
+
+/// How long a peer may take to answer the opening hello before the connection is
+/// abandoned: a live peer answers in microseconds, a wedged one must not hang us.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One side of a service: decodes requests, answers them. Each call runs as its own task.
+pub trait Service: Send + Sync + 'static {
+    type Req: DeserializeOwned + Send + 'static;
+    type Resp: Serialize + Send + 'static;
+    /// Named in the hello, so that a client wired to the wrong socket is refused clearly.
+    const NAME: &'static str;
+
+    fn handle(
+        self: Arc<Self>,
+        req: Self::Req,
+        fds: Vec<OwnedFd>,
+    ) -> impl Future<Output = Result<(Self::Resp, Vec<OwnedFd>), RemoteError>> + Send + 'static;
+}
+
+/// Serves one connection until the peer closes it or sends something malformed. Errors
+/// are logged here and end only this connection.
+pub async fn serve<S: Service>(stream: UnixStream, service: Arc<S>, peer: String) {
+    if let Err(e) = serve_inner(stream, service, &peer).await {
+        tracing::warn!(peer = %peer, "connection closed: {e}");
+    }
+}
+
+async fn serve_inner<S: Service>(
+    stream: UnixStream,
+    service: Arc<S>,
+    peer: &str,
+) -> Result<(), ProtocolError> {
+    let sock = Arc::new(stream);
+    let mut reader = FramedRead::new(FdReader::new(sock.clone()), frame::codec());
+    let writer = Arc::new(FrameWriter::new(sock.clone()));
+    let malformed = |message: String| ProtocolError::Malformed {
+        peer: peer.to_string(),
+        message,
+    };
+    let send = |frame: ServerFrame<S::Resp>| {
+        let writer = writer.clone();
+        async move {
+            if let Ok(bytes) = frame::encode(&frame) {
+                let _ = writer.send(bytes, vec![]).await;
+            }
+        }
+    };
+
+    let Some(first) = reader.next().await else {
+        return Ok(());
+    };
+    let first = first.map_err(|e| malformed(e.to_string()))?;
+    match frame::decode::<ClientFrame<S::Req>>(&first) {
+        Ok(ClientFrame::Hello {
+            version,
+            service: name,
+        }) => {
+            if version != PROTOCOL_VERSION {
+                let message = format!(
+                    "protocol version {version} is not supported (this side speaks {PROTOCOL_VERSION})"
+                );
+                send(ServerFrame::Refused { message }).await;
+                return Err(ProtocolError::Version {
+                    peer: peer.to_string(),
+                    ours: PROTOCOL_VERSION,
+                    theirs: version,
+                });
+            }
+            if name != S::NAME {
+                let message = format!("this is the {} service, not {name}", S::NAME);
+                send(ServerFrame::Refused {
+                    message: message.clone(),
+                })
+                .await;
+                return Err(malformed(message));
+            }
+            send(ServerFrame::Hello { version }).await;
+        }
+        Ok(ClientFrame::Call { .. }) => return Err(malformed("call before hello".into())),
+        Err(e) => return Err(malformed(e)),
+    }
+
+    let mut calls = JoinSet::new();
+    loop {
+        while calls.try_join_next().is_some() {}
+        let Some(next) = reader.next().await else {
+            break;
+        };
+        let bytes = next.map_err(|e| malformed(e.to_string()))?;
+        let (id, nfds, body) = match frame::decode::<ClientFrame<S::Req>>(&bytes) {
+            Ok(ClientFrame::Call { id, fds, body }) => (id, fds as usize, body),
+            Ok(ClientFrame::Hello { .. }) => return Err(malformed("second hello".into())),
+            Err(e) => return Err(malformed(e)),
+        };
+        let fds = reader
+            .get_mut()
+            .take_fds(nfds)
+            .map_err(|got| ProtocolError::MissingFds {
+                peer: peer.to_string(),
+                expected: nfds,
+                got,
+            })?;
+        let service = service.clone();
+        let writer = writer.clone();
+        let peer = peer.to_string();
+        let mut call = Box::pin(async move {
+            let result = service.handle(body, fds).await;
+            let (frame, fds) = match result {
+                Ok((resp, fds)) if fds.len() <= MAX_FDS_PER_FRAME => (
+                    ServerFrame::Reply {
+                        id,
+                        fds: fds.len() as u8,
+                        body: Ok(resp),
+                    },
+                    fds,
+                ),
+                Ok(_) => (
+                    ServerFrame::Reply {
+                        id,
+                        fds: 0,
+                        body: Err(RemoteError::new("reply carries too many descriptors")),
+                    },
+                    vec![],
+                ),
+                Err(e) => (
+                    ServerFrame::Reply {
+                        id,
+                        fds: 0,
+                        body: Err(e),
+                    },
+                    vec![],
+                ),
+            };
+            let bytes = match frame::encode(&frame) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(peer = %peer, "reply {id} cannot be encoded: {e}");
+                    let fallback: ServerFrame<()> = ServerFrame::Reply {
+                        id,
+                        fds: 0,
+                        body: Err(RemoteError::new(format!("reply cannot be encoded: {e}"))),
+                    };
+                    match frame::encode(&fallback) {
+                        Ok(b) => b,
+                        Err(_) => return,
+                    }
+                }
+            };
+            let _ = writer.send(bytes, fds).await;
+        });
+        // Most calls finish without waiting: answer those right here, and give only
+        // the ones that block (a `wait`) a task of their own. A hop through the
+        // scheduler per call would cost more than the call itself.
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        if call.as_mut().poll(&mut cx).is_pending() {
+            calls.spawn(call);
+        }
+    }
+    // The peer is gone: calls still running for it (a long wait) have nobody to answer.
+    calls.abort_all();
+    Ok(())
+}
+
+type Pending<Resp> = oneshot::Sender<Result<(Resp, Vec<OwnedFd>), ProtocolError>>;
+
+struct Table<Resp> {
+    closed: bool,
+    pending: HashMap<u64, Pending<Resp>>,
+}
+
+struct Shared<Resp> {
+    peer: String,
+    table: Mutex<Table<Resp>>,
+    next_id: AtomicU64,
+    closed: watch::Sender<bool>,
+}
+
+impl<Resp> Shared<Resp> {
+    fn close(&self) {
+        let drained: Vec<Pending<Resp>> = match self.table.lock() {
+            Ok(mut t) => {
+                t.closed = true;
+                t.pending.drain().map(|(_, tx)| tx).collect()
+            }
+            Err(_) => vec![],
+        };
+        for tx in drained {
+            let _ = tx.send(Err(ProtocolError::Gone {
+                peer: self.peer.clone(),
+            }));
+        }
+        self.closed.send_replace(true);
+    }
+}
+
+/// The calling side of an endpoint. Cheap to clone; all clones share one connection.
+pub struct Client<Req, Resp> {
+    shared: Arc<Shared<Resp>>,
+    conn: Arc<Conn>,
+    _req: PhantomData<fn(Req)>,
+}
+
+/// The writing side; when the last client clone lets go, the socket is shut down so the
+/// peer sees EOF and our reader task ends.
+struct Conn {
+    writer: FrameWriter,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let _ = nix::sys::socket::shutdown(
+            self.writer.socket().as_raw_fd(),
+            nix::sys::socket::Shutdown::Both,
+        );
+    }
+}
+
+impl<Req, Resp> Clone for Client<Req, Resp> {
+    fn clone(&self) -> Self {
+        Client {
+            shared: self.shared.clone(),
+            conn: self.conn.clone(),
+            _req: PhantomData,
+        }
+    }
+}
+
+impl<Req, Resp> Client<Req, Resp>
+where
+    Req: Serialize,
+    Resp: DeserializeOwned + Send + 'static,
+{
+    /// Exchanges the hello (protocol version, service name) and starts the reader.
+    /// `peer` names the other side in every error ("helper sandbox c1").
+    pub async fn connect(
+        stream: UnixStream,
+        service: &str,
+        peer: impl Into<String>,
+    ) -> Result<Self, ProtocolError> {
+        let peer = peer.into();
+        let sock = Arc::new(stream);
+        let mut reader = FramedRead::new(FdReader::new(sock.clone()), frame::codec());
+        let hello: ClientFrame<()> = ClientFrame::Hello {
+            version: PROTOCOL_VERSION,
+            service: service.to_string(),
+        };
+        let bytes = frame::encode(&hello).map_err(|message| ProtocolError::Encode {
+            peer: peer.clone(),
+            message,
+        })?;
+        // A refusing server may close before reading our hello; its refusal is still
+        // waiting to be read, so a failed write is reported only if nothing comes back.
+        let write_err = send_frame(&sock, &bytes, vec![]).await.err();
+        let first = match tokio::time::timeout(HELLO_TIMEOUT, reader.next()).await {
+            Err(_) => {
+                return Err(ProtocolError::Io {
+                    peer,
+                    source: std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer to hello"),
+                })
+            }
+            Ok(None) => match write_err {
+                Some(source) => return Err(ProtocolError::Io { peer, source }),
+                None => return Err(ProtocolError::Gone { peer }),
+            },
+            Ok(Some(Err(source))) => return Err(ProtocolError::Io { peer, source }),
+            Ok(Some(Ok(b))) => b,
+        };
+        match frame::decode::<ServerFrame<Resp>>(&first) {
+            Ok(ServerFrame::Hello { version }) if version == PROTOCOL_VERSION => {}
+            Ok(ServerFrame::Hello { version }) => {
+                return Err(ProtocolError::Version {
+                    peer,
+                    ours: PROTOCOL_VERSION,
+                    theirs: version,
+                })
+            }
+            Ok(ServerFrame::Refused { message }) => {
+                return Err(ProtocolError::Refused { peer, message })
+            }
+            Ok(ServerFrame::Reply { .. }) => {
+                return Err(ProtocolError::Malformed {
+                    peer,
+                    message: "reply before hello".into(),
+                })
+            }
+            Err(message) => return Err(ProtocolError::Malformed { peer, message }),
+        }
+
+        let (closed, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            peer,
+            table: Mutex::new(Table {
+                closed: false,
+                pending: HashMap::new(),
+            }),
+            next_id: AtomicU64::new(1),
+            closed,
+        });
+        tokio::spawn(read_replies(reader, shared.clone()));
+        Ok(Client {
+            shared,
+            conn: Arc::new(Conn {
+                writer: FrameWriter::new(sock),
+            }),
+            _req: PhantomData,
+        })
+    }
+
+    pub fn peer(&self) -> &str {
+        &self.shared.peer
+    }
+
+    pub fn is_closed(&self) -> bool {
+        *self.shared.closed.borrow()
+    }
+
+    /// Resolves once the peer is gone (it closed the endpoint, or died).
+    pub async fn closed(&self) {
+        let mut rx = self.shared.closed.subscribe();
+        let _ = rx.wait_for(|closed| *closed).await;
+    }
+
+    pub async fn call(&self, req: Req) -> Result<Resp, ProtocolError> {
+        self.call_with_fds(req, vec![]).await.map(|(resp, _)| resp)
+    }
+
+    pub async fn call_with_fds(
+        &self,
+        req: Req,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(Resp, Vec<OwnedFd>), ProtocolError> {
+        let gone = || ProtocolError::Gone {
+            peer: self.shared.peer.clone(),
+        };
+        if fds.len() > MAX_FDS_PER_FRAME {
+            return Err(ProtocolError::Encode {
+                peer: self.shared.peer.clone(),
+                message: format!("{} descriptors in one call", fds.len()),
+            });
+        }
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = ClientFrame::Call {
+            id,
+            fds: fds.len() as u8,
+            body: req,
+        };
+        let bytes = frame::encode(&frame).map_err(|message| ProtocolError::Encode {
+            peer: self.shared.peer.clone(),
+            message,
+        })?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut table = self.shared.table.lock().map_err(|_| gone())?;
+            if table.closed {
+                return Err(gone());
+            }
+            table.pending.insert(id, tx);
+        }
+        if let Err(source) = self.conn.writer.send(bytes, fds).await {
+            if let Ok(mut t) = self.shared.table.lock() {
+                t.pending.remove(&id);
+            }
+            return Err(match source.kind() {
+                std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::NotConnected => gone(),
+                _ => ProtocolError::Io {
+                    peer: self.shared.peer.clone(),
+                    source,
+                },
+            });
+        }
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(gone()),
+        }
+    }
+}
+
+async fn read_replies<Resp: DeserializeOwned>(
+    mut reader: FramedRead<FdReader, LengthDelimitedCodec>,
+    shared: Arc<Shared<Resp>>,
+) {
+    while let Some(next) = reader.next().await {
+        let bytes = match next {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(peer = %shared.peer, "endpoint read: {e}");
+                break;
+            }
+        };
+        let (id, nfds, body) = match frame::decode::<ServerFrame<Resp>>(&bytes) {
+            Ok(ServerFrame::Reply { id, fds, body }) => (id, fds as usize, body),
+            Ok(_) => {
+                tracing::warn!(peer = %shared.peer, "unexpected frame after hello");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(peer = %shared.peer, "malformed reply: {e}");
+                break;
+            }
+        };
+        let fds = match reader.get_mut().take_fds(nfds) {
+            Ok(fds) => fds,
+            Err(got) => {
+                tracing::warn!(peer = %shared.peer, "reply {id} announced {nfds} descriptors, got {got}");
+                break;
+            }
+        };
+        let waiter = shared
+            .table
+            .lock()
+            .ok()
+            .and_then(|mut t| t.pending.remove(&id));
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(body.map(|b| (b, fds)).map_err(ProtocolError::Remote));
+        }
+    }
+    shared.close();
+}

@@ -1,0 +1,71 @@
+//! Crash-safe writes: a reader sees the old file or the new one, never a torn one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::StoreError;
+
+/// Writes `bytes` to a temporary file beside `path`, fsyncs it, renames it over `path`
+/// and fsyncs the directory, so the rename itself survives a crash.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    let io = |step: &'static str| {
+        move |source: std::io::Error| StoreError::Io {
+            path: path.to_path_buf(),
+            step,
+            source,
+        }
+    };
+    let dir = path.parent().ok_or_else(|| StoreError::Io {
+        path: path.to_path_buf(),
+        step: "parent",
+        source: std::io::Error::other("no parent directory"),
+    })?;
+    fs::create_dir_all(dir).map_err(io("create directory"))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(io("create temporary file"))?;
+        f.write_all(bytes).map_err(io("write"))?;
+        f.sync_all().map_err(io("fsync"))?;
+        fs::rename(&tmp, path).map_err(io("rename"))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("fsync directory"))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Json {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes, 0o644)
+}
+
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StoreError> {
+    let bytes = fs::read(path).map_err(|source| StoreError::Io {
+        path: path.to_path_buf(),
+        step: "read",
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| StoreError::Json {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}

@@ -1,0 +1,32 @@
+//! Persisted state of `container`: where it lives and how it is written.
+
+mod atomic;
+pub mod names;
+pub mod network;
+pub mod paths;
+
+use std::path::PathBuf;
+
+pub use atomic::{read_json, write_atomic, write_json};
+pub use names::{validate_id, NameKind};
+pub use network::NetworkConfig;
+pub use paths::Paths;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid {kind} name {name:?}: {why}")]
+    InvalidName {
+        kind: NameKind,
+        name: String,
+        why: String,
+    },
+    #[error("{}: {step}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Json { path: PathBuf, message: String },
+}

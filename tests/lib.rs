@@ -1,0 +1,196 @@
+//! Shared pieces of the end-to-end tests in `tests/tests/`: an isolated state tree, the
+//! apiserver as a real child process, and the CLI run as a user would run it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub use container_testkit::{bin, bin_dir, isolate, Isolated};
+
+/// Upper bound for things that normally take milliseconds; reaching it means a hang,
+/// not slowness, so it is generous on purpose.
+pub const HANG: Duration = Duration::from_secs(20);
+
+/// A test world: private namespaces, temporary state, and the apiserver when started.
+pub struct World {
+    pub iso: Isolated,
+    pub apiserver: Option<Child>,
+}
+
+impl World {
+    pub fn new() -> World {
+        let iso = isolate().expect("isolate test in private namespaces");
+        World {
+            iso,
+            apiserver: None,
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.iso.root()
+    }
+    pub fn run_dir(&self) -> PathBuf {
+        self.iso.run_dir()
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir().join("apiserver.sock")
+    }
+
+    /// Starts `container-apiserver` as a child and waits until its socket answers.
+    pub fn start_apiserver(&mut self) -> u32 {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.iso.dir().join("apiserver.log"))
+            .expect("apiserver log");
+        let child = Command::new(bin("container-apiserver"))
+            .arg("--root")
+            .arg(self.root())
+            .arg("--run-dir")
+            .arg(self.run_dir())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn container-apiserver (run `cargo build --workspace` first)");
+        let pid = child.id();
+        self.apiserver = Some(child);
+        let deadline = Instant::now() + HANG;
+        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
+            if let Some(Ok(Some(status))) = self.apiserver.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "apiserver exited at start: {status}\n{}",
+                    self.apiserver_log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "apiserver did not come up\n{}",
+                self.apiserver_log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        pid
+    }
+
+    /// SIGKILLs the apiserver, as a crash would.
+    pub fn kill_apiserver(&mut self) {
+        if let Some(mut child) = self.apiserver.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn apiserver_log(&self) -> String {
+        std::fs::read_to_string(self.iso.dir().join("apiserver.log")).unwrap_or_default()
+    }
+
+    /// Runs the CLI against this world's apiserver.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_command(args).output().expect("run container")
+    }
+
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("container"));
+        cmd.env("CONTAINER_ROOT", self.root())
+            .env("CONTAINER_RUN_DIR", self.run_dir())
+            .args(args);
+        cmd
+    }
+
+    /// Runs the CLI, asserts success, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "container {args:?} failed: {}\n--- apiserver log ---\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.apiserver_log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs the CLI, asserts failure, returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            !out.status.success(),
+            "container {args:?} should have failed; stdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("container {args:?}: bad JSON ({e}): {out}"))
+    }
+}
+
+impl Default for World {
+    fn default() -> Self {
+        World::new()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // Stop everything this world started, so no helper outlives its test.
+        if self.apiserver.is_some() {
+            let _ = self.cli(&["system", "stop"]);
+        }
+        self.kill_apiserver();
+        kill_helpers_under(&self.run_dir());
+    }
+}
+
+/// SIGKILLs every helper whose pid file lies under `run`.
+pub fn kill_helpers_under(run: &Path) {
+    for kind in ["network", "sandbox"] {
+        let Ok(entries) = std::fs::read_dir(run.join("helpers").join(kind)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.path().extension().is_some_and(|x| x == "pid") {
+                if let Some(pid) = std::fs::read_to_string(e.path())
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok())
+                {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// True while a process with this pid exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Polls `cond` until it holds or `HANG` passes.
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + HANG;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
