@@ -194,3 +194,54 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("tokio runtime")
 }
+
+/// A busybox root filesystem under `dir` (Debian's busybox-static), with every applet
+/// linked into /bin and empty mount points.
+pub fn busybox_rootfs(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    for sub in ["bin", "etc", "proc", "sys", "dev", "tmp", "root"] {
+        std::fs::create_dir_all(root.join(sub)).expect("rootfs dirs");
+    }
+    let busybox = root.join("bin/busybox");
+    std::fs::copy("/bin/busybox", &busybox)
+        .expect("copy /bin/busybox (apt-get install busybox-static)");
+    let list = Command::new(&busybox)
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        let link = root.join("bin").join(applet);
+        if !link.exists() {
+            std::os::unix::fs::symlink("busybox", link).expect("applet link");
+        }
+    }
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )
+    .expect("passwd");
+    root
+}
+
+/// `ip -j ...` parsed, for checking what the kernel has (tests only: the product never
+/// runs `ip`).
+pub fn ip_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new("ip")
+        .arg("-j")
+        .args(args)
+        .output()
+        .expect("ip");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// Names of the links in the current network namespace.
+pub fn links() -> Vec<String> {
+    ip_json(&["link", "show"])
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l["ifname"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -6,9 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use container_netlink::Netlink;
 use container_protocol::api::{ApiRequest, ApiResponse, HelperStatus, SystemStatus};
 use container_protocol::{RemoteError, Service};
 use container_store::Paths;
+use std::os::fd::OwnedFd;
+
+use crate::containers::ContainerLocks;
 use tokio::sync::{mpsc, Notify};
 
 use crate::error::ApiError;
@@ -29,6 +33,15 @@ pub struct ApiServer {
     pub spawner: Spawner,
     pub networks: Arc<HelperTable<NetworkProto>>,
     pub sandboxes: Arc<HelperTable<SandboxProto>>,
+    /// One long-lived netlink connection in the host namespace.
+    pub host_netlink: Netlink,
+    /// Serialises explicit starts of network helpers (one helper per network).
+    pub network_starts: tokio::sync::Mutex<()>,
+    /// Serialises network create/remove so name and subnet checks stay true.
+    pub network_ops: tokio::sync::Mutex<()>,
+    /// Serialises container creation (name uniqueness, net device ownership).
+    pub container_ops: tokio::sync::Mutex<()>,
+    pub containers: ContainerLocks,
     started: SystemTime,
     stop: Notify,
     stop_helpers: AtomicBool,
@@ -80,6 +93,11 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
         spawner: Spawner::new(paths.clone(), opts.helper_dir.clone()),
         networks: HelperTable::new(events_tx.clone()),
         sandboxes: HelperTable::new(events_tx),
+        host_netlink: Netlink::connect().map_err(|e| ApiError::Invalid(format!("netlink: {e}")))?,
+        network_starts: tokio::sync::Mutex::new(()),
+        network_ops: tokio::sync::Mutex::new(()),
+        container_ops: tokio::sync::Mutex::new(()),
+        containers: ContainerLocks::default(),
         started: SystemTime::now(),
         stop: Notify::new(),
         stop_helpers: AtomicBool::new(false),
@@ -91,7 +109,9 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
     for dead in server.sandboxes.adopt_all(&server.spawner).await {
         tracing::info!("sandbox helper {dead} died while the apiserver was away");
     }
-    server.clone().start_networks().await;
+    // Containers first: IPAM GC at network helper start must see the true live set.
+    server.reconcile_containers().await;
+    server.start_networks().await;
 
     let listener = server::bind(&paths.apiserver_socket(), &opts.access)?;
     tokio::spawn(server::accept_loop(
@@ -194,19 +214,78 @@ impl ApiServer {
         self.spawner.remove_leftovers(gone.kind, &gone.id);
     }
 
-    /// Starts a helper for every persisted network that has none alive.
-    async fn start_networks(self: Arc<Self>) {}
-
-    async fn dispatch(self: Arc<Self>, req: ApiRequest) -> Result<ApiResponse, ApiError> {
-        match req {
-            ApiRequest::Echo(n) => Ok(ApiResponse::Echo(n)),
-            ApiRequest::Status => Ok(ApiResponse::Status(self.status())),
+    async fn dispatch(
+        self: Arc<Self>,
+        req: ApiRequest,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(ApiResponse, Vec<OwnedFd>), ApiError> {
+        let reply = match req {
+            ApiRequest::Echo(n) => ApiResponse::Echo(n),
+            ApiRequest::Status => ApiResponse::Status(self.status()),
             ApiRequest::Stop { helpers } => {
                 self.stop_helpers.store(helpers, Ordering::SeqCst);
                 self.stop.notify_one();
-                Ok(ApiResponse::Done)
+                ApiResponse::Done
             }
-        }
+            ApiRequest::NetworkCreate(req) => {
+                let config = self.network_create(req).await?;
+                ApiResponse::Names(vec![config.id])
+            }
+            ApiRequest::NetworkList => ApiResponse::Networks(self.network_list().await),
+            ApiRequest::NetworkInspect(names) => {
+                ApiResponse::Json(self.network_inspect(names).await?)
+            }
+            ApiRequest::NetworkRemove(names) => {
+                ApiResponse::Names(self.network_remove(names).await?)
+            }
+            ApiRequest::NetworkPrune => ApiResponse::Names(self.network_prune().await?),
+            ApiRequest::NetworkGc(name) => ApiResponse::Collected(self.network_gc(name).await?),
+            ApiRequest::ContainerCreate { config } => ApiResponse::Created {
+                id: self.container_create(&config).await?,
+            },
+            ApiRequest::ContainerStart { id, stdio } => {
+                let (pid, fds) = self.container_start(&id, stdio, fds).await?;
+                return Ok((ApiResponse::Started { id, pid }, fds));
+            }
+            ApiRequest::ContainerWait { id } => {
+                ApiResponse::Exited(self.container_wait(&id).await?)
+            }
+            ApiRequest::ContainerKill { id, signal } => {
+                self.container_kill(&id, signal).await?;
+                ApiResponse::Done
+            }
+            ApiRequest::ContainerStop {
+                id,
+                signal,
+                timeout_secs,
+            } => {
+                self.container_stop(&id, signal, timeout_secs).await?;
+                ApiResponse::Done
+            }
+            ApiRequest::ContainerRemove { id, force } => {
+                self.container_remove(&id, force).await?;
+                ApiResponse::Done
+            }
+            ApiRequest::ContainerList { all } => ApiResponse::Containers(self.container_list(all)),
+            ApiRequest::ContainerInspect(ids) => ApiResponse::Json(self.container_inspect(ids)?),
+            ApiRequest::ContainerLogs { id } => {
+                let (running, fd) = self.container_logs(&id)?;
+                return Ok((ApiResponse::Log { running }, vec![fd]));
+            }
+            ApiRequest::ContainerExec { id, args, env, tty } => {
+                ApiResponse::Exited(self.container_exec(&id, args, env, tty, fds).await?)
+            }
+            ApiRequest::ContainerResize { id, rows, cols } => {
+                self.container_resize(&id, rows, cols).await?;
+                ApiResponse::Done
+            }
+            ApiRequest::Check { .. } => {
+                return Err(ApiError::Invalid(
+                    "system check is not implemented yet".into(),
+                ))
+            }
+        };
+        Ok((reply, vec![]))
     }
 }
 
@@ -218,11 +297,8 @@ impl Service for ApiServer {
     async fn handle(
         self: Arc<Self>,
         req: ApiRequest,
-        _fds: Vec<std::os::fd::OwnedFd>,
+        fds: Vec<std::os::fd::OwnedFd>,
     ) -> Result<(ApiResponse, Vec<std::os::fd::OwnedFd>), RemoteError> {
-        self.dispatch(req)
-            .await
-            .map(|r| (r, vec![]))
-            .map_err(RemoteError::from)
+        self.dispatch(req, fds).await.map_err(RemoteError::from)
     }
 }

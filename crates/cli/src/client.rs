@@ -57,3 +57,15 @@ pub async fn call(client: &ApiClient, req: ApiRequest) -> Result<ApiResponse> {
         other => anyhow!("{other}"),
     })
 }
+
+/// Like [`call`], with descriptors both ways.
+pub async fn call_fds(
+    client: &ApiClient,
+    req: ApiRequest,
+    fds: Vec<std::os::fd::OwnedFd>,
+) -> Result<(ApiResponse, Vec<std::os::fd::OwnedFd>)> {
+    client.call_with_fds(req, fds).await.map_err(|e| match e {
+        ProtocolError::Remote(r) => anyhow!("{}", r.message),
+        other => anyhow!("{other}"),
+    })
+}

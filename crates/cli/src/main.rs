@@ -1,6 +1,9 @@
 //! `container`: the command line. It talks only to the apiserver.
 
+mod attach;
 mod client;
+mod container;
+mod network;
 mod output;
 mod system;
 
@@ -31,6 +34,101 @@ enum Command {
         #[command(subcommand)]
         command: SystemCommand,
     },
+    /// Manage networks.
+    Network {
+        #[command(subcommand)]
+        command: network::NetworkCommand,
+    },
+    /// Create and start a container; attached unless -d.
+    Run {
+        /// Run in the background and print the container's id.
+        #[arg(short = 'd', long)]
+        detach: bool,
+        #[command(flatten)]
+        args: container::CreateArgs,
+    },
+    /// Create a container without starting it.
+    Create {
+        #[command(flatten)]
+        args: container::CreateArgs,
+    },
+    /// Start created or stopped containers.
+    Start {
+        /// Attach stdout/stderr and wait (one container).
+        #[arg(short = 'a', long)]
+        attach: bool,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Stop containers: a signal, then SIGKILL after the grace time.
+    Stop {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        #[arg(short = 's', long = "signal", default_value = "SIGTERM")]
+        signal: String,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Send a signal to containers.
+    Kill {
+        #[arg(short = 's', long = "signal", default_value = "SIGKILL")]
+        signal: String,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Remove containers.
+    #[command(alias = "remove")]
+    Rm {
+        /// Kill running containers first.
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// List containers.
+    #[command(alias = "ps", alias = "list")]
+    Ls {
+        /// Include stopped and created containers.
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Only ids.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show containers' configuration and state as JSON.
+    Inspect {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Print a detached container's output.
+    Logs {
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(short = 'n', long = "tail")]
+        tail: Option<usize>,
+        id: String,
+    },
+    /// Wait for containers to stop and print their exit codes.
+    Wait {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Run a command in a running container.
+    Exec {
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        #[arg(short = 't', long)]
+        tty: bool,
+        #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -59,22 +157,49 @@ fn main() -> ExitCode {
         }
     };
     match rt.block_on(run(cli)) {
-        Ok(code) => code,
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("container: error: {e:#}");
-            ExitCode::FAILURE
+            // 125, as Docker: the runtime failed, not the workload.
+            ExitCode::from(125)
         }
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(cli: Cli) -> anyhow::Result<i32> {
     let paths = Paths::new(cli.root, cli.run_dir);
     match cli.command {
-        Command::System { command } => match command {
-            SystemCommand::Start => system::start(&paths).await?,
-            SystemCommand::Stop => system::stop(&paths).await?,
-            SystemCommand::Status { format } => system::status(&paths, format).await?,
-        },
+        Command::System { command } => {
+            match command {
+                SystemCommand::Start => system::start(&paths).await?,
+                SystemCommand::Stop => system::stop(&paths).await?,
+                SystemCommand::Status { format } => system::status(&paths, format).await?,
+            }
+            Ok(0)
+        }
+        Command::Network { command } => network::run(&paths, command).await.map(|_| 0),
+        Command::Run { detach, args } => container::run(&paths, args, detach).await,
+        Command::Create { args } => container::create_cmd(&paths, args).await,
+        Command::Start { attach, ids } => container::start(&paths, ids, attach).await,
+        Command::Stop { time, signal, ids } => container::stop(&paths, ids, time, &signal).await,
+        Command::Kill { signal, ids } => container::kill(&paths, ids, &signal).await,
+        Command::Rm { force, ids } => container::rm(&paths, ids, force).await,
+        Command::Ls { all, quiet, format } => container::ls(&paths, all, quiet, format).await,
+        Command::Inspect { ids } => container::inspect(&paths, ids).await,
+        Command::Logs { follow, tail, id } => {
+            let client = client::connect(&paths.apiserver_socket()).await?;
+            attach::logs(&client, &id, follow, tail).await
+        }
+        Command::Wait { ids } => container::wait(&paths, ids).await,
+        Command::Exec {
+            interactive,
+            tty,
+            env,
+            id,
+            command,
+        } => {
+            let client = client::connect(&paths.apiserver_socket()).await?;
+            attach::exec(&client, &id, command, env, interactive, tty).await
+        }
     }
-    Ok(ExitCode::SUCCESS)
 }

@@ -1,8 +1,12 @@
 //! The apiserver's service: the only one clients talk to.
 
+use std::net::IpAddr;
+
 use serde::{Deserialize, Serialize};
 
 use crate::helper::HelperKind;
+use crate::network::ReservationInfo;
+use crate::sandbox::{ExitStatus, Stdio};
 
 pub const SERVICE: &str = "apiserver";
 
@@ -15,6 +19,67 @@ pub enum ApiRequest {
     Stop {
         helpers: bool,
     },
+
+    NetworkCreate(NetworkCreate),
+    NetworkList,
+    /// Replies `Json` with an array of objects: config and live state.
+    NetworkInspect(Vec<String>),
+    NetworkRemove(Vec<String>),
+    NetworkPrune,
+    /// IPAM GC now: on one network, or all.
+    NetworkGc(Option<String>),
+
+    /// `config` is a container configuration in JSON (the on-disk shape).
+    ContainerCreate {
+        config: String,
+    },
+    /// Bootstrap and start. With `Stdio::Inherit` the call carries stdin, stdout and
+    /// stderr; with `Stdio::Tty` the reply carries the pty master.
+    ContainerStart {
+        id: String,
+        stdio: Stdio,
+    },
+    /// Resolves when the container next stops (at once if it is stopped).
+    ContainerWait {
+        id: String,
+    },
+    ContainerKill {
+        id: String,
+        signal: i32,
+    },
+    ContainerStop {
+        id: String,
+        signal: i32,
+        timeout_secs: u64,
+    },
+    ContainerRemove {
+        id: String,
+        force: bool,
+    },
+    ContainerList {
+        all: bool,
+    },
+    /// Replies `Json` with an array of container records.
+    ContainerInspect(Vec<String>),
+    /// Replies `Log` with the log file's descriptor.
+    ContainerLogs {
+        id: String,
+    },
+    ContainerExec {
+        id: String,
+        args: Vec<String>,
+        env: Vec<String>,
+        tty: bool,
+    },
+    ContainerResize {
+        id: String,
+        rows: u16,
+        cols: u16,
+    },
+    /// `system check`: list leaked or inconsistent resources; repair with `fix`.
+    Check {
+        fix: bool,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -22,6 +87,62 @@ pub enum ApiResponse {
     Echo(u64),
     Status(SystemStatus),
     Done,
+    Json(String),
+    Networks(Vec<NetworkSummary>),
+    Names(Vec<String>),
+    Collected(Vec<(String, ReservationInfo)>),
+    Created { id: String },
+    Started { id: String, pid: u32 },
+    Exited(ExitStatus),
+    Containers(Vec<ContainerSummary>),
+    Log { running: bool },
+    Findings(Vec<Finding>),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NetworkCreate {
+    pub name: String,
+    pub plugin: Option<String>,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub subnet_v6: Option<String>,
+    pub gateway_v6: Option<String>,
+    pub internal: bool,
+    pub labels: Vec<(String, String)>,
+    pub options: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkSummary {
+    pub name: String,
+    pub plugin: String,
+    pub subnet: Option<String>,
+    pub subnet_v6: Option<String>,
+    pub internal: bool,
+    pub builtin: bool,
+    pub helper_pid: Option<u32>,
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerSummary {
+    pub id: String,
+    pub command: String,
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub created: u64,
+    pub networks: Vec<String>,
+    pub addresses: Vec<IpAddr>,
+    pub pid: Option<u32>,
+}
+
+/// One leaked or inconsistent resource found by `system check`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finding {
+    pub kind: String,
+    pub object: String,
+    pub detail: String,
+    pub fixed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -97,7 +97,9 @@ pub enum NetworkRequest {
         netns: Option<String>,
     },
     /// Release every reservation whose (container id, ifname) is not in `live`.
-    Gc { live: Vec<(String, String)> },
+    Gc {
+        live: Vec<(String, String)>,
+    },
     State,
     /// Remove the network's resources and reservations (before `Shutdown`, on `rm`).
     Teardown,

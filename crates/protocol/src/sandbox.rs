@@ -96,15 +96,28 @@ pub enum SandboxRequest {
     Echo(u64),
     /// Build namespaces' contents: interfaces, devices, /etc files.
     Setup(Box<SandboxSpec>),
-    Start { stdio: Stdio },
+    Start {
+        stdio: Stdio,
+    },
     /// Resolves when the workload has exited; pending until then.
     Wait,
-    Kill { signal: i32 },
+    Kill {
+        signal: i32,
+    },
     /// `signal`, then SIGKILL after `timeout_secs` if the workload still runs.
-    Stop { signal: i32, timeout_secs: u64 },
+    Stop {
+        signal: i32,
+        timeout_secs: u64,
+    },
     /// Run a further process in the container's namespaces and wait for it.
-    Exec { process: ProcessSpec, stdio: Stdio },
-    Resize { rows: u16, cols: u16 },
+    Exec {
+        process: ProcessSpec,
+        stdio: Stdio,
+    },
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
     State,
     /// Tear down (host-side interfaces, devices back to the host, netns) and exit. The
     /// helper never exits on its own.

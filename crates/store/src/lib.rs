@@ -1,6 +1,7 @@
 //! Persisted state of `container`: where it lives and how it is written.
 
 mod atomic;
+pub mod container;
 pub mod names;
 pub mod network;
 pub mod paths;

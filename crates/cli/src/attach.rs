@@ -1,0 +1,298 @@
+//! Attaching a terminal or pipes to a workload. The descriptors travel to the apiserver,
+//! which hands them to the sandbox: the workload reads and writes them directly.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use anyhow::{bail, Result};
+use container_protocol::api::{ApiRequest, ApiResponse};
+use container_protocol::sandbox::Stdio;
+use nix::sys::termios;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::client::{call, call_fds, ApiClient};
+
+pub async fn start_detached(client: &ApiClient, id: &str) -> Result<()> {
+    call(
+        client,
+        ApiRequest::ContainerStart {
+            id: id.to_string(),
+            stdio: Stdio::Log,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+fn dup(fd: impl AsFd) -> Result<OwnedFd> {
+    Ok(fd.as_fd().try_clone_to_owned()?)
+}
+
+fn stdio_fds(interactive: bool) -> Result<Vec<OwnedFd>> {
+    let stdin = if interactive {
+        dup(std::io::stdin())?
+    } else {
+        OwnedFd::from(std::fs::File::open("/dev/null")?)
+    };
+    Ok(vec![
+        stdin,
+        dup(std::io::stdout())?,
+        dup(std::io::stderr())?,
+    ])
+}
+
+/// Restores the terminal's mode however we leave.
+struct RawMode {
+    saved: Option<termios::Termios>,
+}
+
+impl RawMode {
+    fn enter() -> RawMode {
+        let stdin = std::io::stdin();
+        let Ok(saved) = termios::tcgetattr(stdin.as_fd()) else {
+            return RawMode { saved: None };
+        };
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        let _ = termios::tcsetattr(stdin.as_fd(), termios::SetArg::TCSANOW, &raw);
+        RawMode { saved: Some(saved) }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.saved {
+            let _ = termios::tcsetattr(std::io::stdin().as_fd(), termios::SetArg::TCSANOW, saved);
+        }
+    }
+}
+
+fn window_size() -> Option<(u16, u16)> {
+    let mut ws = nix::libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize into the struct we own.
+    let rc = unsafe {
+        nix::libc::ioctl(
+            std::io::stdout().as_raw_fd(),
+            nix::libc::TIOCGWINSZ,
+            &mut ws,
+        )
+    };
+    (rc == 0 && ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
+/// Starts a container with this process's stdio (or a pty) and waits for it; returns
+/// the workload's exit code.
+pub async fn start_attached(
+    client: &ApiClient,
+    id: &str,
+    tty: bool,
+    interactive: bool,
+) -> Result<i32> {
+    // The wait is on the wire before the start, so even an instant exit is seen.
+    let waiter = client.clone();
+    let wait_id = id.to_string();
+    let mut wait =
+        Box::pin(async move { call(&waiter, ApiRequest::ContainerWait { id: wait_id }).await });
+    let _ = futures::poll!(wait.as_mut());
+
+    let (stdio, fds) = if tty {
+        (Stdio::Tty, vec![])
+    } else {
+        (Stdio::Inherit, stdio_fds(interactive)?)
+    };
+    let (reply, mut out_fds) = call_fds(
+        client,
+        ApiRequest::ContainerStart {
+            id: id.to_string(),
+            stdio,
+        },
+        fds,
+    )
+    .await?;
+    let ApiResponse::Started { .. } = reply else {
+        bail!("unexpected answer from the apiserver")
+    };
+
+    let _raw = if tty { Some(RawMode::enter()) } else { None };
+    let mut copiers = Vec::new();
+    if tty {
+        let Some(master) = out_fds.pop() else {
+            bail!("no terminal came back from the sandbox")
+        };
+        if let Some((rows, cols)) = window_size() {
+            let _ = call(
+                client,
+                ApiRequest::ContainerResize {
+                    id: id.to_string(),
+                    rows,
+                    cols,
+                },
+            )
+            .await;
+        }
+        let master = std::fs::File::from(master);
+        let reader = tokio::fs::File::from_std(master.try_clone()?);
+        copiers.push(tokio::spawn(async move {
+            let mut reader = reader;
+            let mut out = tokio::io::stdout();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut buf).await {
+                if n == 0 || out.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+                let _ = out.flush().await;
+            }
+        }));
+        if interactive {
+            let writer = tokio::fs::File::from_std(master);
+            copiers.push(tokio::spawn(async move {
+                let mut writer = writer;
+                let mut input = tokio::io::stdin();
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = input.read(&mut buf).await {
+                    if n == 0 || writer.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+    }
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut winch = signal(SignalKind::window_change())?;
+    let status = loop {
+        tokio::select! {
+            result = &mut wait => break result?,
+            _ = sigint.recv() => forward(client, id, nix::sys::signal::Signal::SIGINT).await,
+            _ = sigterm.recv() => forward(client, id, nix::sys::signal::Signal::SIGTERM).await,
+            _ = winch.recv() => {
+                if let Some((rows, cols)) = window_size() {
+                    let _ = call(client, ApiRequest::ContainerResize { id: id.to_string(), rows, cols }).await;
+                }
+            }
+        }
+    };
+    for c in copiers {
+        c.abort();
+    }
+    match status {
+        ApiResponse::Exited(s) => Ok(s.code),
+        _ => bail!("unexpected answer from the apiserver"),
+    }
+}
+
+async fn forward(client: &ApiClient, id: &str, sig: nix::sys::signal::Signal) {
+    let _ = call(
+        client,
+        ApiRequest::ContainerKill {
+            id: id.to_string(),
+            signal: sig as i32,
+        },
+    )
+    .await;
+}
+
+/// `logs [-f] [-n N]`: the apiserver hands over the log file; we read it here.
+pub async fn logs(client: &ApiClient, id: &str, follow: bool, tail: Option<usize>) -> Result<i32> {
+    let (reply, mut fds) = call_fds(
+        client,
+        ApiRequest::ContainerLogs { id: id.to_string() },
+        vec![],
+    )
+    .await?;
+    let ApiResponse::Log { running } = reply else {
+        bail!("unexpected answer from the apiserver")
+    };
+    let Some(fd) = fds.pop() else {
+        bail!("no log came back from the apiserver")
+    };
+    let mut file = tokio::fs::File::from_std(std::fs::File::from(fd));
+    let mut text = Vec::new();
+    file.read_to_end(&mut text).await?;
+    let mut out = tokio::io::stdout();
+    let start = match tail {
+        Some(n) => {
+            let mut count = 0;
+            let mut pos = text.len();
+            let body = text.strip_suffix(b"\n").unwrap_or(&text);
+            for (i, b) in body.iter().enumerate().rev() {
+                if *b == b'\n' {
+                    count += 1;
+                    if count == n {
+                        pos = i + 1;
+                        break;
+                    }
+                }
+            }
+            if count < n {
+                0
+            } else {
+                pos
+            }
+        }
+        None => 0,
+    };
+    out.write_all(&text[start..]).await?;
+    out.flush().await?;
+    if !(follow && running) {
+        return Ok(0);
+    }
+    let waiter = client.clone();
+    let wait_id = id.to_string();
+    let mut wait =
+        Box::pin(async move { call(&waiter, ApiRequest::ContainerWait { id: wait_id }).await });
+    let mut buf = vec![0u8; 16384];
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n > 0 {
+            out.write_all(&buf[..n]).await?;
+            out.flush().await?;
+            continue;
+        }
+        tokio::select! {
+            _ = &mut wait => {
+                // Drain what the workload wrote last.
+                loop {
+                    let n = file.read(&mut buf).await?;
+                    if n == 0 { break; }
+                    out.write_all(&buf[..n]).await?;
+                }
+                out.flush().await?;
+                return Ok(0);
+            }
+            _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+        }
+    }
+}
+
+pub async fn exec(
+    client: &ApiClient,
+    id: &str,
+    args: Vec<String>,
+    env: Vec<String>,
+    interactive: bool,
+    tty: bool,
+) -> Result<i32> {
+    let fds = stdio_fds(interactive)?;
+    let (reply, _) = call_fds(
+        client,
+        ApiRequest::ContainerExec {
+            id: id.to_string(),
+            args,
+            env,
+            tty,
+        },
+        fds,
+    )
+    .await?;
+    match reply {
+        ApiResponse::Exited(s) => Ok(s.code),
+        _ => bail!("unexpected answer from the apiserver"),
+    }
+}

@@ -1,0 +1,437 @@
+//! Container commands, with the flags Docker, Podman and apple/container users know.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use container_protocol::api::{ApiRequest, ApiResponse};
+use container_store::container::{
+    ContainerConfig, NetDeviceConfig, NetworkAttachmentConfig, ProcessConfig,
+};
+use container_store::Paths;
+
+use crate::attach;
+use crate::client::{call, connect, ApiClient};
+use crate::output::{self, Format};
+
+#[derive(Args, Clone)]
+pub struct CreateArgs {
+    /// Name (and id) of the container.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// NET[,ip=IP][,ip6=IP][,mac=MAC][,ifname=IF] (repeatable; `none`: loopback only).
+    #[arg(long = "network", value_name = "NETWORK")]
+    pub networks: Vec<String>,
+    /// Move host interface HOSTIF into the container, named NAME (repeatable).
+    #[arg(long = "net-device", value_name = "HOSTIF[=NAME]")]
+    pub net_devices: Vec<String>,
+    /// Root filesystem directory (default: the host's files, private mounts and /proc).
+    #[arg(long)]
+    pub rootfs: Option<PathBuf>,
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// File of KEY=VALUE lines.
+    #[arg(long = "env-file")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// UID[:GID] to run as.
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// DNS server (repeatable).
+    #[arg(long)]
+    pub dns: Vec<IpAddr>,
+    /// Label KEY=VALUE (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Keep stdin open.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// A JSON container configuration (the on-disk shape) instead of flags.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Command and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+fn parse_network(spec: &str) -> Result<NetworkAttachmentConfig> {
+    let mut parts = spec.split(',');
+    let network = parts.next().unwrap_or_default().to_string();
+    if network.is_empty() {
+        bail!("invalid --network {spec:?}: no network name");
+    }
+    let mut att = NetworkAttachmentConfig {
+        network,
+        ip: None,
+        ip6: None,
+        mac: None,
+        ifname: None,
+    };
+    for part in parts {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| anyhow!("invalid --network {spec:?}: {part:?} is not KEY=VALUE"))?;
+        match k {
+            "ip" => {
+                att.ip = Some(v.parse().map_err(|_| {
+                    anyhow!("invalid --network {spec:?}: ip {v:?} is not an IPv4 address")
+                })?)
+            }
+            "ip6" => {
+                att.ip6 = Some(v.parse().map_err(|_| {
+                    anyhow!("invalid --network {spec:?}: ip6 {v:?} is not an IPv6 address")
+                })?)
+            }
+            "mac" => att.mac = Some(v.to_string()),
+            "ifname" => att.ifname = Some(v.to_string()),
+            other => bail!(
+                "invalid --network {spec:?}: unknown key {other:?} (use ip, ip6, mac, ifname)"
+            ),
+        }
+    }
+    Ok(att)
+}
+
+/// Builds the configuration the apiserver receives, from flags or from `--config`.
+pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
+    if let Some(path) = &a.config {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let mut config: ContainerConfig = serde_json::from_str(&text)
+            .map_err(|e| anyhow!("invalid container configuration {}: {e}", path.display()))?;
+        if let Some(name) = &a.name {
+            config.id = name.clone();
+        }
+        return Ok(config);
+    }
+    if a.command.is_empty() {
+        bail!("no command given: container run [OPTIONS] [--] CMD [ARG...]");
+    }
+    let mut env = Vec::new();
+    for file in &a.env_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("read env file {}", file.display()))?;
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            if !line.contains('=') {
+                bail!(
+                    "env file {}: invalid line {line:?}: expected KEY=VALUE",
+                    file.display()
+                );
+            }
+            env.push(line.to_string());
+        }
+    }
+    for e in &a.env {
+        if e.contains('=') {
+            env.push(e.clone());
+        } else if let Ok(v) = std::env::var(e) {
+            // `-e NAME` passes the caller's value, as Docker does.
+            env.push(format!("{e}={v}"));
+        } else {
+            bail!("invalid -e {e:?}: expected KEY=VALUE");
+        }
+    }
+    let (uid, gid) = match &a.user {
+        None => (0, 0),
+        Some(u) => {
+            let (uid, gid) = match u.split_once(':') {
+                Some((u, g)) => (u, Some(g)),
+                None => (u.as_str(), None),
+            };
+            let uid: u32 = uid
+                .parse()
+                .map_err(|_| anyhow!("invalid --user {u:?}: expected UID[:GID] as numbers"))?;
+            let gid: u32 = match gid {
+                Some(g) => g
+                    .parse()
+                    .map_err(|_| anyhow!("invalid --user {u:?}: expected UID[:GID] as numbers"))?,
+                None => uid,
+            };
+            (uid, gid)
+        }
+    };
+    let networks = if a.networks.is_empty() {
+        vec![NetworkAttachmentConfig {
+            network: "default".into(),
+            ip: None,
+            ip6: None,
+            mac: None,
+            ifname: None,
+        }]
+    } else if a.networks.iter().any(|n| n == "none") {
+        if a.networks.len() > 1 {
+            bail!("--network none cannot be combined with other networks");
+        }
+        vec![]
+    } else {
+        a.networks
+            .iter()
+            .map(|n| parse_network(n))
+            .collect::<Result<_>>()?
+    };
+    let mut net_devices = BTreeMap::new();
+    for d in &a.net_devices {
+        let (host, name) = match d.split_once('=') {
+            Some((h, n)) => (h.to_string(), Some(n.to_string())),
+            None => (d.clone(), None),
+        };
+        if host.is_empty() {
+            bail!("invalid --net-device {d:?}: no host interface");
+        }
+        if net_devices
+            .insert(host.clone(), NetDeviceConfig { name })
+            .is_some()
+        {
+            bail!("--net-device {host} given twice");
+        }
+    }
+    let labels = a
+        .labels
+        .iter()
+        .map(|l| crate::network::key_value("label", l))
+        .collect::<Result<BTreeMap<_, _>>>()?;
+    let rootfs = match &a.rootfs {
+        Some(p) => Some(
+            std::fs::canonicalize(p)
+                .with_context(|| format!("rootfs {}", p.display()))?
+                .display()
+                .to_string(),
+        ),
+        None => None,
+    };
+    Ok(ContainerConfig {
+        version: 0,
+        id: a.name.clone().unwrap_or_default(),
+        process: ProcessConfig {
+            args: a.command.clone(),
+            env,
+            cwd: a.workdir.clone(),
+            uid,
+            gid,
+            tty: a.tty,
+            interactive: a.interactive,
+        },
+        rootfs,
+        hostname: a.hostname.clone(),
+        dns: a.dns.clone(),
+        networks,
+        net_devices,
+        auto_remove: a.rm,
+        labels,
+        created: 0,
+    })
+}
+
+pub async fn create(client: &ApiClient, config: &ContainerConfig) -> Result<String> {
+    let json = serde_json::to_string(config)?;
+    match call(client, ApiRequest::ContainerCreate { config: json }).await? {
+        ApiResponse::Created { id } => Ok(id),
+        _ => bail!("unexpected answer from the apiserver"),
+    }
+}
+
+pub async fn run(paths: &Paths, args: CreateArgs, detach: bool) -> Result<i32> {
+    let client = connect(&paths.apiserver_socket()).await?;
+    let config = build_config(&args)?;
+    let id = create(&client, &config).await?;
+    if detach {
+        if let Err(e) = attach::start_detached(&client, &id).await {
+            remove_quietly(&client, &id).await;
+            return Err(e);
+        }
+        println!("{id}");
+        return Ok(0);
+    }
+    match attach::start_attached(&client, &id, config.process.tty, config.process.interactive).await
+    {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            // `run` created it: a start that failed leaves nothing behind.
+            remove_quietly(&client, &id).await;
+            Err(e)
+        }
+    }
+}
+
+async fn remove_quietly(client: &ApiClient, id: &str) {
+    let _ = call(
+        client,
+        ApiRequest::ContainerRemove {
+            id: id.to_string(),
+            force: true,
+        },
+    )
+    .await;
+}
+
+pub async fn create_cmd(paths: &Paths, args: CreateArgs) -> Result<i32> {
+    let client = connect(&paths.apiserver_socket()).await?;
+    let id = create(&client, &build_config(&args)?).await?;
+    println!("{id}");
+    Ok(0)
+}
+
+pub async fn start(paths: &Paths, ids: Vec<String>, attach_out: bool) -> Result<i32> {
+    let client = connect(&paths.apiserver_socket()).await?;
+    if attach_out {
+        let [id] = ids.as_slice() else {
+            bail!("start -a takes one container")
+        };
+        return attach::start_attached(&client, id, false, false).await;
+    }
+    for id in ids {
+        attach::start_detached(&client, &id).await?;
+        println!("{id}");
+    }
+    Ok(0)
+}
+
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n)
+            .map(|s| s as i32)
+            .map_err(|_| anyhow!("invalid signal {s:?}"));
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| anyhow!("invalid signal {s:?}"))
+}
+
+pub async fn stop(paths: &Paths, ids: Vec<String>, time: u64, signal: &str) -> Result<i32> {
+    let client = connect(&paths.apiserver_socket()).await?;
+    let signal = parse_signal(signal)?;
+    for id in ids {
+        call(
+            &client,
+            ApiRequest::ContainerStop {
+                id: id.clone(),
+                signal,
+                timeout_secs: time,
+            },
+        )
+        .await?;
+        println!("{id}");
+    }
+    Ok(0)
+}
+
+pub async fn kill(paths: &Paths, ids: Vec<String>, signal: &str) -> Result<i32> {
+    let client = connect(&paths.apiserver_socket()).await?;
+    let signal = parse_signal(signal)?;
+    for id in ids {
+        call(
+            &client,
+            ApiRequest::ContainerKill {
+                id: id.clone(),
+                signal,
+            },
+        )
+        .await?;
+        println!("{id}");
+    }
+    Ok(0)
+}
+
+pub async fn rm(paths: &Paths, ids: Vec<String>, force: bool) -> Result<i32> {
+    let client = connect(&paths.apiserver_socket()).await?;
+    let mut failed = false;
+    for id in ids {
+        match call(
+            &client,
+            ApiRequest::ContainerRemove {
+                id: id.clone(),
+                force,
+            },
+        )
+        .await
+        {
+            Ok(_) => println!("{id}"),
+            Err(e) => {
+                eprintln!("container: error: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+pub async fn ls(paths: &Paths, all: bool, quiet: bool, format: Format) -> Result<i32> {
+    let client = connect(&paths.apiserver_socket()).await?;
+    let ApiResponse::Containers(list) = call(&client, ApiRequest::ContainerList { all }).await?
+    else {
+        bail!("unexpected answer from the apiserver");
+    };
+    if quiet {
+        for c in &list {
+            println!("{}", c.id);
+        }
+    } else if format == Format::Json {
+        output::json(&list)?;
+    } else {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|c| {
+                let status = match (c.status.as_str(), c.exit_code) {
+                    ("stopped", Some(code)) => format!("stopped ({code})"),
+                    (s, _) => s.to_string(),
+                };
+                vec![
+                    c.id.clone(),
+                    c.command.clone(),
+                    status,
+                    c.networks.join(","),
+                    c.addresses
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ]
+            })
+            .collect();
+        output::table(&["ID", "COMMAND", "STATUS", "NETWORKS", "ADDRESSES"], &rows);
+    }
+    Ok(0)
+}
+
+pub async fn inspect(paths: &Paths, ids: Vec<String>) -> Result<i32> {
+    let client = connect(&paths.apiserver_socket()).await?;
+    if let ApiResponse::Json(j) = call(&client, ApiRequest::ContainerInspect(ids)).await? {
+        println!("{j}");
+    }
+    Ok(0)
+}
+
+pub async fn wait(paths: &Paths, ids: Vec<String>) -> Result<i32> {
+    let client = connect(&paths.apiserver_socket()).await?;
+    let mut last = 0;
+    for id in ids {
+        if let ApiResponse::Exited(s) = call(&client, ApiRequest::ContainerWait { id }).await? {
+            println!("{}", s.code);
+            last = s.code;
+        }
+    }
+    Ok(last)
+}

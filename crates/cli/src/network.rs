@@ -1,0 +1,179 @@
+//! `container network create|ls|inspect|rm|prune|gc`.
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use container_protocol::api::{ApiRequest, ApiResponse, NetworkCreate};
+use container_store::Paths;
+
+use crate::client::{call, connect};
+use crate::output::{self, Format};
+
+#[derive(Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network.
+    Create(CreateArgs),
+    /// List networks.
+    #[command(alias = "list")]
+    Ls {
+        /// Only names.
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show networks' configuration and live state as JSON.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove networks (refused while a container uses one).
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove every network no container uses.
+    Prune,
+    /// Release IP reservations held by no live container, now.
+    Gc { name: Option<String> },
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Network plugin: bridge (default), macvlan, none, cni.
+    #[arg(long)]
+    plugin: Option<String>,
+    /// IPv4 subnet (default: a free /24 from 10.88.0.0/16).
+    #[arg(long)]
+    subnet: Option<String>,
+    /// IPv4 gateway (default: the subnet's first address).
+    #[arg(long)]
+    gateway: Option<String>,
+    /// IPv6 subnet.
+    #[arg(long = "subnet-v6")]
+    subnet_v6: Option<String>,
+    /// IPv6 gateway.
+    #[arg(long = "gateway-v6")]
+    gateway_v6: Option<String>,
+    /// No route out: no masquerade, no forwarding beyond the network.
+    #[arg(long)]
+    internal: bool,
+    /// Label KEY=VALUE (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Plugin option KEY=VALUE (repeatable), e.g. parent=eth0, mode=bridge, mtu=1400.
+    #[arg(long = "opt", short = 'o', value_name = "KEY=VALUE")]
+    options: Vec<String>,
+    name: String,
+}
+
+pub fn key_value(what: &str, s: &str) -> Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => bail!("invalid {what} {s:?}: expected KEY=VALUE"),
+    }
+}
+
+pub async fn run(paths: &Paths, command: NetworkCommand) -> Result<()> {
+    let client = connect(&paths.apiserver_socket()).await?;
+    match command {
+        NetworkCommand::Create(a) => {
+            let req = NetworkCreate {
+                name: a.name,
+                plugin: a.plugin,
+                subnet: a.subnet,
+                gateway: a.gateway,
+                subnet_v6: a.subnet_v6,
+                gateway_v6: a.gateway_v6,
+                internal: a.internal,
+                labels: a
+                    .labels
+                    .iter()
+                    .map(|l| key_value("label", l))
+                    .collect::<Result<_>>()?,
+                options: a
+                    .options
+                    .iter()
+                    .map(|o| key_value("option", o))
+                    .collect::<Result<_>>()?,
+            };
+            if let ApiResponse::Names(names) = call(&client, ApiRequest::NetworkCreate(req)).await?
+            {
+                for n in names {
+                    println!("{n}");
+                }
+            }
+        }
+        NetworkCommand::Ls { quiet, format } => {
+            let ApiResponse::Networks(list) = call(&client, ApiRequest::NetworkList).await? else {
+                bail!("unexpected answer from the apiserver");
+            };
+            if quiet {
+                for n in &list {
+                    println!("{}", n.name);
+                }
+            } else if format == Format::Json {
+                output::json(&list)?;
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|n| {
+                        vec![
+                            n.name.clone(),
+                            n.plugin.clone(),
+                            n.subnet.clone().unwrap_or_else(|| "-".into()),
+                            n.subnet_v6.clone().unwrap_or_else(|| "-".into()),
+                            if n.internal {
+                                "yes".into()
+                            } else {
+                                "no".into()
+                            },
+                            n.containers.len().to_string(),
+                        ]
+                    })
+                    .collect();
+                output::table(
+                    &[
+                        "NAME",
+                        "PLUGIN",
+                        "SUBNET",
+                        "SUBNET V6",
+                        "INTERNAL",
+                        "CONTAINERS",
+                    ],
+                    &rows,
+                );
+            }
+        }
+        NetworkCommand::Inspect { names } => {
+            if let ApiResponse::Json(j) = call(&client, ApiRequest::NetworkInspect(names)).await? {
+                println!("{j}");
+            }
+        }
+        NetworkCommand::Rm { names } => {
+            if let ApiResponse::Names(names) =
+                call(&client, ApiRequest::NetworkRemove(names)).await?
+            {
+                for n in names {
+                    println!("{n}");
+                }
+            }
+        }
+        NetworkCommand::Prune => {
+            if let ApiResponse::Names(names) = call(&client, ApiRequest::NetworkPrune).await? {
+                for n in names {
+                    println!("{n}");
+                }
+            }
+        }
+        NetworkCommand::Gc { name } => {
+            if let ApiResponse::Collected(list) = call(&client, ApiRequest::NetworkGc(name)).await?
+            {
+                for (network, r) in list {
+                    println!("{network}\t{}\t{}\t{}", r.ip, r.container_id, r.ifname);
+                }
+            }
+        }
+    }
+    Ok(())
+}
