@@ -514,6 +514,8 @@ impl ApiServer {
             if let Err(e) = remove_container(&self.paths, id) {
                 tracing::warn!("container {id}: remove: {e}");
             }
+            self.spawner
+                .remove_log(container_protocol::HelperKind::Sandbox, id);
         }
     }
 
@@ -644,6 +646,8 @@ impl ApiServer {
             }
         }
         remove_container(&self.paths, id)?;
+        self.spawner
+            .remove_log(container_protocol::HelperKind::Sandbox, id);
         tracing::info!("container {id} removed");
         Ok(())
     }

@@ -233,6 +233,11 @@ impl Spawner {
         ids
     }
 
+    /// Removes a helper's log, once nothing it logged can matter (its object is gone).
+    pub fn remove_log(&self, kind: HelperKind, id: &str) {
+        let _ = std::fs::remove_file(self.paths.helper_file(kind.as_str(), id, "log"));
+    }
+
     /// Removes what a dead helper left behind under the run directory.
     pub fn remove_leftovers(&self, kind: HelperKind, id: &str) {
         for ext in ["sock", "pid"] {

@@ -426,12 +426,10 @@ pub async fn inspect(paths: &Paths, ids: Vec<String>) -> Result<i32> {
 
 pub async fn wait(paths: &Paths, ids: Vec<String>) -> Result<i32> {
     let client = connect(&paths.apiserver_socket()).await?;
-    let mut last = 0;
     for id in ids {
         if let ApiResponse::Exited(s) = call(&client, ApiRequest::ContainerWait { id }).await? {
             println!("{}", s.code);
-            last = s.code;
         }
     }
-    Ok(last)
+    Ok(0)
 }
