@@ -4,7 +4,8 @@
 //! * `test`  — deps, build every binary, run every test (root; kernel tests isolate
 //!   themselves in private namespaces).
 //! * `lint`  — rustfmt and clippy, warnings as errors.
-//! * `demo`  — deps, build, start the apiserver, run a container on a network.
+//! * `demo`  — deps, build, start the apiserver, run a container on a network
+//!   (`--isolated`: in private namespaces with a temporary state tree).
 //! * `bench` — criterion benchmarks; writes `docs/benchmarks.md`.
 
 mod bench;
@@ -37,6 +38,7 @@ fn main() -> Result<()> {
         "test" => test(rest),
         "lint" => lint(),
         "demo" => demo::run(rest),
+        "demo-inner" => demo::inner(rest),
         "bench" => bench::run(rest),
         other => bail!("unknown xtask {other:?}: use deps, test, lint, demo or bench"),
     }
