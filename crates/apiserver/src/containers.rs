@@ -14,7 +14,7 @@ use container_protocol::network::{Allocation, Attachment, NetworkRequest, Networ
 use container_protocol::sandbox::{
     ExitStatus, NetDeviceSpec, ProcessSpec, SandboxRequest, SandboxResponse, SandboxSpec, Stdio,
 };
-use container_protocol::ProtocolError;
+use container_protocol::{fault, ProtocolError};
 use container_store::container::{
     list_containers, load_config, load_state, remove_container, save_config, save_state,
     ContainerConfig, ContainerState, Status,
@@ -305,6 +305,7 @@ impl ApiServer {
         // A leftover helper of an earlier run (dead or not) is not reused: seed 002.
         let _ = self.sandboxes.shutdown(&id).await;
         let helper = self.sandboxes.start(&self.spawner, &id, &[]).await?;
+        fault::point("apiserver:after-sandbox-spawn");
         {
             let server = self.clone();
             let id = id.clone();
@@ -352,6 +353,7 @@ impl ApiServer {
                 });
             }
             allocations.push(alloc);
+            fault::point("apiserver:after-allocate");
         }
 
         let mut dns = config.dns.clone();
@@ -397,6 +399,7 @@ impl ApiServer {
         state.finished_at = None;
         state.started_at = Some(unix_now());
         save_state(&self.paths, &id, &state)?;
+        fault::point("apiserver:after-setup");
 
         let (reply, out_fds) = helper
             .client
@@ -407,6 +410,7 @@ impl ApiServer {
         };
         state.pid = Some(pid);
         save_state(&self.paths, &id, &state)?;
+        fault::point("apiserver:after-start");
         tracing::info!("container {id} started (pid {pid})");
         Ok((pid, out_fds, helper))
     }
@@ -475,6 +479,7 @@ impl ApiServer {
             self.sandboxes.forget(id);
             self.clean_after_dead_sandbox(id, &state).await;
         }
+        fault::point("apiserver:finish-before-release");
         for a in &state.allocations {
             if let Err(e) = self
                 .release(&a.network, id, &a.ifname, state.netns.clone())
@@ -483,6 +488,7 @@ impl ApiServer {
                 tracing::warn!("container {id}: release {} {}: {e}", a.network, a.ifname);
             }
         }
+        fault::point("apiserver:finish-after-release");
         state.status = Status::Stopped;
         state.exit_code = exit.map(|e| e.code);
         state.reason = reason.clone();
@@ -535,22 +541,44 @@ impl ApiServer {
             tracing::warn!("container {id}: remove {}: {e}", netns.display());
         }
         if !state.net_devices.is_empty() {
-            match container_sandbox_helper::netdev::restore_returned(
-                &self.host_netlink,
-                &state.net_devices,
-            )
-            .await
-            {
-                Ok(restored) => {
-                    for name in restored {
-                        tracing::info!("container {id}: net device {name} restored on the host");
-                    }
-                }
-                Err(e) => tracing::warn!("container {id}: restore net devices: {e}"),
-            }
+            self.restore_net_devices(id, &state.net_devices).await;
         }
         self.spawner
             .remove_leftovers(container_protocol::HelperKind::Sandbox, id);
+    }
+
+    /// The kernel returns a physical device from a dead namespace asynchronously, so
+    /// look for the devices a few times before giving up on the missing ones (virtual
+    /// devices never come back: the kernel destroyed them).
+    async fn restore_net_devices(
+        &self,
+        id: &str,
+        records: &[container_protocol::sandbox::NetDeviceRecord],
+    ) {
+        let mut pending: Vec<_> = records.to_vec();
+        for _ in 0..20 {
+            match container_sandbox_helper::netdev::restore_returned(&self.host_netlink, &pending)
+                .await
+            {
+                Ok(restored) => {
+                    for name in &restored {
+                        tracing::info!("container {id}: net device {name} restored on the host");
+                    }
+                    pending.retain(|r| !restored.contains(&r.host_name));
+                }
+                Err(e) => tracing::warn!("container {id}: restore net devices: {e}"),
+            }
+            if pending.is_empty() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        for r in pending {
+            tracing::warn!(
+                "container {id}: net device {} did not come back (a virtual device dies with its namespace)",
+                r.host_name
+            );
+        }
     }
 
     pub async fn container_wait(self: &Arc<Self>, id: &str) -> Result<ExitStatus, ApiError> {

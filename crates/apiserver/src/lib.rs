@@ -1,6 +1,7 @@
 //! The apiserver as a library: the binary parses arguments and calls [`daemon::run`];
 //! tests drive the same code.
 
+pub mod check;
 pub mod containers;
 pub mod daemon;
 pub mod error;

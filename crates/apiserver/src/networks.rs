@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use container_network_helper::plugins;
 use container_protocol::api::{NetworkCreate, NetworkSummary};
+use container_protocol::fault;
 use container_protocol::network::{NetworkRequest, NetworkResponse, ReservationInfo};
 use container_store::container::{list_containers, load_config, load_state, Status};
 use container_store::network::{load_networks, remove_network, save_network, DEFAULT_NETWORK};
@@ -360,6 +361,7 @@ impl ApiServer {
         let _ops = self.network_ops.lock().await;
         let config = self.validate_network(req).await?;
         save_network(&self.paths, &config)?;
+        fault::point("apiserver:network-after-record");
         if let Err(e) = self.network_helper(&config.id).await {
             // Undo: whatever the helper built, then the record.
             if let Ok(h) = self.networks.start(&self.spawner, &config.id, &[]).await {
@@ -458,6 +460,7 @@ impl ApiServer {
             name,
             "tear down",
         )?;
+        fault::point("apiserver:network-rm-after-teardown");
         self.networks.shutdown(name).await?;
         remove_network(&self.paths, name)?;
         tracing::info!("network {name} removed");

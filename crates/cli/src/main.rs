@@ -142,6 +142,14 @@ enum SystemCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// List leaked or inconsistent resources; exit non-zero if there are any.
+    Check {
+        /// Repair what is found.
+        #[arg(long)]
+        fix: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
 }
 
 fn main() -> ExitCode {
@@ -169,14 +177,12 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     let paths = Paths::new(cli.root, cli.run_dir);
     match cli.command {
-        Command::System { command } => {
-            match command {
-                SystemCommand::Start => system::start(&paths).await?,
-                SystemCommand::Stop => system::stop(&paths).await?,
-                SystemCommand::Status { format } => system::status(&paths, format).await?,
-            }
-            Ok(0)
-        }
+        Command::System { command } => match command {
+            SystemCommand::Start => system::start(&paths).await.map(|_| 0),
+            SystemCommand::Stop => system::stop(&paths).await.map(|_| 0),
+            SystemCommand::Status { format } => system::status(&paths, format).await.map(|_| 0),
+            SystemCommand::Check { fix, format } => system::check(&paths, fix, format).await,
+        },
         Command::Network { command } => network::run(&paths, command).await.map(|_| 0),
         Command::Run { detach, args } => container::run(&paths, args, detach).await,
         Command::Create { args } => container::create_cmd(&paths, args).await,

@@ -150,3 +150,32 @@ pub async fn status(paths: &Paths, format: Format) -> Result<()> {
     output::table(&["KIND", "ID", "PID"], &rows);
     Ok(())
 }
+
+/// Lists leaked or inconsistent resources; exits non-zero if there is any (after
+/// `--fix`, if any could not be repaired).
+pub async fn check(paths: &Paths, fix: bool, format: Format) -> Result<i32> {
+    let client = connect(&paths.apiserver_socket()).await?;
+    let ApiResponse::Findings(findings) = call(&client, ApiRequest::Check { fix }).await? else {
+        bail!("unexpected answer from the apiserver");
+    };
+    if format == Format::Json {
+        output::json(&findings)?;
+    } else if findings.is_empty() {
+        println!("no leaked or inconsistent resources");
+    } else {
+        let rows: Vec<Vec<String>> = findings
+            .iter()
+            .map(|f| {
+                vec![
+                    f.kind.clone(),
+                    f.object.clone(),
+                    f.detail.clone(),
+                    if f.fixed { "fixed".into() } else { "-".into() },
+                ]
+            })
+            .collect();
+        output::table(&["KIND", "OBJECT", "DETAIL", "FIX"], &rows);
+    }
+    let unresolved = findings.iter().any(|f| !(fix && f.fixed));
+    Ok(if unresolved { 1 } else { 0 })
+}

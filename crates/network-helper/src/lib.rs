@@ -1,5 +1,16 @@
 //! The network helper: one process per network. It owns the network's plugin resources
-//! (bridge, NAT rules, parent link checks) and its IPAM, and answers allocate, release,
-//! gc and state on the endpoints it vends.
+//! (bridge, NAT rules, parent link checks, CNI results) and its IPAM, and answers
+//! allocate, release, gc and state on the endpoints it vends.
+//!
+//! The apiserver uses [`plugins::validate`], [`plugins::check_host`] and
+//! [`plugins::PLUGINS`] to refuse bad input before it creates anything.
 
+pub mod error;
+mod mac;
+pub mod plugins;
 pub mod service;
+mod sysctl;
+
+pub use error::PluginError;
+pub use plugins::{check_host, uses_ipam, validate, Plugin, PLUGINS};
+pub use service::{HelperError, NetworkHelper};

@@ -1,8 +1,9 @@
 use std::sync::Arc;
 
-use container_network_helper::service::NetworkHelper;
+use container_network_helper::NetworkHelper;
 use container_protocol::helper_server::{run_helper, HelperArgs};
 use container_protocol::{HelperInfo, HelperKind};
+use container_store::Paths;
 use tokio::sync::Notify;
 
 fn main() -> anyhow::Result<()> {
@@ -20,24 +21,27 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         let shutdown = Arc::new(Notify::new());
-        let helper = Arc::new(NetworkHelper {
-            info: HelperInfo {
-                kind: HelperKind::Network,
-                id: args.id.clone(),
-                pid: std::process::id(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                started: now(),
-            },
-            shutdown: shutdown.clone(),
-        });
+        let info = HelperInfo {
+            kind: HelperKind::Network,
+            id: args.id.clone(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started: now(),
+        };
+        // A helper without a readable, valid config has nothing to serve: exit with
+        // the reason rather than answer every call with it.
+        let paths = Paths::new(&args.root, &args.run_dir);
+        let helper = NetworkHelper::load(info, paths, shutdown.clone())?;
+        tracing::info!(network = %args.id, plugin = %helper.plugin().name(), "network helper ready");
         run_helper(
             &args.run_dir.join("helpers"),
             HelperKind::Network,
             &args.id,
-            helper,
+            Arc::new(helper),
             shutdown,
         )
-        .await
+        .await?;
+        Ok::<(), anyhow::Error>(())
     })?;
     Ok(())
 }

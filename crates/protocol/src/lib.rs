@@ -9,6 +9,7 @@
 pub mod api;
 pub mod bootstrap;
 mod error;
+pub mod fault;
 pub mod frame;
 pub mod helper;
 pub mod helper_server;

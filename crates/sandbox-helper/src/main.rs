@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use container_protocol::helper_server::{run_helper, HelperArgs};
 use container_protocol::{HelperInfo, HelperKind};
+use container_sandbox_helper::namespaces::Namespaces;
 use container_sandbox_helper::service::SandboxHelper;
 use tokio::sync::Notify;
 
@@ -14,10 +15,32 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = HelperArgs::parse(std::env::args().skip(1)).map_err(anyhow::Error::msg)?;
+    // A live twin owns the netns mount we are about to (re)create: leave it alone.
+    let socket = args
+        .run_dir
+        .join("helpers")
+        .join(HelperKind::Sandbox.as_str())
+        .join(format!("{}.sock", args.id));
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        anyhow::bail!(
+            "helper sandbox {} is already running (its bootstrap socket {} answers)",
+            args.id,
+            socket.display()
+        );
+    }
+    // Before the runtime: the process must still have a single thread (see namespaces).
+    let ns = Namespaces::prepare(&args.run_dir, &args.id)?;
     // One thread keeps the helper small; its work is a handful of calls per container.
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ns.remove_netns();
+            return Err(e.into());
+        }
+    };
     rt.block_on(async {
         let shutdown = Arc::new(Notify::new());
         let helper = Arc::new(SandboxHelper::new(
@@ -29,15 +52,21 @@ fn main() -> anyhow::Result<()> {
                 started: now(),
             },
             shutdown.clone(),
+            args.root.clone(),
+            ns,
         ));
-        run_helper(
+        let result = run_helper(
             &args.run_dir.join("helpers"),
             HelperKind::Sandbox,
             &args.id,
-            helper,
+            helper.clone(),
             shutdown,
         )
-        .await
+        .await;
+        // After a `Shutdown` this finds nothing left to do; after SIGTERM or a failed
+        // start it keeps the netns mount and host interfaces from outliving us.
+        helper.teardown().await;
+        result
     })?;
     Ok(())
 }

@@ -1,26 +1,104 @@
 //! The sandbox helper's calls.
+//!
+//! Calls that change the sandbox (setup, start, shutdown) take `ops` in turn; the
+//! state itself sits behind a plain mutex that is never held across an await. The
+//! workload is reaped by a task of its own, which publishes the exit on `exit` for
+//! every `Wait`.
 
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use container_protocol::sandbox::{ExitStatus, SandboxRequest, SandboxResponse};
+use container_protocol::sandbox::{
+    ExitStatus, ProcessSpec, SandboxRequest, SandboxResponse, SandboxSpec, SandboxState,
+    SetupReport, Stdio,
+};
 use container_protocol::{HelperInfo, RemoteError, Service};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use tokio::sync::{watch, Notify};
+
+use crate::etc::EtcFiles;
+use crate::launch::{self, Wiring};
+use crate::namespaces::Namespaces;
+use crate::network::Network;
+use crate::process::{self, Launch};
+use crate::rootfs::{self, WorkloadFs};
+
+/// How long shutdown waits for a SIGKILLed workload before going on without it.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+
+enum Workload {
+    NotStarted,
+    /// Start failed. The child that failed was PID 1 of the container's pid namespace,
+    /// which the kernel closes when it exits: nothing can start in it again.
+    Failed(String),
+    Running(u32),
+    Exited(ExitStatus),
+}
+
+struct State {
+    /// Gone after teardown.
+    ns: Option<Namespaces>,
+    spec: Option<Arc<SandboxSpec>>,
+    etc: Option<EtcFiles>,
+    network: Option<Network>,
+    report: Option<SetupReport>,
+    workload: Workload,
+    pid: Option<u32>,
+    /// The helper's copy of the workload's pty master, for `Resize`.
+    master: Option<OwnedFd>,
+    torn_down: bool,
+}
 
 pub struct SandboxHelper {
     pub info: HelperInfo,
     pub shutdown: Arc<Notify>,
+    /// `--root`: the generated /etc files go under `<root>/containers/<id>/etc`.
+    root: PathBuf,
+    ops: tokio::sync::Mutex<()>,
+    state: Mutex<State>,
     /// `Some` once the workload has exited; `wait` calls watch it.
     pub exit: watch::Sender<Option<ExitStatus>>,
 }
 
+type CallResult = Result<(SandboxResponse, Vec<OwnedFd>), RemoteError>;
+
 impl SandboxHelper {
-    pub fn new(info: HelperInfo, shutdown: Arc<Notify>) -> Self {
+    pub fn new(info: HelperInfo, shutdown: Arc<Notify>, root: PathBuf, ns: Namespaces) -> Self {
         SandboxHelper {
             info,
             shutdown,
+            root,
+            ops: tokio::sync::Mutex::new(()),
+            state: Mutex::new(State {
+                ns: Some(ns),
+                spec: None,
+                etc: None,
+                network: None,
+                report: None,
+                workload: Workload::NotStarted,
+                pid: None,
+                master: None,
+                torn_down: false,
+            }),
             exit: watch::Sender::new(None),
         }
+    }
+
+    fn id(&self) -> &str {
+        &self.info.id
+    }
+
+    /// `container c1: start: exec "x": No such file or directory`.
+    fn err(&self, step: &str, message: impl std::fmt::Display) -> RemoteError {
+        RemoteError::new(format!("container {}: {step}: {message}", self.id()))
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn wait(&self) -> Result<ExitStatus, RemoteError> {
@@ -32,17 +110,358 @@ impl SandboxHelper {
         status.ok_or_else(|| RemoteError::new("no exit status"))
     }
 
-    async fn dispatch(
-        self: Arc<Self>,
-        req: SandboxRequest,
-    ) -> Result<SandboxResponse, RemoteError> {
+    async fn setup(&self, spec: SandboxSpec) -> Result<SetupReport, RemoteError> {
+        let _op = self.ops.lock().await;
+        let step = "setup";
+        if spec.id != self.id() {
+            return Err(self.err(step, format!("spec is for container {:?}", spec.id)));
+        }
+        let (netns, netns_path) = {
+            let st = self.state();
+            if st.torn_down {
+                return Err(self.err(step, "the sandbox is shut down"));
+            }
+            if st.spec.is_some() {
+                return Err(self.err(step, "already set up"));
+            }
+            let ns = st
+                .ns
+                .as_ref()
+                .ok_or_else(|| self.err(step, "no namespaces"))?;
+            let net = ns.net.try_clone().map_err(|e| self.err(step, e))?;
+            (net, ns.netns_path.display().to_string())
+        };
+        let mut network = Network::build(&netns, &spec.allocations, &spec.net_devices)
+            .await
+            .map_err(|e| self.err(step, e))?;
+        let etc = match self.write_etc(&spec, &network) {
+            Ok(etc) => etc,
+            Err(e) => {
+                for undo in network.teardown().await {
+                    tracing::warn!("container {}: setup rollback: {undo}", self.id());
+                }
+                return Err(self.err(step, e));
+            }
+        };
+        let report = SetupReport {
+            netns_path,
+            interfaces: network.interfaces.clone(),
+            net_devices: network.devices.clone(),
+        };
+        let mut st = self.state();
+        st.spec = Some(Arc::new(spec));
+        st.etc = Some(etc);
+        st.network = Some(network);
+        st.report = Some(report.clone());
+        Ok(report)
+    }
+
+    fn write_etc(&self, spec: &SandboxSpec, network: &Network) -> Result<EtcFiles, String> {
+        let dir = container_store::Paths::new(&self.root, "")
+            .container_dir(&spec.id)
+            .map_err(|e| format!("write /etc files: {e}"))?
+            .join("etc");
+        let own: Vec<_> = network
+            .interfaces
+            .iter()
+            .flat_map(|i| i.addresses.iter().map(|a| a.addr()))
+            .collect();
+        // Explicit servers win; then what the networks offer; then the host's.
+        let mut dns = spec.dns.clone();
+        if dns.is_empty() {
+            for ip in spec.allocations.iter().flat_map(|a| a.dns.iter()) {
+                if !dns.contains(ip) {
+                    dns.push(*ip);
+                }
+            }
+        }
+        crate::etc::write(&dir, &spec.hostname, &own, &spec.hosts, &dns)
+            .map_err(|e| format!("write /etc files: {e}"))
+    }
+
+    fn start(self: &Arc<Self>, stdio: Stdio, fds: Vec<OwnedFd>) -> CallResult {
+        let step = "start";
+        let mut st = self.state();
+        let (Some(spec), Some(etc), Some(ns)) = (st.spec.clone(), st.etc.as_ref(), &st.ns) else {
+            return Err(self.err(step, "not set up"));
+        };
+        match &st.workload {
+            Workload::NotStarted => {}
+            Workload::Failed(e) => {
+                return Err(self.err(step, format!("an earlier start failed ({e})")))
+            }
+            Workload::Running(_) | Workload::Exited(_) => {
+                return Err(self.err(step, "already started"))
+            }
+        }
+        let rootfs = match &spec.rootfs {
+            Some(r) => Some(
+                std::fs::canonicalize(r).map_err(|e| self.err(step, format!("rootfs {r}: {e}")))?,
+            ),
+            None => None,
+        };
+        let tty = stdio == Stdio::Tty;
+        let plan = rootfs::workload_plan(&WorkloadFs {
+            net: &ns.net,
+            uts: &ns.uts,
+            ipc: &ns.ipc,
+            hostname: &spec.hostname,
+            rootfs: rootfs.as_deref(),
+            etc,
+            process: &spec.process,
+            tty,
+        })
+        .map_err(|e| self.err(step, e))?;
+        let Wiring {
+            stdin,
+            stdout,
+            stderr,
+            master,
+        } = launch::wire(stdio, fds, spec.log_path.as_ref()).map_err(|e| self.err(step, e))?;
+        let p = &spec.process;
+        let launch = Launch {
+            args: p.args.clone(),
+            env: launch::environment(&[&p.env], &spec.hostname, p.uid, tty),
+            stdin,
+            stdout,
+            stderr,
+            plan,
+        };
+        let mut child = match process::spawn(launch) {
+            Ok(child) => child,
+            Err(e) => {
+                st.workload = Workload::Failed(e.to_string());
+                return Err(self.err(step, e));
+            }
+        };
+        let pid = child.id().unwrap_or(0);
+        st.workload = Workload::Running(pid);
+        st.pid = Some(pid);
+        let mut reply_fds = vec![];
+        if let Some(master) = master {
+            match master.try_clone() {
+                Ok(copy) => st.master = Some(copy),
+                Err(e) => tracing::warn!("container {}: keep pty for resize: {e}", self.id()),
+            }
+            reply_fds.push(master);
+        }
+        drop(st);
+        tracing::info!("container {}: workload started (pid {pid})", self.id());
+        let helper = self.clone();
+        tokio::spawn(async move {
+            let status = match child.wait().await {
+                Ok(s) => launch::exit_status(s),
+                Err(e) => {
+                    tracing::error!("container {}: wait for pid {pid}: {e}", helper.id());
+                    ExitStatus {
+                        code: 255,
+                        signal: None,
+                    }
+                }
+            };
+            tracing::info!(
+                "container {}: workload (pid {pid}) exited with {}",
+                helper.id(),
+                status.code
+            );
+            {
+                let mut st = helper.state();
+                st.workload = Workload::Exited(status);
+                st.master = None;
+            }
+            helper.exit.send_replace(Some(status));
+        });
+        container_protocol::fault::point("sandbox-helper:after-start");
+        Ok((SandboxResponse::Started { pid }, reply_fds))
+    }
+
+    /// The workload's pid, or why there is none.
+    fn running(&self, step: &str) -> Result<u32, RemoteError> {
+        match &self.state().workload {
+            Workload::Running(pid) => Ok(*pid),
+            Workload::NotStarted => Err(self.err(step, "not started")),
+            Workload::Failed(_) => Err(self.err(step, "not running (its start failed)")),
+            Workload::Exited(s) => Err(self.err(step, format!("not running (exited {})", s.code))),
+        }
+    }
+
+    fn signal(&self, step: &str, pid: u32, signal: i32) -> Result<(), RemoteError> {
+        let sig = Signal::try_from(signal)
+            .map_err(|_| self.err(step, format!("{signal} is not a signal")))?;
+        match kill(Pid::from_raw(pid as i32), sig) {
+            // Exited but not reaped yet: the reaper is about to report it.
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(e) => Err(self.err(step, format!("send {sig} to pid {pid}: {}", e.desc()))),
+        }
+    }
+
+    async fn stop(&self, signal: i32, timeout_secs: u64) -> Result<ExitStatus, RemoteError> {
+        let step = "stop";
+        let pid = match &self.state().workload {
+            Workload::Exited(s) => return Ok(*s),
+            Workload::Running(pid) => *pid,
+            _ => return Err(self.err(step, "not running")),
+        };
+        self.signal(step, pid, signal)?;
+        let grace = Duration::from_secs(timeout_secs);
+        if let Ok(status) = tokio::time::timeout(grace, self.wait()).await {
+            return status;
+        }
+        tracing::info!(
+            "container {}: still running {timeout_secs}s after signal {signal}; SIGKILL",
+            self.id()
+        );
+        self.signal(step, pid, libc::SIGKILL)?;
+        self.wait().await
+    }
+
+    async fn exec(
+        &self,
+        process: ProcessSpec,
+        stdio: Stdio,
+        fds: Vec<OwnedFd>,
+    ) -> Result<ExitStatus, RemoteError> {
+        let step = "exec";
+        if stdio == Stdio::Tty || process.tty {
+            return Err(self.err(step, "exec with a terminal is not supported yet"));
+        }
+        let pid = self.running(step)?;
+        let Some(spec) = self.state().spec.clone() else {
+            return Err(self.err(step, "not set up"));
+        };
+        let plan = rootfs::exec_plan(pid, &process).map_err(|e| self.err(step, e))?;
+        let wiring =
+            launch::wire(stdio, fds, spec.log_path.as_ref()).map_err(|e| self.err(step, e))?;
+        let launch = Launch {
+            args: process.args.clone(),
+            env: launch::environment(
+                &[&spec.process.env, &process.env],
+                &spec.hostname,
+                process.uid,
+                false,
+            ),
+            stdin: wiring.stdin,
+            stdout: wiring.stdout,
+            stderr: wiring.stderr,
+            plan,
+        };
+        let mut child = process::spawn(launch).map_err(|e| {
+            if self.running(step).is_err() {
+                // Forking into a pid namespace whose init is gone fails with ENOMEM.
+                self.err(step, "the container stopped")
+            } else {
+                self.err(step, e)
+            }
+        })?;
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| self.err(step, format!("wait: {e}")))?;
+        Ok(launch::exit_status(status))
+    }
+
+    fn resize(&self, rows: u16, cols: u16) -> Result<(), RemoteError> {
+        let st = self.state();
+        let master = st
+            .master
+            .as_ref()
+            .ok_or_else(|| self.err("resize", "the workload has no terminal"))?;
+        crate::pty::resize(master, rows, cols).map_err(|e| self.err("resize", e))
+    }
+
+    fn snapshot(&self) -> SandboxState {
+        let st = self.state();
+        SandboxState {
+            pid: st.pid,
+            exit: match &st.workload {
+                Workload::Exited(s) => Some(*s),
+                _ => None,
+            },
+            setup: st.report.clone(),
+        }
+    }
+
+    /// Kills the workload, removes host-side interfaces, gives devices back and removes
+    /// the netns mount. Runs once; keeps going past failures and logs them.
+    pub async fn teardown(&self) {
+        let _op = self.ops.lock().await;
+        if self.state().torn_down {
+            return;
+        }
+        let id = self.id().to_string();
+        if let Ok(pid) = self.running("shutdown") {
+            if let Err(e) = self.signal("shutdown", pid, libc::SIGKILL) {
+                tracing::warn!("{e}");
+            }
+            if tokio::time::timeout(KILL_GRACE, self.wait()).await.is_err() {
+                tracing::warn!("container {id}: shutdown: pid {pid} survived SIGKILL");
+            }
+        }
+        let (network, ns) = {
+            let mut st = self.state();
+            st.torn_down = true;
+            st.master = None;
+            (st.network.take(), st.ns.take())
+        };
+        if let Some(mut network) = network {
+            for e in network.teardown().await {
+                tracing::warn!("container {id}: shutdown: {e}");
+            }
+        }
+        container_protocol::fault::point("sandbox-helper:during-shutdown");
+        if let Some(ns) = ns {
+            if let Err(e) = ns.remove_netns() {
+                tracing::warn!("container {id}: shutdown: {e}");
+            }
+        }
+        tracing::info!("container {id}: torn down");
+    }
+
+    async fn dispatch(self: Arc<Self>, req: SandboxRequest, fds: Vec<OwnedFd>) -> CallResult {
+        let plain = |r: Result<SandboxResponse, RemoteError>| r.map(|r| (r, vec![]));
         match req {
-            SandboxRequest::Info => Ok(SandboxResponse::Info(self.info.clone())),
-            SandboxRequest::Echo(n) => Ok(SandboxResponse::Echo(n)),
-            SandboxRequest::Wait => self.wait().await.map(SandboxResponse::Exited),
+            SandboxRequest::Info => plain(Ok(SandboxResponse::Info(self.info.clone()))),
+            SandboxRequest::Echo(n) => plain(Ok(SandboxResponse::Echo(n))),
+            SandboxRequest::Setup(spec) => {
+                plain(self.setup(*spec).await.map(SandboxResponse::SetUp))
+            }
+            SandboxRequest::Start { stdio } => {
+                let _op = self.ops.lock().await;
+                self.start(stdio, fds)
+            }
+            SandboxRequest::Wait => plain(self.wait().await.map(SandboxResponse::Exited)),
+            SandboxRequest::Kill { signal } => {
+                let pid = self.running("kill")?;
+                self.signal("kill", pid, signal)?;
+                plain(Ok(SandboxResponse::Done))
+            }
+            SandboxRequest::Stop {
+                signal,
+                timeout_secs,
+            } => plain(
+                self.stop(signal, timeout_secs)
+                    .await
+                    .map(SandboxResponse::Exited),
+            ),
+            SandboxRequest::Exec { process, stdio } => plain(
+                self.exec(process, stdio, fds)
+                    .await
+                    .map(SandboxResponse::Exited),
+            ),
+            SandboxRequest::Resize { rows, cols } => {
+                self.resize(rows, cols)?;
+                plain(Ok(SandboxResponse::Done))
+            }
+            SandboxRequest::State => plain(Ok(SandboxResponse::State(self.snapshot()))),
             SandboxRequest::Shutdown => {
-                self.shutdown.notify_one();
-                Ok(SandboxResponse::Done)
+                self.teardown().await;
+                // Exit only after this reply had its chance to be written.
+                let shutdown = self.shutdown.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    shutdown.notify_one();
+                });
+                plain(Ok(SandboxResponse::Done))
             }
         }
     }
@@ -56,8 +475,8 @@ impl Service for SandboxHelper {
     async fn handle(
         self: Arc<Self>,
         req: SandboxRequest,
-        _fds: Vec<OwnedFd>,
+        fds: Vec<OwnedFd>,
     ) -> Result<(SandboxResponse, Vec<OwnedFd>), RemoteError> {
-        self.dispatch(req).await.map(|r| (r, vec![]))
+        self.dispatch(req, fds).await
     }
 }

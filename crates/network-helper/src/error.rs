@@ -1,0 +1,112 @@
+use std::path::PathBuf;
+
+/// Why a plugin refused a configuration or failed a step. Every variant names the object
+/// at fault (plugin, option, link, file), so the service only has to prefix the network
+/// and the step.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("unknown network plugin {name:?} (known: {})", crate::plugins::PLUGINS.join(", "))]
+    UnknownPlugin { name: String },
+
+    #[error(
+        "plugin {plugin}: unknown option {key:?} (known: {})",
+        known_list(known)
+    )]
+    UnknownOption {
+        plugin: &'static str,
+        key: String,
+        known: &'static [&'static str],
+    },
+
+    #[error("plugin {plugin}: invalid value {value:?} for option {key}: {reason}")]
+    InvalidOption {
+        plugin: &'static str,
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+
+    #[error("plugin {plugin}: option {key} is required")]
+    MissingOption {
+        plugin: &'static str,
+        key: &'static str,
+    },
+
+    /// The network config itself (subnets, gateways) does not fit the plugin.
+    #[error("plugin {plugin}: {reason}")]
+    InvalidConfig {
+        plugin: &'static str,
+        reason: String,
+    },
+
+    #[error("macvlan parent link {parent} does not exist")]
+    ParentMissing { parent: String },
+
+    #[error("link {name} already exists and is a {kind}, not a bridge")]
+    NotABridge { name: String, kind: String },
+
+    /// The attachment asks for something this plugin cannot give.
+    #[error("plugin {plugin}: {reason}")]
+    Unsupported {
+        plugin: &'static str,
+        reason: String,
+    },
+
+    #[error(transparent)]
+    Netlink(#[from] container_netlink::Error),
+
+    #[error(transparent)]
+    Firewall(#[from] container_firewall::Error),
+
+    #[error(transparent)]
+    Ipam(#[from] container_ipam::IpamError),
+
+    #[error("{}: {step}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A background task (a blocking `nft` run) died before answering.
+    #[error("{what}: background task failed: {message}")]
+    Task { what: &'static str, message: String },
+
+    #[error("{0}")]
+    Store(#[from] container_store::StoreError),
+
+    /// A CNI plugin binary failed or answered something unusable.
+    #[error("cni plugin {plugin} {command}: {message}")]
+    Cni {
+        plugin: String,
+        command: &'static str,
+        message: String,
+    },
+
+    #[error("cni conflist {}: {reason}", path.display())]
+    Conflist { path: PathBuf, reason: String },
+
+    /// Several independent steps failed (teardown, release keep going): all of them.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Many(Vec<PluginError>),
+}
+
+fn known_list(known: &[&str]) -> String {
+    if known.is_empty() {
+        "none".to_string()
+    } else {
+        known.join(", ")
+    }
+}
+
+impl PluginError {
+    /// One error from a list of failures, or `Ok` when there are none.
+    pub(crate) fn collect(mut errors: Vec<PluginError>) -> Result<(), PluginError> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(PluginError::Many(errors)),
+        }
+    }
+}

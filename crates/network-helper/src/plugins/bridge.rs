@@ -1,0 +1,322 @@
+//! `bridge`: a Linux bridge per network holding the gateway address(es), a veth per
+//! attachment (built by the sandbox), forwarding and masquerade in nftables.
+
+use container_firewall::{Firewall, NetworkRules};
+use container_ipam::Allocated;
+use container_netlink::Netlink;
+use container_protocol::network::{Allocation, Attachment, PluginData};
+use container_store::NetworkConfig;
+use ipnet::IpNet;
+
+use super::options::Opts;
+use super::{gateway_addresses, ipam_allocation, HostEnv, LinkState};
+use crate::error::PluginError;
+use crate::{mac, sysctl};
+
+pub const NAME: &str = "bridge";
+const KNOWN: &[&str] = &["bridge", "mtu"];
+const PREFIX: &str = "cbr-";
+/// Ids up to this long are used as they are: `cbr-` + 10 = 14 bytes, one short of the
+/// limit, so a verbatim name can never equal a hashed one (always exactly 15).
+const VERBATIM_MAX: usize = 10;
+const HASHED_KEEP: usize = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub bridge: String,
+    pub mtu: Option<u32>,
+}
+
+impl Options {
+    pub fn parse(config: &NetworkConfig) -> Result<Options, PluginError> {
+        let opts = Opts::new(NAME, &config.options, KNOWN)?;
+        let bridge = match opts.get("bridge") {
+            Some(name) => {
+                opts.ifname("bridge", name)?;
+                name.to_string()
+            }
+            None => derive_name(&config.id),
+        };
+        Ok(Options {
+            bridge,
+            mtu: opts.mtu(config.subnet_v6.is_some())?,
+        })
+    }
+}
+
+/// The bridge name of a network without `--opt bridge=`: `cbr-<id>` for ids of at most
+/// 10 bytes, else `cbr-` + the id's first 5 bytes + 6 hex digits of FNV-1a(id), exactly
+/// 15 bytes. Deterministic, so a restarted helper finds its bridge again.
+pub fn derive_name(id: &str) -> String {
+    if id.len() <= VERBATIM_MAX {
+        return format!("{PREFIX}{id}");
+    }
+    // Ids are ASCII ([a-z0-9._-]); taking chars keeps this total for any input.
+    let head: String = id.chars().take(HASHED_KEEP).collect();
+    let hash = fnv1a(id.as_bytes()) & 0xff_ffff;
+    let mut name = format!("{PREFIX}{head}{hash:06x}");
+    while name.len() > 15 {
+        name.remove(PREFIX.len());
+    }
+    name
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+pub async fn check_host(opts: &Options, netlink: &Netlink) -> Result<(), PluginError> {
+    match netlink.link_by_name(&opts.bridge).await? {
+        Some(link) if link.kind.as_deref() != Some("bridge") => Err(PluginError::NotABridge {
+            name: link.name,
+            kind: link.kind.unwrap_or_else(|| "device".into()),
+        }),
+        _ => Ok(()),
+    }
+}
+
+pub struct Bridge {
+    id: String,
+    opts: Options,
+    /// Gateway addresses with their subnet prefix: what the bridge carries.
+    gateways: Vec<IpNet>,
+    internal: bool,
+    firewall: Firewall,
+}
+
+impl Bridge {
+    pub fn new(config: &NetworkConfig) -> Result<Bridge, PluginError> {
+        let gateways = gateway_addresses(config);
+        if gateways.is_empty() {
+            return Err(PluginError::InvalidConfig {
+                plugin: NAME,
+                reason: "a bridge network needs a subnet".into(),
+            });
+        }
+        Ok(Bridge {
+            id: config.id.clone(),
+            opts: Options::parse(config)?,
+            gateways,
+            internal: config.internal,
+            firewall: Firewall::new(),
+        })
+    }
+
+    /// Tests point the firewall at their own table.
+    pub fn with_firewall(mut self, firewall: Firewall) -> Self {
+        self.firewall = firewall;
+        self
+    }
+
+    pub fn bridge(&self) -> &str {
+        &self.opts.bridge
+    }
+
+    pub async fn setup(&self, env: HostEnv<'_>) -> Result<(), PluginError> {
+        let nl = env.netlink;
+        let name = &self.opts.bridge;
+        check_host(&self.opts, nl).await?;
+        let index = match nl.link_by_name(name).await? {
+            Some(link) => {
+                if let Some(mtu) = self.opts.mtu.filter(|m| *m != link.mtu) {
+                    nl.set_mtu(link.index, mtu).await?;
+                }
+                link.index
+            }
+            None => match nl.create_bridge(name, self.opts.mtu).await {
+                Ok(index) => index,
+                // Another setup raced us; what matters is that it is there now.
+                Err(e) if e.is_exists() => match nl.link_by_name(name).await? {
+                    Some(link) => link.index,
+                    None => return Err(e.into()),
+                },
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let have: Vec<IpNet> = nl
+            .addresses(index)
+            .await?
+            .into_iter()
+            .map(|a| a.address)
+            .collect();
+        for gw in &self.gateways {
+            if have.contains(gw) {
+                continue;
+            }
+            match nl.add_address(index, *gw).await {
+                Err(e) if !e.is_exists() => return Err(e.into()),
+                _ => {}
+            }
+        }
+        nl.set_up(index).await?;
+        self.sysctls()?;
+        let rules = NetworkRules {
+            id: self.id.clone(),
+            bridge: name.clone(),
+            subnets: self.gateways.iter().map(IpNet::trunc).collect(),
+            internal: self.internal,
+        };
+        let fw = self.firewall.clone();
+        blocking("nftables setup", move || fw.setup_network(&rules)).await?;
+        Ok(())
+    }
+
+    fn sysctls(&self) -> Result<(), PluginError> {
+        // Published ports reached via 127.0.0.1 are DNATed to the bridge: the kernel
+        // drops such martians unless route_localnet allows them.
+        if self.gateways.iter().any(|g| g.addr().is_ipv4()) {
+            sysctl::set(
+                &format!("net/ipv4/conf/{}/route_localnet", self.opts.bridge),
+                "1",
+            )?;
+            sysctl::set("net/ipv4/ip_forward", "1")?;
+        }
+        if self.gateways.iter().any(|g| g.addr().is_ipv6()) {
+            sysctl::set("net/ipv6/conf/all/forwarding", "1")?;
+        }
+        Ok(())
+    }
+
+    pub async fn teardown(&self, env: HostEnv<'_>) -> Result<(), PluginError> {
+        let mut errors = Vec::new();
+        let fw = self.firewall.clone();
+        let id = self.id.clone();
+        if let Err(e) = blocking("nftables teardown", move || fw.teardown_network(&id)).await {
+            errors.push(e);
+        }
+        // Only a bridge: a link of another kind under this name is not ours to delete.
+        match env.netlink.link_by_name(&self.opts.bridge).await {
+            Ok(Some(link)) if link.kind.as_deref() == Some("bridge") => {
+                if let Err(e) = env.netlink.delete_link_by_name(&self.opts.bridge).await {
+                    errors.push(e.into());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => errors.push(e.into()),
+        }
+        PluginError::collect(errors)
+    }
+
+    pub fn allocate(
+        &self,
+        att: &Attachment,
+        addrs: &[Allocated],
+    ) -> Result<Allocation, PluginError> {
+        let mut alloc = ipam_allocation(
+            NAME,
+            att,
+            addrs,
+            self.internal,
+            PluginData::Bridge {
+                bridge: self.opts.bridge.clone(),
+            },
+        );
+        // A fixed MAC keeps the bridge's forwarding table and the neighbours' caches
+        // stable if the sandbox recreates the veth.
+        alloc.mac = Some(
+            att.mac
+                .unwrap_or_else(|| mac::generate(addrs.first().map(|a| a.address.addr()))),
+        );
+        alloc.mtu = self.opts.mtu;
+        Ok(alloc)
+    }
+
+    pub async fn state(&self, env: HostEnv<'_>) -> Result<LinkState, PluginError> {
+        let link = env.netlink.link_by_name(&self.opts.bridge).await?;
+        Ok(LinkState {
+            link: Some(self.opts.bridge.clone()),
+            up: link.map(|l| l.up),
+        })
+    }
+}
+
+/// Runs a blocking call (an `nft` process) off the runtime thread, so one slow
+/// transaction does not hold up `info` or `state` on the helper's single thread.
+pub(crate) async fn blocking<T, E>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, PluginError>
+where
+    T: Send + 'static,
+    E: Into<PluginError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(e) => Err(PluginError::Task {
+            what,
+            message: e.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn config(id: &str, options: &[(&str, &str)]) -> NetworkConfig {
+        let options: BTreeMap<String, String> = options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        NetworkConfig {
+            version: 1,
+            id: id.into(),
+            plugin: NAME.into(),
+            subnet: Some("10.1.0.0/24".parse().unwrap()),
+            gateway: None,
+            subnet_v6: None,
+            gateway_v6: None,
+            internal: false,
+            labels: BTreeMap::new(),
+            options,
+            created: 0,
+            builtin: false,
+        }
+    }
+
+    #[test]
+    fn derived_names() {
+        assert_eq!(derive_name("n1"), "cbr-n1");
+        assert_eq!(derive_name("abcdefghij"), "cbr-abcdefghij");
+        let long = derive_name("abcdefghijk");
+        assert_eq!(long.len(), 15);
+        assert!(long.starts_with("cbr-abcde"));
+        assert_eq!(long, derive_name("abcdefghijk"));
+        assert_ne!(long, derive_name("abcdefghijl"));
+        let very_long = "a".repeat(63);
+        assert_eq!(derive_name(&very_long).len(), 15);
+        for id in ["n1", "abcdefghijk", &very_long] {
+            container_netlink::valid_ifname(&derive_name(id)).unwrap();
+        }
+    }
+
+    #[test]
+    fn options() {
+        let o = Options::parse(&config("n1", &[("mtu", "1400")])).unwrap();
+        assert_eq!(
+            o,
+            Options {
+                bridge: "cbr-n1".into(),
+                mtu: Some(1400)
+            }
+        );
+        let e = Options::parse(&config("n1", &[("mtu", "67")])).unwrap_err();
+        assert!(e.to_string().contains("\"67\""), "{e}");
+        let e = Options::parse(&config("n1", &[("bridge", "a/b")])).unwrap_err();
+        assert!(e.to_string().contains("\"a/b\""), "{e}");
+        let e = Options::parse(&config("n1", &[("bridge", "sixteen-bytes-xx")])).unwrap_err();
+        assert!(e.to_string().contains("15 bytes"), "{e}");
+        let e = Options::parse(&config("n1", &[("color", "red")])).unwrap_err();
+        assert!(
+            e.to_string().contains("\"color\"") && e.to_string().contains("bridge"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! Named fault points for crash-safety tests.
+//!
+//! `CONTAINER_FAULT=<name>[,<name>...]` makes the process that reaches one of those
+//! points kill itself with SIGKILL, exactly as an outside SIGKILL would: no unwinding,
+//! no destructors, no flushing. Only debug builds (what the tests run) have them; a
+//! release build compiles every point to nothing.
+
+/// Environment variable arming fault points.
+pub const FAULT_ENV: &str = "CONTAINER_FAULT";
+
+/// Every fault point, `<process>:<where>`, for tests to iterate over.
+pub const POINTS: &[&str] = &[
+    "apiserver:network-after-record",
+    "apiserver:network-rm-after-teardown",
+    "apiserver:after-sandbox-spawn",
+    "apiserver:after-allocate",
+    "apiserver:after-setup",
+    "apiserver:after-start",
+    "apiserver:finish-before-release",
+    "apiserver:finish-after-release",
+    "network-helper:after-reserve",
+    "network-helper:during-release",
+    "sandbox-helper:after-interface",
+    "sandbox-helper:after-start",
+    "sandbox-helper:during-shutdown",
+];
+
+#[inline]
+pub fn point(name: &str) {
+    #[cfg(debug_assertions)]
+    {
+        if let Some(armed) = std::env::var_os(FAULT_ENV) {
+            if armed.to_string_lossy().split(',').any(|p| p == name) {
+                eprintln!("fault point {name}: killing pid {}", std::process::id());
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::getpid(),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}

@@ -1,0 +1,113 @@
+//! Bridge plugin: a veth pair whose peer is born inside the container and whose host end
+//! joins the network's bridge.
+
+use container_netlink::{NetNs, Netlink};
+use container_protocol::network::Allocation;
+use container_protocol::sandbox::InterfaceReport;
+
+use super::{configure_inside, inside_link, undone, Ctx, InterfaceError};
+
+/// Name of the host end of a container's veth: `veth` and 11 hex digits of an FNV-1a
+/// hash of `(container_id, ifname)`, 15 bytes, the most an interface name holds.
+///
+/// Deterministic so that anything holding the container id and interface name (the
+/// apiserver after a sandbox crash, a rerun of cleanup) can find the link without a
+/// record; FNV rather than std's hasher, whose output may change between Rust releases.
+/// 44 bits make a collision between two live containers negligible.
+pub fn veth_host_name(container_id: &str, ifname: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    // The NUL keeps ("ab", "c") and ("a", "bc") apart.
+    for byte in container_id.bytes().chain([0]).chain(ifname.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("veth{:011x}", hash >> 20)
+}
+
+pub(super) async fn realize(
+    cx: Ctx<'_>,
+    host: &Netlink,
+    ns: &NetNs,
+    inside: &Netlink,
+    alloc: &Allocation,
+    bridge: &str,
+    default_route: bool,
+) -> Result<InterfaceReport, InterfaceError> {
+    let br = host
+        .link_by_name(bridge)
+        .await
+        .map_err(cx.step(format!("look up bridge {bridge}")))?
+        .ok_or_else(|| cx.invalid(format!("bridge {bridge} not found in the host namespace")))?;
+    if br.kind.as_deref() != Some("bridge") {
+        return Err(cx.invalid(format!("link {bridge} is not a bridge")));
+    }
+    let host_name = veth_host_name(&alloc.container_id, &alloc.ifname);
+    // Without an MTU from the network, match the bridge: a smaller port would lower it.
+    let mtu = alloc.mtu.unwrap_or(br.mtu);
+    let host_index = host
+        .create_veth(&host_name, &alloc.ifname, ns, Some(mtu), alloc.mac)
+        .await
+        .map_err(cx.step(format!("create veth {host_name}")))?;
+
+    match wire(cx, host, inside, alloc, host_index, br.index, default_route).await {
+        Ok(mut report) => {
+            report.host_ifname = Some(host_name);
+            Ok(report)
+        }
+        Err(error) => {
+            // Deleting the host end takes its peer and all set on it: one undo for all.
+            let undo = host
+                .delete_link_by_name(&host_name)
+                .await
+                .map(|_| ())
+                .map_err(cx.step(format!("undo: delete veth {host_name}")));
+            Err(undone(error, undo))
+        }
+    }
+}
+
+async fn wire(
+    cx: Ctx<'_>,
+    host: &Netlink,
+    inside: &Netlink,
+    alloc: &Allocation,
+    host_index: u32,
+    bridge_index: u32,
+    default_route: bool,
+) -> Result<InterfaceReport, InterfaceError> {
+    host.set_master(host_index, bridge_index)
+        .await
+        .map_err(cx.step("attach host end to bridge"))?;
+    host.set_up(host_index)
+        .await
+        .map_err(cx.step("set host end up"))?;
+    let link = inside_link(cx, inside, &alloc.ifname).await?;
+    configure_inside(cx, inside, link.index, alloc, default_route).await?;
+    Ok(InterfaceReport {
+        network: alloc.network.clone(),
+        plugin: alloc.plugin.clone(),
+        ifname: alloc.ifname.clone(),
+        host_ifname: None,
+        mac: link.mac,
+        addresses: alloc.addresses.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::veth_host_name;
+
+    #[test]
+    fn host_names_are_short_stable_and_distinct() {
+        let a = veth_host_name("c1", "eth0");
+        assert_eq!(a.len(), 15);
+        assert!(a.starts_with("veth"));
+        assert!(container_netlink::valid_ifname(&a).is_ok());
+        assert_eq!(a, veth_host_name("c1", "eth0"));
+        assert_ne!(a, veth_host_name("c1", "eth1"));
+        assert_ne!(a, veth_host_name("c2", "eth0"));
+        assert_ne!(veth_host_name("ab", "c"), veth_host_name("a", "bc"));
+        // A long container id still yields a valid name.
+        assert_eq!(veth_host_name(&"f".repeat(64), "eth0").len(), 15);
+    }
+}

@@ -1,0 +1,301 @@
+//! Interface strategies: how an allocation becomes a Linux interface in the container.
+//!
+//! Seed 001: the strategy is chosen by the plugin recorded in the allocation, never by a
+//! process-wide setting, so one container can join networks of different plugins. Each
+//! strategy is one module; adding a plugin adds a module, a row in [`STRATEGIES`] and
+//! an arm in [`realize`].
+//!
+//! Every strategy that creates something remembers how to undo it: a failure half way
+//! removes what was made before the error is returned.
+
+mod bridge;
+mod cni;
+mod macvlan;
+mod none;
+
+use std::net::IpAddr;
+
+use container_netlink::{NetNs, Netlink};
+use container_protocol::network::{Allocation, PluginData};
+use container_protocol::sandbox::InterfaceReport;
+
+pub use bridge::veth_host_name;
+
+/// The interface strategies this sandbox knows, one per plugin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// A veth pair, host end on the network's bridge.
+    Bridge,
+    /// A macvlan on a host parent link, born inside the container.
+    Macvlan,
+    /// Loopback only.
+    None,
+    /// The CNI plugins built the interface; only read it back.
+    Cni,
+}
+
+/// Plugin name (as recorded in the allocation) to strategy.
+pub const STRATEGIES: &[(&str, Strategy)] = &[
+    ("bridge", Strategy::Bridge),
+    ("macvlan", Strategy::Macvlan),
+    ("none", Strategy::None),
+    ("cni", Strategy::Cni),
+];
+
+/// The strategy of a plugin, `None` for a plugin this sandbox does not know.
+pub fn strategy_for(plugin: &str) -> Option<Strategy> {
+    STRATEGIES
+        .iter()
+        .find(|(name, _)| *name == plugin)
+        .map(|(_, strategy)| *strategy)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InterfaceError {
+    /// A kernel request failed: `network n1: eth0: add address 10.88.0.2/24: File exists`.
+    #[error("network {network}: {ifname}: {step}: {}", brief(.source))]
+    Step {
+        network: String,
+        ifname: String,
+        step: String,
+        #[source]
+        source: container_netlink::Error,
+    },
+    /// The allocation cannot be realised as given; nothing was changed.
+    #[error("network {network}: {ifname}: {reason}")]
+    Invalid {
+        network: String,
+        ifname: String,
+        reason: String,
+    },
+    #[error("loopback: {step}: {}", brief(.source))]
+    Loopback {
+        step: String,
+        #[source]
+        source: container_netlink::Error,
+    },
+    /// A step failed and undoing the earlier ones failed too: something may be left.
+    #[error("{error} (undoing it failed too: {undo})")]
+    UndoFailed {
+        #[source]
+        error: Box<InterfaceError>,
+        undo: Box<InterfaceError>,
+    },
+}
+
+/// The cause of a netlink error without its object, which the caller's message already
+/// names: `File exists` rather than `address 10.88.0.2/24 on link eth0 (index 4): add:
+/// File exists (os error 17)`.
+pub(crate) fn brief(err: &container_netlink::Error) -> String {
+    match err.errno() {
+        Some(errno) => nix::errno::Errno::from_raw(errno).desc().to_string(),
+        None => err.to_string(),
+    }
+}
+
+/// Names the attachment in every error a strategy returns.
+#[derive(Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    pub network: &'a str,
+    pub ifname: &'a str,
+}
+
+impl<'a> Ctx<'a> {
+    fn of(alloc: &'a Allocation) -> Self {
+        Ctx {
+            network: &alloc.network,
+            ifname: &alloc.ifname,
+        }
+    }
+
+    /// For `map_err`: wraps a netlink error with the step that failed.
+    pub fn step(
+        self,
+        step: impl Into<String>,
+    ) -> impl FnOnce(container_netlink::Error) -> InterfaceError + 'a {
+        let step = step.into();
+        move |source| InterfaceError::Step {
+            network: self.network.into(),
+            ifname: self.ifname.into(),
+            step,
+            source,
+        }
+    }
+
+    pub fn invalid(self, reason: impl Into<String>) -> InterfaceError {
+        InterfaceError::Invalid {
+            network: self.network.into(),
+            ifname: self.ifname.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Combines a failure with the result of undoing what came before it.
+pub(crate) fn undone(error: InterfaceError, undo: Result<(), InterfaceError>) -> InterfaceError {
+    match undo {
+        Ok(()) => error,
+        Err(undo) => {
+            tracing::warn!(%error, %undo, "interface rollback failed");
+            InterfaceError::UndoFailed {
+                error: Box::new(error),
+                undo: Box::new(undo),
+            }
+        }
+    }
+}
+
+/// Brings loopback up in the container: every container has it, whatever its networks.
+pub async fn loopback_up(inside: &Netlink) -> Result<(), InterfaceError> {
+    let step = |step: &str| {
+        let step = step.to_string();
+        move |source| InterfaceError::Loopback { step, source }
+    };
+    let lo = inside
+        .link_by_name("lo")
+        .await
+        .map_err(step("look up"))?
+        .ok_or_else(|| InterfaceError::Loopback {
+            step: "look up".into(),
+            source: container_netlink::Error::Invalid {
+                object: format!("link lo in {}", inside.label()),
+                reason: "not found".into(),
+            },
+        })?;
+    if !lo.up {
+        inside.set_up(lo.index).await.map_err(step("set up"))?;
+    }
+    Ok(())
+}
+
+/// Realises one allocation as an interface in the container's namespace `ns`, through
+/// the strategy of the allocation's plugin. `host` acts in the host namespace, `inside`
+/// in `ns`. Only the first attachment of a container passes `default_route`, so a later
+/// network never replaces the route the first one set; non-default routes are always
+/// added.
+pub async fn realize(
+    host: &Netlink,
+    ns: &NetNs,
+    inside: &Netlink,
+    alloc: &Allocation,
+    default_route: bool,
+) -> Result<InterfaceReport, InterfaceError> {
+    let cx = Ctx::of(alloc);
+    let strategy = strategy_for(&alloc.plugin).ok_or_else(|| {
+        let known: Vec<&str> = STRATEGIES.iter().map(|(name, _)| *name).collect();
+        cx.invalid(format!(
+            "unknown plugin {:?} (this sandbox knows {})",
+            alloc.plugin,
+            known.join(", ")
+        ))
+    })?;
+    if strategy != Strategy::None {
+        container_netlink::valid_ifname(&alloc.ifname)
+            .map_err(|e| cx.invalid(format!("invalid interface name: {e}")))?;
+    }
+    match (strategy, &alloc.data) {
+        (Strategy::Bridge, PluginData::Bridge { bridge }) => {
+            bridge::realize(cx, host, ns, inside, alloc, bridge, default_route).await
+        }
+        (Strategy::Macvlan, PluginData::Macvlan { parent, mode }) => {
+            macvlan::realize(cx, host, ns, inside, alloc, parent, mode, default_route).await
+        }
+        (Strategy::None, _) => none::realize(inside, alloc).await,
+        (Strategy::Cni, PluginData::Cni { .. }) => cni::realize(cx, inside, alloc).await,
+        (_, data) => Err(cx.invalid(format!(
+            "plugin {} with the data of another plugin ({data:?})",
+            alloc.plugin
+        ))),
+    }
+}
+
+/// Removes what an interface left in the host namespace (a veth's host end). The
+/// container side goes with the namespace. Idempotent: an absent link is fine, so
+/// cleanup can run again after a partial failure.
+pub async fn remove(host: &Netlink, report: &InterfaceReport) -> Result<(), InterfaceError> {
+    let Some(name) = &report.host_ifname else {
+        return Ok(());
+    };
+    let cx = Ctx {
+        network: &report.network,
+        ifname: &report.ifname,
+    };
+    host.delete_link_by_name(name)
+        .await
+        .map_err(cx.step(format!("delete host link {name}")))?;
+    Ok(())
+}
+
+/// What bridge and macvlan share once the link exists inside: addresses, up, routes.
+/// Addresses go on before the link is up so nothing talks from an unaddressed link;
+/// routes come after, since the kernel needs the link's connected routes to accept a
+/// gateway.
+pub(crate) async fn configure_inside(
+    cx: Ctx<'_>,
+    inside: &Netlink,
+    index: u32,
+    alloc: &Allocation,
+    default_route: bool,
+) -> Result<(), InterfaceError> {
+    for net in &alloc.addresses {
+        inside
+            .add_address(index, *net)
+            .await
+            .map_err(cx.step(format!("add address {net}")))?;
+    }
+    inside.set_up(index).await.map_err(cx.step("set up"))?;
+
+    let mut default_v4 = false;
+    let mut default_v6 = false;
+    for route in &alloc.routes {
+        let dest = route.dest.trunc();
+        if dest.prefix_len() == 0 {
+            if !default_route {
+                continue;
+            }
+            match dest.addr() {
+                IpAddr::V4(_) => default_v4 = true,
+                IpAddr::V6(_) => default_v6 = true,
+            }
+        }
+        let step = match route.gateway {
+            Some(gw) => format!("add route {dest} via {gw}"),
+            None => format!("add route {dest}"),
+        };
+        inside
+            .add_route(dest, route.gateway, Some(index))
+            .await
+            .map_err(cx.step(step))?;
+    }
+    // Networks that give only gateways still get their default route, one per family.
+    if default_route {
+        for gw in &alloc.gateways {
+            let done = match gw {
+                IpAddr::V4(_) => &mut default_v4,
+                IpAddr::V6(_) => &mut default_v6,
+            };
+            if *done {
+                continue;
+            }
+            inside
+                .add_default_route(*gw, Some(index))
+                .await
+                .map_err(cx.step(format!("add default route via {gw}")))?;
+            *done = true;
+        }
+    }
+    Ok(())
+}
+
+/// Looks a link up inside by the allocation's interface name.
+pub(crate) async fn inside_link(
+    cx: Ctx<'_>,
+    inside: &Netlink,
+    name: &str,
+) -> Result<container_netlink::LinkInfo, InterfaceError> {
+    inside
+        .link_by_name(name)
+        .await
+        .map_err(cx.step("look up in the container"))?
+        .ok_or_else(|| cx.invalid(format!("no link {name} in the container namespace")))
+}

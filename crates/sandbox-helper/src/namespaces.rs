@@ -1,0 +1,130 @@
+//! The container's namespaces, made when the helper starts, before its runtime exists.
+//!
+//! * net: a new namespace bind-mounted at `<run>/netns/<id>`, in the helper's own mount
+//!   namespace (the host's), so the apiserver, CNI plugins and `ip netns` see it.
+//! * uts, ipc: made by a brief `unshare` of the main thread, which then goes back to
+//!   the host's; the helper keeps them by descriptor. Making them here rather than in
+//!   the workload's child means they exist from the start, like the netns, and the
+//!   workload and every exec join the same ones by the same path (`setns`).
+//! * pid: `unshare(CLONE_NEWPID)` changes only where the helper's *children* go: the
+//!   first (the workload) is PID 1 of a new pid namespace, later ones (exec) join it.
+//!   It is done while the process has a single thread, because it is per thread and
+//!   threads made afterwards (tokio's blocking pool) inherit it: any thread that forks
+//!   then forks into the container.
+//! * mount: made by the workload's child itself (`unshare(CLONE_NEWNS)`); the helper
+//!   stays in the host's mount namespace so the netns mount stays visible.
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use container_netlink::NetNs;
+use nix::sched::{setns, unshare, CloneFlags};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NsError {
+    #[error("container {id}: namespaces: {step}: {source}")]
+    Sys {
+        id: String,
+        step: &'static str,
+        source: nix::Error,
+    },
+    #[error("container {id}: namespaces: {step}: {source}")]
+    Io {
+        id: String,
+        step: &'static str,
+        source: std::io::Error,
+    },
+    #[error("container {id}: namespaces: {source}")]
+    Netns {
+        id: String,
+        source: container_netlink::Error,
+    },
+}
+
+/// The namespaces one container lives in, held by descriptors.
+#[derive(Debug)]
+pub struct Namespaces {
+    pub netns_path: PathBuf,
+    pub net: NetNs,
+    pub uts: OwnedFd,
+    pub ipc: OwnedFd,
+    /// The namespace the helper itself lives in (host side of every interface).
+    pub host_net: NetNs,
+}
+
+fn thread_ns(kind: &str) -> std::io::Result<OwnedFd> {
+    // std opens with O_CLOEXEC: no workload inherits these.
+    File::open(format!("/proc/thread-self/ns/{kind}")).map(OwnedFd::from)
+}
+
+impl Namespaces {
+    /// Creates the namespaces of container `id`. Call it before any thread exists (see
+    /// the module comment). A stale netns mount at the path, left by a helper that died,
+    /// is replaced; the caller has checked that no live helper owns `id`.
+    pub fn prepare(run_dir: &Path, id: &str) -> Result<Namespaces, NsError> {
+        let sys = |step| {
+            let id = id.to_string();
+            move |source| NsError::Sys { id, step, source }
+        };
+        let io = |step| {
+            let id = id.to_string();
+            move |source| NsError::Io { id, step, source }
+        };
+        let netns_err = |source| NsError::Netns {
+            id: id.to_string(),
+            source,
+        };
+        let host_net = NetNs::current().map_err(netns_err)?;
+        let netns_path = run_dir.join("netns").join(id);
+        if is_nsfs(&netns_path) {
+            tracing::warn!(
+                "container {id}: removing stale netns mount {}",
+                netns_path.display()
+            );
+            NetNs::remove_bound(&netns_path).map_err(netns_err)?;
+        }
+        let net = NetNs::create_bound(&netns_path).map_err(netns_err)?;
+        let rest = (|| {
+            let host_uts = thread_ns("uts").map_err(io("open host uts namespace"))?;
+            let host_ipc = thread_ns("ipc").map_err(io("open host ipc namespace"))?;
+            unshare(CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC)
+                .map_err(sys("unshare(uts|ipc)"))?;
+            let made = thread_ns("uts").and_then(|u| Ok((u, thread_ns("ipc")?)));
+            // Back home before anything else: the helper must not live in them.
+            setns(host_uts.as_fd(), CloneFlags::CLONE_NEWUTS)
+                .map_err(sys("return to host uts namespace"))?;
+            setns(host_ipc.as_fd(), CloneFlags::CLONE_NEWIPC)
+                .map_err(sys("return to host ipc namespace"))?;
+            let (uts, ipc) = made.map_err(io("open new uts/ipc namespaces"))?;
+            unshare(CloneFlags::CLONE_NEWPID).map_err(sys("unshare(pid)"))?;
+            Ok((uts, ipc))
+        })();
+        match rest {
+            Ok((uts, ipc)) => Ok(Namespaces {
+                netns_path,
+                net,
+                uts,
+                ipc,
+                host_net,
+            }),
+            Err(e) => {
+                let _ = NetNs::remove_bound(&netns_path);
+                Err(e)
+            }
+        }
+    }
+
+    /// Unmounts the netns bind mount. The namespace itself goes when the last process
+    /// and descriptor in it go.
+    pub fn remove_netns(&self) -> Result<(), container_netlink::Error> {
+        NetNs::remove_bound(&self.netns_path)
+    }
+}
+
+/// Whether `path` is a namespace bind mount.
+pub fn is_nsfs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+        .unwrap_or(false)
+}

@@ -1,0 +1,85 @@
+//! The container's network as one unit: loopback, moved devices, realised interfaces,
+//! set up in order and undone as a whole. Built on the strategies in `interfaces` and
+//! the device moves in `netdev`.
+
+use container_netlink::{NetNs, Netlink};
+use container_protocol::network::Allocation;
+use container_protocol::sandbox::{InterfaceReport, NetDeviceRecord, NetDeviceSpec};
+
+use crate::{interfaces, netdev};
+
+/// What `Setup` built in the network namespace, and the connections to undo it.
+pub struct Network {
+    pub host: Netlink,
+    pub inside: Netlink,
+    pub interfaces: Vec<InterfaceReport>,
+    pub devices: Vec<NetDeviceRecord>,
+}
+
+impl Network {
+    /// Loopback up, each allocation realised in order (only the first gets the default
+    /// route), then devices moved in. On failure, whatever was done is undone and the
+    /// error names the step.
+    pub async fn build(
+        ns: &NetNs,
+        allocations: &[Allocation],
+        devices: &[NetDeviceSpec],
+    ) -> Result<Network, String> {
+        let host = Netlink::connect().map_err(|e| format!("connect to host netlink: {e}"))?;
+        let inside =
+            Netlink::connect_in(ns).map_err(|e| format!("connect to container netlink: {e}"))?;
+        interfaces::loopback_up(&inside)
+            .await
+            .map_err(|e| format!("bring loopback up: {e}"))?;
+        let names: Vec<String> = allocations.iter().map(|a| a.ifname.clone()).collect();
+        netdev::check(&host, devices, &names)
+            .await
+            .map_err(|e| format!("check net devices: {e}"))?;
+        let mut net = Network {
+            host,
+            inside,
+            interfaces: Vec::new(),
+            devices: Vec::new(),
+        };
+        // Interfaces before devices: a device named with `%d` must not take a name
+        // (eth0) that an attachment was promised.
+        for (i, alloc) in allocations.iter().enumerate() {
+            match interfaces::realize(&net.host, ns, &net.inside, alloc, i == 0).await {
+                Ok(report) => net.interfaces.push(report),
+                Err(e) => return Err(net.undo(format!("interface {}: {e}", alloc.ifname)).await),
+            }
+            container_protocol::fault::point("sandbox-helper:after-interface");
+        }
+        match netdev::move_in(&net.host, ns, &net.inside, devices).await {
+            Ok(moved) => net.devices = moved,
+            Err(e) => return Err(net.undo(format!("move net devices in: {e}")).await),
+        }
+        Ok(net)
+    }
+
+    /// Tears down what was built so far and returns `msg` with any failure of that.
+    async fn undo(&mut self, msg: String) -> String {
+        let undo = self.teardown().await;
+        if undo.is_empty() {
+            msg
+        } else {
+            format!("{msg} (undoing it failed too: {})", undo.join("; "))
+        }
+    }
+
+    /// Removes host-side interfaces (last first) and gives devices back. Keeps going
+    /// past failures and returns them all.
+    pub async fn teardown(&mut self) -> Vec<String> {
+        let mut errors = Vec::new();
+        for report in self.interfaces.drain(..).rev() {
+            if let Err(e) = interfaces::remove(&self.host, &report).await {
+                errors.push(format!("remove interface {}: {e}", report.ifname));
+            }
+        }
+        let devices = std::mem::take(&mut self.devices);
+        if let Err(e) = netdev::give_back(&self.host, &self.inside, &devices).await {
+            errors.push(format!("give net devices back: {e}"));
+        }
+        errors
+    }
+}

@@ -1,0 +1,444 @@
+//! Starting a process inside the container.
+//!
+//! Everything the child does between fork and exec is prepared in the parent as a list
+//! of [`Step`]s with their strings already converted to C strings: the helper's runtime
+//! may have other threads, so the child must not allocate, lock or log. The child runs
+//! the steps with raw system calls; when one fails it writes the step's index and the
+//! errno to a close-on-exec pipe, so the parent can name the step that failed. A failing
+//! `exec` itself is reported by std's own close-on-exec pipe and leaves ours empty.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+
+/// One thing the child does before exec.
+#[derive(Debug)]
+enum Step {
+    Setns {
+        fd: OwnedFd,
+        nstype: libc::c_int,
+    },
+    Unshare(libc::c_int),
+    Mount {
+        src: Option<CString>,
+        target: CString,
+        fstype: Option<CString>,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+    },
+    /// An existing directory is fine.
+    Mkdir(CString),
+    /// Creates an empty file to mount over, unless something is already there.
+    Touch(CString),
+    /// An existing link is fine.
+    Symlink {
+        target: CString,
+        link: CString,
+    },
+    Chdir(CString),
+    /// `pivot_root(".", ".")`: the old root ends up stacked under the new one at ".".
+    PivotRoot,
+    /// Lazily detaches the old root left at "." by `PivotRoot`.
+    DetachOldRoot,
+    Sethostname(CString),
+    Setsid,
+    /// Makes stdin (a pty slave) the controlling terminal of the new session.
+    SetCtty,
+    ClearGroups,
+    Setgid(libc::gid_t),
+    Setuid(libc::uid_t),
+    /// Restores a signal's default action: ignored signals stay ignored across exec.
+    DefaultSignal(libc::c_int),
+    /// Dies with the thread that forked it (the helper's main thread).
+    ParentDeathSignal(libc::c_int),
+    /// Marks every descriptor above stderr close-on-exec, whatever opened it.
+    CloexecAll,
+}
+
+impl Step {
+    /// Runs in the child: raw system calls only.
+    fn apply(&self) -> Result<(), i32> {
+        // SAFETY: every pointer comes from a CString owned by the plan, which outlives
+        // the call; descriptors are owned by the plan too.
+        let rc = unsafe {
+            match self {
+                Step::Setns { fd, nstype } => libc::setns(fd.as_raw_fd(), *nstype),
+                Step::Unshare(flags) => libc::unshare(*flags),
+                Step::Mount {
+                    src,
+                    target,
+                    fstype,
+                    flags,
+                    data,
+                } => libc::mount(
+                    opt_ptr(src),
+                    target.as_ptr(),
+                    opt_ptr(fstype),
+                    *flags,
+                    opt_ptr(data).cast(),
+                ),
+                Step::Mkdir(path) => {
+                    let rc = libc::mkdir(path.as_ptr(), 0o755);
+                    if rc < 0 && Errno::last_raw() == libc::EEXIST {
+                        0
+                    } else {
+                        rc
+                    }
+                }
+                Step::Touch(path) => {
+                    let mut st: libc::stat = std::mem::zeroed();
+                    if libc::stat(path.as_ptr(), &mut st) == 0 {
+                        0
+                    } else {
+                        let fd = libc::open(
+                            path.as_ptr(),
+                            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                            0o644,
+                        );
+                        if fd >= 0 {
+                            libc::close(fd);
+                            0
+                        } else {
+                            fd
+                        }
+                    }
+                }
+                Step::Symlink { target, link } => {
+                    let rc = libc::symlink(target.as_ptr(), link.as_ptr());
+                    if rc < 0 && Errno::last_raw() == libc::EEXIST {
+                        0
+                    } else {
+                        rc
+                    }
+                }
+                Step::Chdir(path) => libc::chdir(path.as_ptr()),
+                Step::PivotRoot => {
+                    let dot = c".".as_ptr();
+                    libc::syscall(libc::SYS_pivot_root, dot, dot) as libc::c_int
+                }
+                Step::DetachOldRoot => libc::umount2(c".".as_ptr(), libc::MNT_DETACH),
+                Step::Sethostname(name) => libc::sethostname(name.as_ptr(), name.as_bytes().len()),
+                Step::Setsid => {
+                    if libc::setsid() < 0 {
+                        -1
+                    } else {
+                        0
+                    }
+                }
+                Step::SetCtty => libc::ioctl(0, libc::TIOCSCTTY, 0),
+                Step::ClearGroups => libc::setgroups(0, std::ptr::null()),
+                Step::Setgid(gid) => libc::setgid(*gid),
+                Step::Setuid(uid) => libc::setuid(*uid),
+                Step::DefaultSignal(sig) => {
+                    if libc::signal(*sig, libc::SIG_DFL) == libc::SIG_ERR {
+                        -1
+                    } else {
+                        0
+                    }
+                }
+                Step::ParentDeathSignal(sig) => {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, *sig as libc::c_ulong, 0, 0, 0)
+                }
+                Step::CloexecAll => {
+                    let rc = libc::syscall(
+                        libc::SYS_close_range,
+                        3u32,
+                        u32::MAX,
+                        libc::CLOSE_RANGE_CLOEXEC,
+                    );
+                    if rc < 0 {
+                        // Before Linux 5.11: flag what a helper can plausibly hold.
+                        for fd in 3..4096 {
+                            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                        }
+                    }
+                    0
+                }
+            }
+        };
+        if rc < 0 {
+            Err(Errno::last_raw())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn opt_ptr(s: &Option<CString>) -> *const libc::c_char {
+    s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr())
+}
+
+/// A string that cannot cross into C (it holds a NUL byte).
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {value:?} contains a NUL byte")]
+pub struct NulError {
+    what: &'static str,
+    value: String,
+}
+
+fn cstr(what: &'static str, value: &[u8]) -> Result<CString, NulError> {
+    CString::new(value).map_err(|_| NulError {
+        what,
+        value: String::from_utf8_lossy(value).into_owned(),
+    })
+}
+
+fn cpath(path: &Path) -> Result<CString, NulError> {
+    cstr("path", path.as_os_str().as_bytes())
+}
+
+/// The steps a child runs between fork and exec, each with the words that name it in
+/// an error.
+#[derive(Debug, Default)]
+pub struct Plan {
+    steps: Vec<(String, Step)>,
+}
+
+impl Plan {
+    pub fn new() -> Plan {
+        Plan::default()
+    }
+
+    /// Labels of the steps, in order: what a failure would be reported as.
+    pub fn labels(&self) -> Vec<&str> {
+        self.steps.iter().map(|(l, _)| l.as_str()).collect()
+    }
+
+    fn push(&mut self, label: impl Into<String>, step: Step) -> &mut Plan {
+        self.steps.push((label.into(), step));
+        self
+    }
+
+    /// Joins a namespace. The descriptor is duplicated, so the plan keeps it alive until
+    /// the command is dropped.
+    pub fn setns(
+        &mut self,
+        label: impl Into<String>,
+        fd: impl AsFd,
+        nstype: libc::c_int,
+    ) -> io::Result<&mut Plan> {
+        let fd = fd.as_fd().try_clone_to_owned()?;
+        Ok(self.push(label, Step::Setns { fd, nstype }))
+    }
+
+    pub fn unshare(&mut self, label: impl Into<String>, flags: libc::c_int) -> &mut Plan {
+        self.push(label, Step::Unshare(flags))
+    }
+
+    pub fn mount(
+        &mut self,
+        src: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: libc::c_ulong,
+        data: Option<&str>,
+    ) -> Result<&mut Plan, NulError> {
+        let label = match (fstype, src) {
+            (Some(t), _) => format!("mount {t} on {}", target.display()),
+            (None, Some(s)) if flags & libc::MS_BIND != 0 => {
+                format!("bind mount {} on {}", s.display(), target.display())
+            }
+            _ => format!("change mount {}", target.display()),
+        };
+        let step = Step::Mount {
+            src: src.map(cpath).transpose()?,
+            target: cpath(target)?,
+            fstype: fstype
+                .map(|t| cstr("filesystem type", t.as_bytes()))
+                .transpose()?,
+            flags,
+            data: data
+                .map(|d| cstr("mount options", d.as_bytes()))
+                .transpose()?,
+        };
+        Ok(self.push(label, step))
+    }
+
+    pub fn mkdir(&mut self, path: &Path) -> Result<&mut Plan, NulError> {
+        let label = format!("create directory {}", path.display());
+        Ok(self.push(label, Step::Mkdir(cpath(path)?)))
+    }
+
+    pub fn touch(&mut self, path: &Path) -> Result<&mut Plan, NulError> {
+        let label = format!("create {}", path.display());
+        Ok(self.push(label, Step::Touch(cpath(path)?)))
+    }
+
+    pub fn symlink(&mut self, target: &str, link: &Path) -> Result<&mut Plan, NulError> {
+        let label = format!("symlink {} -> {target}", link.display());
+        let step = Step::Symlink {
+            target: cstr("link target", target.as_bytes())?,
+            link: cpath(link)?,
+        };
+        Ok(self.push(label, step))
+    }
+
+    pub fn chdir(&mut self, path: &Path) -> Result<&mut Plan, NulError> {
+        let label = format!("chdir {}", path.display());
+        Ok(self.push(label, Step::Chdir(cpath(path)?)))
+    }
+
+    /// Pivots into the current directory and detaches the old root.
+    pub fn pivot_root(&mut self, rootfs: &Path) -> &mut Plan {
+        self.push(format!("pivot_root {}", rootfs.display()), Step::PivotRoot);
+        self.push("detach old root", Step::DetachOldRoot)
+    }
+
+    pub fn sethostname(&mut self, name: &str) -> Result<&mut Plan, NulError> {
+        let label = format!("sethostname {name:?}");
+        Ok(self.push(label, Step::Sethostname(cstr("hostname", name.as_bytes())?)))
+    }
+
+    /// A new session with stdin (a pty slave) as its controlling terminal.
+    pub fn controlling_tty(&mut self) -> &mut Plan {
+        self.push("setsid", Step::Setsid);
+        self.push("set controlling terminal", Step::SetCtty)
+    }
+
+    /// Drops supplementary groups, then gid, then uid (in that order: after setuid the
+    /// others are no longer allowed).
+    pub fn credentials(&mut self, uid: u32, gid: u32) -> &mut Plan {
+        self.push("setgroups []", Step::ClearGroups);
+        self.push(format!("setgid {gid}"), Step::Setgid(gid));
+        self.push(format!("setuid {uid}"), Step::Setuid(uid))
+    }
+
+    pub fn default_signal(&mut self, sig: libc::c_int) -> &mut Plan {
+        self.push(format!("reset signal {sig}"), Step::DefaultSignal(sig))
+    }
+
+    /// A process outliving a killed helper would be a container nobody supervises: it
+    /// gets `sig` when the helper dies. Set after the credentials, which clear it.
+    pub fn parent_death_signal(&mut self, sig: libc::c_int) -> &mut Plan {
+        self.push("set parent death signal", Step::ParentDeathSignal(sig))
+    }
+
+    /// Last step: nothing the helper holds reaches the workload.
+    pub fn cloexec_all(&mut self) -> &mut Plan {
+        self.push("mark descriptors close-on-exec", Step::CloexecAll)
+    }
+
+    /// Runs in the child. On failure, reports `(index, errno)` on `report`.
+    fn run(&self, report: RawFd) -> io::Result<()> {
+        for (i, (_, step)) in self.steps.iter().enumerate() {
+            if let Err(errno) = step.apply() {
+                let mut buf = [0u8; 8];
+                buf[..4].copy_from_slice(&(i as u32).to_ne_bytes());
+                buf[4..].copy_from_slice(&errno.to_ne_bytes());
+                // SAFETY: writing a stack buffer to a descriptor we own.
+                unsafe { libc::write(report, buf.as_ptr().cast(), buf.len()) };
+                return Err(io::Error::from_raw_os_error(errno));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What to run and with what.
+pub struct Launch {
+    pub args: Vec<String>,
+    /// `KEY=VALUE` pairs, already complete (PATH included).
+    pub env: Vec<(String, String)>,
+    pub stdin: std::process::Stdio,
+    pub stdout: std::process::Stdio,
+    pub stderr: std::process::Stdio,
+    pub plan: Plan,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("no command given")]
+    NoCommand,
+    #[error("{step}: {errno}", errno = errno.desc())]
+    Step { step: String, errno: Errno },
+    #[error("exec {program:?}: {}", errno_text(.source))]
+    Exec { program: String, source: io::Error },
+    #[error("{step}: {source}")]
+    Io {
+        step: &'static str,
+        source: io::Error,
+    },
+}
+
+fn errno_text(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => Errno::from_raw(n).desc().to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// Forks, runs the plan in the child and execs `args[0]` (searched in the PATH of
+/// `env`, after the plan ran, so inside the container's root). The command, and with
+/// it every descriptor meant for the child, is dropped before this returns.
+pub fn spawn(launch: Launch) -> Result<tokio::process::Child, SpawnError> {
+    let Launch {
+        args,
+        env,
+        stdin,
+        stdout,
+        stderr,
+        plan,
+    } = launch;
+    let program = args.first().ok_or(SpawnError::NoCommand)?.clone();
+    // The plan moves into the child's closure; its labels stay here to name a failure.
+    let labels: Vec<String> = plan.labels().into_iter().map(str::to_string).collect();
+    let (report_rx, report_tx) = nix::unistd::pipe2(
+        nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK,
+    )
+    .map_err(|e| SpawnError::Io {
+        step: "create error pipe",
+        source: e.into(),
+    })?;
+    let result = {
+        let mut cmd = tokio::process::Command::new(&program);
+        cmd.args(&args[1..])
+            .env_clear()
+            .envs(env)
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr)
+            .kill_on_drop(false);
+        let report = report_tx.as_raw_fd();
+        // SAFETY: the closure only runs the prepared steps (raw system calls on data
+        // built before fork) and writes to a pipe: nothing allocates or locks.
+        unsafe {
+            cmd.pre_exec(move || plan.run(report));
+        }
+        cmd.spawn()
+        // `cmd` drops here: the plan's namespace descriptors and the stdio ends go.
+    };
+    drop(report_tx);
+    match result {
+        Ok(child) => Ok(child),
+        Err(source) => Err(child_failure(&report_rx, &labels, program, source)),
+    }
+}
+
+/// Tells a failed step from a failed exec: only a step writes to our pipe. The child
+/// wrote before std's own report reached the parent, so no wait is needed.
+fn child_failure(
+    report: &OwnedFd,
+    labels: &[String],
+    program: String,
+    source: io::Error,
+) -> SpawnError {
+    let mut buf = [0u8; 8];
+    match nix::unistd::read(report, &mut buf) {
+        Ok(8) => {
+            let index = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            let errno = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
+            SpawnError::Step {
+                step: labels
+                    .get(index)
+                    .cloned()
+                    .unwrap_or_else(|| format!("step {index}")),
+                errno: Errno::from_raw(errno),
+            }
+        }
+        _ => SpawnError::Exec { program, source },
+    }
+}

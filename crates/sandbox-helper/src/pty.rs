@@ -1,0 +1,31 @@
+//! The workload's pseudo-terminal.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+
+/// A new pty pair, both ends close-on-exec: the slave reaches the workload only as its
+/// stdio, the master only the caller (and the helper's copy, for resizing).
+pub fn open() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let pty = nix::pty::openpty(None, None)?;
+    for fd in [&pty.master, &pty.slave] {
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    }
+    Ok((pty.master, pty.slave))
+}
+
+/// Sets the terminal size; the kernel sends SIGWINCH to the foreground process group.
+pub fn resize(master: impl AsFd, rows: u16, cols: u16) -> std::io::Result<()> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from a pointer that outlives the call.
+    let rc = unsafe { libc::ioctl(master.as_fd().as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
