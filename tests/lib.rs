@@ -205,7 +205,9 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     let busybox = root.join("bin/busybox");
     std::fs::copy("/bin/busybox", &busybox)
         .expect("copy /bin/busybox (apt-get install busybox-static)");
-    let list = Command::new(&busybox)
+    // The original, not the fresh copy: a fork elsewhere in this process may still
+    // hold the copy open for writing (ETXTBSY).
+    let list = Command::new("/bin/busybox")
         .arg("--list")
         .output()
         .expect("busybox --list");

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -138,7 +139,11 @@ impl Spawner {
     ) -> Result<(BootstrapClient, u32), ApiError> {
         let peer = peer_name(kind, id);
         let dir = self.paths.helper_dir(kind.as_str());
-        std::fs::create_dir_all(&dir)
+        // Root-only: the bootstrap sockets inside hand out endpoints to anyone who connects.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
             .map_err(ApiError::io(format!("{peer}: create {}", dir.display())))?;
         let log_path = self.paths.helper_file(kind.as_str(), id, "log");
         let log = std::fs::OpenOptions::new()

@@ -43,18 +43,21 @@ fn main() -> anyhow::Result<()> {
     };
     rt.block_on(async {
         let shutdown = Arc::new(Notify::new());
-        let helper = Arc::new(SandboxHelper::new(
-            HelperInfo {
-                kind: HelperKind::Sandbox,
-                id: args.id.clone(),
-                pid: std::process::id(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                started: now(),
-            },
-            shutdown.clone(),
-            args.root.clone(),
-            ns,
-        ));
+        let helper = Arc::new(
+            SandboxHelper::new(
+                HelperInfo {
+                    kind: HelperKind::Sandbox,
+                    id: args.id.clone(),
+                    pid: std::process::id(),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    started: now(),
+                },
+                shutdown.clone(),
+                args.root.clone(),
+                ns,
+            )
+            .with_masked(vec![args.root.clone(), args.run_dir.clone()]),
+        );
         let result = run_helper(
             &args.run_dir.join("helpers"),
             HelperKind::Sandbox,

@@ -26,6 +26,10 @@ pub struct WorkloadFs<'a> {
     pub etc: &'a EtcFiles,
     pub process: &'a ProcessSpec,
     pub tty: bool,
+    /// Host directories hidden under an empty tmpfs when the workload sees the host's
+    /// files: the runtime's own state and sockets, so a container cannot reach the
+    /// apiserver or read other containers' records.
+    pub masked: &'a [PathBuf],
 }
 
 fn plan_err(e: impl std::fmt::Display) -> String {
@@ -46,7 +50,7 @@ pub fn workload_plan(w: &WorkloadFs<'_>) -> Result<Plan, String> {
         .map_err(plan_err)?;
     match w.rootfs {
         Some(rootfs) => rootfs_mounts(&mut plan, rootfs, w.etc).map_err(plan_err)?,
-        None => host_mounts(&mut plan, w.etc).map_err(plan_err)?,
+        None => host_mounts(&mut plan, w.etc, w.masked).map_err(plan_err)?,
     }
     plan.sethostname(w.hostname).map_err(plan_err)?;
     if w.tty {
@@ -96,7 +100,11 @@ fn finish(plan: &mut Plan, process: &ProcessSpec) -> Result<(), String> {
 
 /// No rootfs: the host's files, with the container's own /proc and /etc files.
 /// Targets missing on the host are skipped rather than created there.
-fn host_mounts(plan: &mut Plan, etc: &EtcFiles) -> Result<(), crate::process::NulError> {
+fn host_mounts(
+    plan: &mut Plan,
+    etc: &EtcFiles,
+    masked: &[PathBuf],
+) -> Result<(), crate::process::NulError> {
     plan.mount(
         Some(Path::new("proc")),
         Path::new("/proc"),
@@ -109,6 +117,16 @@ fn host_mounts(plan: &mut Plan, etc: &EtcFiles) -> Result<(), crate::process::Nu
         if target.exists() {
             plan.mount(Some(file), &target, None, MS_BIND, None)?;
         }
+    }
+    // After the /etc binds: their sources live under the runtime's root.
+    for dir in masked.iter().filter(|d| d.is_dir()) {
+        plan.mount(
+            Some(Path::new("tmpfs")),
+            dir,
+            Some("tmpfs"),
+            MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
+            None,
+        )?;
     }
     Ok(())
 }
@@ -218,6 +236,7 @@ mod tests {
             etc: &etc,
             process: &p,
             tty: true,
+            masked: &[],
         })
         .unwrap();
         let labels = plan.labels();
@@ -251,6 +270,7 @@ mod tests {
             etc: &etc,
             process: &p,
             tty: false,
+            masked: &[],
         })
         .unwrap();
         let labels = plan.labels();

@@ -57,6 +57,8 @@ pub struct SandboxHelper {
     pub shutdown: Arc<Notify>,
     /// `--root`: the generated /etc files go under `<root>/containers/<id>/etc`.
     root: PathBuf,
+    /// Hidden from a workload that sees the host's files (see `WorkloadFs::masked`).
+    masked: Vec<PathBuf>,
     ops: tokio::sync::Mutex<()>,
     state: Mutex<State>,
     /// `Some` once the workload has exited; `wait` calls watch it.
@@ -66,11 +68,18 @@ pub struct SandboxHelper {
 type CallResult = Result<(SandboxResponse, Vec<OwnedFd>), RemoteError>;
 
 impl SandboxHelper {
+    /// Directories to hide from workloads that run without a rootfs.
+    pub fn with_masked(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.masked = dirs;
+        self
+    }
+
     pub fn new(info: HelperInfo, shutdown: Arc<Notify>, root: PathBuf, ns: Namespaces) -> Self {
         SandboxHelper {
             info,
             shutdown,
             root,
+            masked: Vec::new(),
             ops: tokio::sync::Mutex::new(()),
             state: Mutex::new(State {
                 ns: Some(ns),
@@ -210,6 +219,7 @@ impl SandboxHelper {
             etc,
             process: &spec.process,
             tty,
+            masked: &self.masked,
         })
         .map_err(|e| self.err(step, e))?;
         let Wiring {
