@@ -279,11 +279,7 @@ impl ApiServer {
                 self.container_resize(&id, rows, cols).await?;
                 ApiResponse::Done
             }
-            ApiRequest::Check { .. } => {
-                return Err(ApiError::Invalid(
-                    "system check is not implemented yet".into(),
-                ))
-            }
+            ApiRequest::Check { fix } => ApiResponse::Findings(self.check(fix).await?),
         };
         Ok((reply, vec![]))
     }
