@@ -38,12 +38,29 @@ impl World {
 
     /// Starts `container-apiserver` as a child and waits until its socket answers.
     pub fn start_apiserver(&mut self) -> u32 {
+        self.start_apiserver_with(&[])
+    }
+
+    /// True while the apiserver this world started is running.
+    pub fn apiserver_alive(&mut self) -> bool {
+        match self.apiserver.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Like [`World::start_apiserver`], with extra environment (fault points).
+    pub fn start_apiserver_with(&mut self, env: &[(&str, &str)]) -> u32 {
+        if let Some(mut old) = self.apiserver.take() {
+            let _ = old.wait();
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.iso.dir().join("apiserver.log"))
             .expect("apiserver log");
         let child = Command::new(bin("container-apiserver"))
+            .envs(env.iter().copied())
             .arg("--root")
             .arg(self.root())
             .arg("--run-dir")

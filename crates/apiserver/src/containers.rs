@@ -309,12 +309,20 @@ impl ApiServer {
         {
             let server = self.clone();
             let id = id.clone();
+            let ifnames: Vec<String> = config
+                .networks
+                .iter()
+                .filter_map(|n| n.ifname.clone())
+                .collect();
             undo.push(format!("shut down sandbox helper {id}"), async move {
-                server
+                let result = server
                     .sandboxes
                     .shutdown(&id)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string());
+                // A helper that died mid-setup tore nothing down: do it from what we know.
+                server.remove_sandbox_remains(&id, &ifnames).await;
+                result
             });
         }
         let netns = self.paths.netns(&id).display().to_string();
@@ -477,8 +485,10 @@ impl ApiServer {
             }
         } else {
             self.sandboxes.forget(id);
-            self.clean_after_dead_sandbox(id, &state).await;
         }
+        // Whatever the helper did or did not tear down (it may have died half way):
+        // every step is idempotent, so this is a no-op after a clean shutdown.
+        self.clean_after_dead_sandbox(id, &state).await;
         fault::point("apiserver:finish-before-release");
         for a in &state.allocations {
             if let Err(e) = self
@@ -536,12 +546,27 @@ impl ApiServer {
                 }
             }
         }
+        let ifnames: Vec<String> = state.allocations.iter().map(|a| a.ifname.clone()).collect();
+        self.remove_sandbox_remains(id, &ifnames).await;
+        if !state.net_devices.is_empty() {
+            self.restore_net_devices(id, &state.net_devices).await;
+        }
+    }
+
+    /// What a sandbox leaves on the host if it dies before tearing down: host veth ends
+    /// (named deterministically from the container and interface), the netns mount
+    /// (whose removal frees the namespace and what is left in it), its socket and pid
+    /// files. Idempotent.
+    pub async fn remove_sandbox_remains(&self, id: &str, ifnames: &[String]) {
+        for ifname in ifnames {
+            let host = container_sandbox_helper::interfaces::veth_host_name(id, ifname);
+            if let Err(e) = self.host_netlink.delete_link_by_name(&host).await {
+                tracing::warn!("container {id}: delete {host}: {e}");
+            }
+        }
         let netns = self.paths.netns(id);
         if let Err(e) = container_netlink::NetNs::remove_bound(&netns) {
             tracing::warn!("container {id}: remove {}: {e}", netns.display());
-        }
-        if !state.net_devices.is_empty() {
-            self.restore_net_devices(id, &state.net_devices).await;
         }
         self.spawner
             .remove_leftovers(container_protocol::HelperKind::Sandbox, id);
@@ -568,6 +593,21 @@ impl ApiServer {
                 }
                 Err(e) => tracing::warn!("container {id}: restore net devices: {e}"),
             }
+            // Back under its host name with its MAC (restored now, or given back by the
+            // helper before it died): done.
+            let mut still = Vec::new();
+            for r in pending {
+                let home = self
+                    .host_netlink
+                    .link_by_name(&r.host_name)
+                    .await
+                    .ok()
+                    .flatten();
+                if !home.is_some_and(|l| r.mac.is_none() || l.mac == r.mac) {
+                    still.push(r);
+                }
+            }
+            pending = still;
             if pending.is_empty() {
                 return;
             }
@@ -769,17 +809,60 @@ impl ApiServer {
         Ok(())
     }
 
+    /// A container that was running (or starting) when the apiserver went away and whose
+    /// helper is alive: if its workload was started, record its pid and watch it again;
+    /// if the start never got that far, finish it — nobody is waiting for it any more.
+    async fn resume(
+        self: Arc<Self>,
+        id: String,
+        mut state: ContainerState,
+        helper: Helper<SandboxProto>,
+    ) {
+        let pid = match helper.client.call(SandboxRequest::State).await {
+            Ok(SandboxResponse::State(s)) if s.exit.is_none() => s.pid,
+            Ok(SandboxResponse::State(s)) => s.pid.or(Some(0)),
+            _ => None,
+        };
+        match pid {
+            Some(pid) => {
+                tracing::info!(
+                    "container {id} is still running (helper pid {})",
+                    helper.info.pid
+                );
+                if state.pid.is_none() && pid != 0 {
+                    state.pid = Some(pid);
+                    if let Err(e) = save_state(&self.paths, &id, &state) {
+                        tracing::warn!("container {id}: record pid: {e}");
+                    }
+                }
+                tokio::spawn(async move { self.watch_container(id, helper).await });
+            }
+            None => {
+                self.finish(
+                    &id,
+                    None,
+                    Some("start interrupted by an apiserver restart".into()),
+                )
+                .await;
+            }
+        }
+    }
+
     /// After a restart: containers whose helper is alive are watched again; the others
     /// are finished with a reason. Sandbox helpers with no container are shut down.
     pub async fn reconcile_containers(self: &Arc<Self>) {
         let ids = list_containers(&self.paths);
         for helper in self.sandboxes.list() {
-            if !ids.contains(&helper.info.id) {
+            let id = &helper.info.id;
+            let running = ids.contains(id)
+                && load_state(&self.paths, id).is_ok_and(|s| s.status == Status::Running);
+            if !running {
+                // A start that died before it was recorded: what it built goes with the
+                // helper, and its addresses with the GC that follows.
                 tracing::warn!(
-                    "sandbox helper {} has no container record; shutting it down",
-                    helper.info.id
+                    "sandbox helper {id} belongs to no running container; shutting it down"
                 );
-                let _ = self.sandboxes.shutdown(&helper.info.id).await;
+                let _ = self.sandboxes.shutdown(id).await;
             }
         }
         for id in ids {
@@ -791,14 +874,7 @@ impl ApiServer {
                 continue;
             }
             match self.sandboxes.get(&id) {
-                Some(helper) => {
-                    tracing::info!(
-                        "container {id} is still running (helper pid {})",
-                        helper.info.pid
-                    );
-                    let server = self.clone();
-                    tokio::spawn(async move { server.watch_container(id, helper).await });
-                }
+                Some(helper) => self.clone().resume(id, state, helper).await,
                 None => {
                     self.finish(
                         &id,

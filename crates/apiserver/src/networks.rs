@@ -132,8 +132,20 @@ impl ApiServer {
             tracing::error!("skipping network record: {e}");
         }
         for config in configs {
-            if let Err(e) = self.network_helper(&config.id).await {
-                tracing::error!("network {}: {e}", config.id);
+            // Seed 004: at every start, release what no live container holds, whether
+            // the helper is new or was reconnected.
+            match self.network_gc(Some(config.id.clone())).await {
+                Ok(released) => {
+                    for (network, r) in released {
+                        tracing::info!(
+                            "network {network}: released {} ({} {})",
+                            r.ip,
+                            r.container_id,
+                            r.ifname
+                        );
+                    }
+                }
+                Err(e) => tracing::error!("network {}: {e}", config.id),
             }
         }
     }
@@ -463,6 +475,8 @@ impl ApiServer {
         fault::point("apiserver:network-rm-after-teardown");
         self.networks.shutdown(name).await?;
         remove_network(&self.paths, name)?;
+        self.spawner
+            .remove_log(container_protocol::HelperKind::Network, name);
         tracing::info!("network {name} removed");
         Ok(())
     }

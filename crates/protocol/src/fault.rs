@@ -8,6 +8,9 @@
 /// Environment variable arming fault points.
 pub const FAULT_ENV: &str = "CONTAINER_FAULT";
 
+/// Where a triggered fault point appends `<name> <pid>`, so tests can count them.
+pub const FAULT_LOG_ENV: &str = "CONTAINER_FAULT_LOG";
+
 /// Every fault point, `<process>:<where>`, for tests to iterate over.
 pub const POINTS: &[&str] = &[
     "apiserver:network-after-record",
@@ -32,6 +35,16 @@ pub fn point(name: &str) {
         if let Some(armed) = std::env::var_os(FAULT_ENV) {
             if armed.to_string_lossy().split(',').any(|p| p == name) {
                 eprintln!("fault point {name}: killing pid {}", std::process::id());
+                if let Some(log) = std::env::var_os(FAULT_LOG_ENV) {
+                    use std::io::Write;
+                    if let Ok(mut f) = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(log)
+                    {
+                        let _ = writeln!(f, "{name} {}", std::process::id());
+                    }
+                }
                 let _ = nix::sys::signal::kill(
                     nix::unistd::getpid(),
                     nix::sys::signal::Signal::SIGKILL,
