@@ -10,6 +10,7 @@
 
 mod bench;
 mod demo;
+mod soak;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,8 +40,9 @@ fn main() -> Result<()> {
         "lint" => lint(),
         "demo" => demo::run(rest),
         "demo-inner" => demo::inner(rest),
+        "soak" => soak::run(rest),
         "bench" => bench::run(rest),
-        other => bail!("unknown xtask {other:?}: use deps, test, lint, demo or bench"),
+        other => bail!("unknown xtask {other:?}: use deps, test, lint, demo, soak or bench"),
     }
 }
 

@@ -850,8 +850,28 @@ impl ApiServer {
 
     /// After a restart: containers whose helper is alive are watched again; the others
     /// are finished with a reason. Sandbox helpers with no container are shut down.
-    pub async fn reconcile_containers(self: &Arc<Self>) {
+    pub async fn reconcile_containers(self: &Arc<Self>, dead_sandboxes: &[String]) {
         let ids = list_containers(&self.paths);
+        // A sandbox that died with nobody watching leaves its netns mount (which keeps
+        // its veth pairs alive) and maybe host veth ends.
+        for id in dead_sandboxes {
+            let ifnames: Vec<String> = load_config(&self.paths, id)
+                .map(|c| c.networks.iter().filter_map(|n| n.ifname.clone()).collect())
+                .unwrap_or_default();
+            self.remove_sandbox_remains(id, &ifnames).await;
+        }
+        // Logs of containers whose record is gone (a crash between removing the record
+        // and the log).
+        if let Ok(entries) = std::fs::read_dir(self.paths.helper_dir("sandbox")) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(id) = name.strip_suffix(".log") {
+                    if !ids.iter().any(|i| i == id) && self.sandboxes.get(id).is_none() {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
         for helper in self.sandboxes.list() {
             let id = &helper.info.id;
             let running = ids.contains(id)

@@ -106,11 +106,12 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
     for dead in server.networks.adopt_all(&server.spawner).await {
         tracing::info!("network helper {dead} died while the apiserver was away");
     }
-    for dead in server.sandboxes.adopt_all(&server.spawner).await {
+    let dead_sandboxes = server.sandboxes.adopt_all(&server.spawner).await;
+    for dead in &dead_sandboxes {
         tracing::info!("sandbox helper {dead} died while the apiserver was away");
     }
     // Containers first: IPAM GC at network helper start must see the true live set.
-    server.reconcile_containers().await;
+    server.reconcile_containers(&dead_sandboxes).await;
     server.start_networks().await;
 
     let listener = server::bind(&paths.apiserver_socket(), &opts.access)?;
