@@ -5,7 +5,7 @@ use container_netlink::{NetNs, Netlink};
 use container_protocol::network::Allocation;
 use container_protocol::sandbox::InterfaceReport;
 
-use super::{configure_inside, inside_link, undone, Ctx, InterfaceError};
+use super::{configure_and_report, undone, Ctx, InterfaceError};
 
 /// Name of the host end of a container's veth: `veth` and 11 hex digits of an FNV-1a
 /// hash of `(container_id, ifname)`, 15 bytes, the most an interface name holds.
@@ -81,16 +81,7 @@ async fn wire(
     host.set_up(host_index)
         .await
         .map_err(cx.step("set host end up"))?;
-    let link = inside_link(cx, inside, &alloc.ifname).await?;
-    configure_inside(cx, inside, link.index, alloc, default_route).await?;
-    Ok(InterfaceReport {
-        network: alloc.network.clone(),
-        plugin: alloc.plugin.clone(),
-        ifname: alloc.ifname.clone(),
-        host_ifname: None,
-        mac: link.mac,
-        addresses: alloc.addresses.clone(),
-    })
+    configure_and_report(cx, inside, alloc, default_route).await
 }
 
 #[cfg(test)]

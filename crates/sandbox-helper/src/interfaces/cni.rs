@@ -7,7 +7,7 @@ use container_netlink::{AddrScope, Netlink};
 use container_protocol::network::Allocation;
 use container_protocol::sandbox::InterfaceReport;
 
-use super::{inside_link, Ctx, InterfaceError};
+use super::{inside_link, report, Ctx, InterfaceError};
 
 pub(super) async fn realize(
     cx: Ctx<'_>,
@@ -31,12 +31,5 @@ pub(super) async fn realize(
         .filter(|a| a.scope == AddrScope::Universe)
         .map(|a| a.address)
         .collect();
-    Ok(InterfaceReport {
-        network: alloc.network.clone(),
-        plugin: alloc.plugin.clone(),
-        ifname: alloc.ifname.clone(),
-        host_ifname: None,
-        mac: link.mac,
-        addresses,
-    })
+    Ok(report(alloc, link.mac, addresses))
 }

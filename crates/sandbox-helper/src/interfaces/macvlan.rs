@@ -5,7 +5,7 @@ use container_netlink::{MacvlanMode, NetNs, Netlink};
 use container_protocol::network::Allocation;
 use container_protocol::sandbox::InterfaceReport;
 
-use super::{configure_inside, inside_link, undone, Ctx, InterfaceError};
+use super::{configure_and_report, undone, Ctx, InterfaceError};
 
 /// Mode names as `ip link ... type macvlan mode MODE` takes them; empty means bridge,
 /// the kernel's and Docker's default.
@@ -75,14 +75,5 @@ async fn configure(
     alloc: &Allocation,
     default_route: bool,
 ) -> Result<InterfaceReport, InterfaceError> {
-    let link = inside_link(cx, inside, &alloc.ifname).await?;
-    configure_inside(cx, inside, link.index, alloc, default_route).await?;
-    Ok(InterfaceReport {
-        network: alloc.network.clone(),
-        plugin: alloc.plugin.clone(),
-        ifname: alloc.ifname.clone(),
-        host_ifname: None,
-        mac: link.mac,
-        addresses: alloc.addresses.clone(),
-    })
+    configure_and_report(cx, inside, alloc, default_route).await
 }

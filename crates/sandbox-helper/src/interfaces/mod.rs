@@ -299,3 +299,32 @@ pub(crate) async fn inside_link(
         .map_err(cx.step("look up in the container"))?
         .ok_or_else(|| cx.invalid(format!("no link {name} in the container namespace")))
 }
+
+/// What an interface realised inside the container is reported as.
+pub(crate) fn report(
+    alloc: &Allocation,
+    mac: Option<[u8; 6]>,
+    addresses: Vec<ipnet::IpNet>,
+) -> InterfaceReport {
+    InterfaceReport {
+        network: alloc.network.clone(),
+        plugin: alloc.plugin.clone(),
+        ifname: alloc.ifname.clone(),
+        host_ifname: None,
+        mac,
+        addresses,
+    }
+}
+
+/// The last steps of every strategy that builds its interface: address it, bring it
+/// up, route it, and report it.
+pub(crate) async fn configure_and_report(
+    cx: Ctx<'_>,
+    inside: &Netlink,
+    alloc: &Allocation,
+    default_route: bool,
+) -> Result<InterfaceReport, InterfaceError> {
+    let link = inside_link(cx, inside, &alloc.ifname).await?;
+    configure_inside(cx, inside, link.index, alloc, default_route).await?;
+    Ok(report(alloc, link.mac, alloc.addresses.clone()))
+}

@@ -12,12 +12,5 @@ pub(super) async fn realize(
 ) -> Result<InterfaceReport, InterfaceError> {
     // Loopback is the whole of this network, so make sure of it here too.
     loopback_up(inside).await?;
-    Ok(InterfaceReport {
-        network: alloc.network.clone(),
-        plugin: alloc.plugin.clone(),
-        ifname: alloc.ifname.clone(),
-        host_ifname: None,
-        mac: None,
-        addresses: Vec::new(),
-    })
+    Ok(super::report(alloc, None, Vec::new()))
 }
