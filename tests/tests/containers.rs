@@ -460,3 +460,49 @@ fn bad_container_input_is_refused_with_nothing_changed() {
         .is_some_and(|a| a.is_empty()));
     assert!(reservations(w, "default").is_empty());
 }
+
+/// Runs the CLI under `script`, which gives it a pseudo-terminal as a user's shell would.
+fn in_terminal(w: &World, cmdline: &str) -> (i32, String) {
+    let out = Command::new("script")
+        .args(["-qec", cmdline, "/dev/null"])
+        .env("CONTAINER_ROOT", w.root())
+        .env("CONTAINER_RUN_DIR", w.run_dir())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux)");
+    (
+        code(&out),
+        String::from_utf8_lossy(&out.stdout).replace('\r', ""),
+    )
+}
+
+#[test]
+fn run_and_exec_with_a_terminal() {
+    let s = setup();
+    let w = &s.world;
+    let bin = container_tests::bin("container").display().to_string();
+    let (status, out) = in_terminal(
+        w,
+        &format!("{bin} run --rm -t --network none --rootfs {} -- sh -c 'test -t 0 && test -t 1 && echo tty-yes $TERM; exit 7'", s.rootfs),
+    );
+    assert_eq!(status, 7, "{out}");
+    assert!(out.contains("tty-yes xterm"), "{out}");
+
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "t1",
+        "--network",
+        "none",
+        "--rootfs",
+        &s.rootfs,
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let (status, out) = in_terminal(w, &format!("{bin} exec -t t1 sh -c 'tty; exit 3'"));
+    assert_eq!(status, 3, "{out}");
+    assert!(out.contains("/dev/pts/"), "{out}");
+    w.ok(&["rm", "-f", "t1"]);
+}

@@ -776,28 +776,50 @@ impl ApiServer {
         env: Vec<String>,
         tty: bool,
         fds: Vec<OwnedFd>,
-    ) -> Result<ExitStatus, ApiError> {
+    ) -> Result<(SandboxResponse, Vec<OwnedFd>), ApiError> {
         if args.is_empty() {
             return Err(bad(format!("container {id}: exec needs a command")));
         }
         let (config, _) = self.load(id)?;
         let helper = self.running_helper(id)?;
-        let stdio = if fds.len() == 3 {
-            Stdio::Inherit
-        } else {
-            Stdio::Log
+        let stdio = match (tty, fds.len()) {
+            (true, _) => Stdio::Tty,
+            (false, 3) => Stdio::Inherit,
+            (false, _) => Stdio::Log,
         };
         let mut process = process_spec(&config, &args, &env);
         process.tty = tty;
-        match helper
+        let (reply, fds) = helper
             .client
             .call_with_fds(SandboxRequest::Exec { process, stdio }, fds)
-            .await?
-            .0
-        {
-            SandboxResponse::Exited(s) => Ok(s),
+            .await?;
+        match reply {
+            SandboxResponse::Exited(_) | SandboxResponse::Started { .. } => Ok((reply, fds)),
             _ => Err(bad("unexpected answer to exec")),
         }
+    }
+
+    pub async fn container_exec_wait(&self, id: &str, pid: u32) -> Result<ExitStatus, ApiError> {
+        let helper = self.running_helper(id)?;
+        match helper.client.call(SandboxRequest::ExecWait { pid }).await? {
+            SandboxResponse::Exited(s) => Ok(s),
+            _ => Err(bad("unexpected answer to exec wait")),
+        }
+    }
+
+    pub async fn container_exec_resize(
+        &self,
+        id: &str,
+        pid: u32,
+        rows: u16,
+        cols: u16,
+    ) -> Result<(), ApiError> {
+        let helper = self.running_helper(id)?;
+        helper
+            .client
+            .call(SandboxRequest::ExecResize { pid, rows, cols })
+            .await?;
+        Ok(())
     }
 
     pub async fn container_resize(&self, id: &str, rows: u16, cols: u16) -> Result<(), ApiError> {

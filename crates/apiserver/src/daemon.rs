@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use container_netlink::Netlink;
 use container_protocol::api::{ApiRequest, ApiResponse, HelperStatus, SystemStatus};
+use container_protocol::sandbox::SandboxResponse;
 use container_protocol::{RemoteError, Service};
 use container_store::Paths;
 use std::os::fd::OwnedFd;
@@ -274,7 +275,25 @@ impl ApiServer {
                 return Ok((ApiResponse::Log { running }, vec![fd]));
             }
             ApiRequest::ContainerExec { id, args, env, tty } => {
-                ApiResponse::Exited(self.container_exec(&id, args, env, tty, fds).await?)
+                let (reply, fds) = self.container_exec(&id, args, env, tty, fds).await?;
+                let reply = match reply {
+                    SandboxResponse::Started { pid } => ApiResponse::Started { id, pid },
+                    SandboxResponse::Exited(s) => ApiResponse::Exited(s),
+                    _ => return Err(ApiError::Invalid("unexpected answer to exec".into())),
+                };
+                return Ok((reply, fds));
+            }
+            ApiRequest::ContainerExecWait { id, pid } => {
+                ApiResponse::Exited(self.container_exec_wait(&id, pid).await?)
+            }
+            ApiRequest::ContainerExecResize {
+                id,
+                pid,
+                rows,
+                cols,
+            } => {
+                self.container_exec_resize(&id, pid, rows, cols).await?;
+                ApiResponse::Done
             }
             ApiRequest::ContainerResize { id, rows, cols } => {
                 self.container_resize(&id, rows, cols).await?;

@@ -3,7 +3,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use container_protocol::api::{ApiRequest, ApiResponse};
 use container_protocol::sandbox::Stdio;
 use nix::sys::termios;
@@ -105,97 +105,111 @@ pub async fn start_attached(
     } else {
         (Stdio::Inherit, stdio_fds(interactive)?)
     };
-    let (reply, mut out_fds) = call_fds(
-        client,
-        ApiRequest::ContainerStart {
-            id: id.to_string(),
-            stdio,
-        },
-        fds,
-    )
-    .await?;
+    let start = ApiRequest::ContainerStart {
+        id: id.to_string(),
+        stdio,
+    };
+    let (reply, mut out_fds) = call_fds(client, start, fds).await?;
     let ApiResponse::Started { .. } = reply else {
         bail!("unexpected answer from the apiserver")
     };
+    let master = if tty {
+        Some(
+            out_fds
+                .pop()
+                .context("no terminal came back from the sandbox")?,
+        )
+    } else {
+        None
+    };
+    let session = Session {
+        client,
+        resize: &|rows, cols| ApiRequest::ContainerResize {
+            id: id.to_string(),
+            rows,
+            cols,
+        },
+        signal: &|sig| {
+            Some(ApiRequest::ContainerKill {
+                id: id.to_string(),
+                signal: sig as i32,
+            })
+        },
+    };
+    session.run(master, interactive, wait).await
+}
 
-    let _raw = if tty { Some(RawMode::enter()) } else { None };
-    let mut copiers = Vec::new();
-    if tty {
-        let Some(master) = out_fds.pop() else {
-            bail!("no terminal came back from the sandbox")
-        };
-        if let Some((rows, cols)) = window_size() {
-            let _ = call(
-                client,
-                ApiRequest::ContainerResize {
-                    id: id.to_string(),
-                    rows,
-                    cols,
-                },
-            )
-            .await;
-        }
-        let master = std::fs::File::from(master);
-        let reader = tokio::fs::File::from_std(master.try_clone()?);
-        copiers.push(tokio::spawn(async move {
-            let mut reader = reader;
-            let mut out = tokio::io::stdout();
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = reader.read(&mut buf).await {
-                if n == 0 || out.write_all(&buf[..n]).await.is_err() {
-                    break;
-                }
-                let _ = out.flush().await;
+/// The CLI's side of an attached process: a terminal (raw mode, byte copying, window
+/// size) when there is one, signals forwarded, until `wait` answers.
+struct Session<'a> {
+    client: &'a ApiClient,
+    resize: &'a dyn Fn(u16, u16) -> ApiRequest,
+    signal: &'a dyn Fn(nix::sys::signal::Signal) -> Option<ApiRequest>,
+}
+
+impl Session<'_> {
+    async fn run(
+        &self,
+        master: Option<OwnedFd>,
+        interactive: bool,
+        mut wait: std::pin::Pin<Box<dyn std::future::Future<Output = Result<ApiResponse>> + '_>>,
+    ) -> Result<i32> {
+        let _raw = master.as_ref().map(|_| RawMode::enter());
+        let mut copiers = Vec::new();
+        if let Some(master) = master {
+            if let Some((rows, cols)) = window_size() {
+                let _ = call(self.client, (self.resize)(rows, cols)).await;
             }
-        }));
-        if interactive {
-            let writer = tokio::fs::File::from_std(master);
-            copiers.push(tokio::spawn(async move {
-                let mut writer = writer;
-                let mut input = tokio::io::stdin();
-                let mut buf = [0u8; 1024];
-                while let Ok(n) = input.read(&mut buf).await {
-                    if n == 0 || writer.write_all(&buf[..n]).await.is_err() {
-                        break;
+            let master = std::fs::File::from(master);
+            let reader = tokio::fs::File::from_std(master.try_clone()?);
+            copiers.push(tokio::spawn(copy(reader, tokio::io::stdout())));
+            if interactive {
+                let writer = tokio::fs::File::from_std(master);
+                copiers.push(tokio::spawn(copy(tokio::io::stdin(), writer)));
+            }
+        }
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut winch = signal(SignalKind::window_change())?;
+        let status = loop {
+            tokio::select! {
+                result = &mut wait => break result?,
+                _ = sigint.recv() => self.forward(nix::sys::signal::Signal::SIGINT).await,
+                _ = sigterm.recv() => self.forward(nix::sys::signal::Signal::SIGTERM).await,
+                _ = winch.recv() => {
+                    if let Some((rows, cols)) = window_size() {
+                        let _ = call(self.client, (self.resize)(rows, cols)).await;
                     }
                 }
-            }));
+            }
+        };
+        for c in copiers {
+            c.abort();
+        }
+        match status {
+            ApiResponse::Exited(s) => Ok(s.code),
+            _ => bail!("unexpected answer from the apiserver"),
         }
     }
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut winch = signal(SignalKind::window_change())?;
-    let status = loop {
-        tokio::select! {
-            result = &mut wait => break result?,
-            _ = sigint.recv() => forward(client, id, nix::sys::signal::Signal::SIGINT).await,
-            _ = sigterm.recv() => forward(client, id, nix::sys::signal::Signal::SIGTERM).await,
-            _ = winch.recv() => {
-                if let Some((rows, cols)) = window_size() {
-                    let _ = call(client, ApiRequest::ContainerResize { id: id.to_string(), rows, cols }).await;
-                }
-            }
+    async fn forward(&self, sig: nix::sys::signal::Signal) {
+        if let Some(req) = (self.signal)(sig) {
+            let _ = call(self.client, req).await;
         }
-    };
-    for c in copiers {
-        c.abort();
-    }
-    match status {
-        ApiResponse::Exited(s) => Ok(s.code),
-        _ => bail!("unexpected answer from the apiserver"),
     }
 }
 
-async fn forward(client: &ApiClient, id: &str, sig: nix::sys::signal::Signal) {
-    let _ = call(
-        client,
-        ApiRequest::ContainerKill {
-            id: id.to_string(),
-            signal: sig as i32,
-        },
-    )
-    .await;
+async fn copy(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+) {
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 || to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        let _ = to.flush().await;
+    }
 }
 
 /// `logs [-f] [-n N]`: the apiserver hands over the log file; we read it here.
@@ -279,20 +293,38 @@ pub async fn exec(
     interactive: bool,
     tty: bool,
 ) -> Result<i32> {
-    let fds = stdio_fds(interactive)?;
-    let (reply, _) = call_fds(
-        client,
-        ApiRequest::ContainerExec {
-            id: id.to_string(),
-            args,
-            env,
-            tty,
-        },
-        fds,
-    )
-    .await?;
-    match reply {
-        ApiResponse::Exited(s) => Ok(s.code),
+    let fds = if tty { vec![] } else { stdio_fds(interactive)? };
+    let req = ApiRequest::ContainerExec {
+        id: id.to_string(),
+        args,
+        env,
+        tty,
+    };
+    let (reply, mut fds) = call_fds(client, req, fds).await?;
+    let pid = match reply {
+        ApiResponse::Exited(s) => return Ok(s.code),
+        ApiResponse::Started { pid, .. } => pid,
         _ => bail!("unexpected answer from the apiserver"),
-    }
+    };
+    let master = fds
+        .pop()
+        .context("no terminal came back from the sandbox")?;
+    let waiter = client.clone();
+    let wait_id = id.to_string();
+    let wait =
+        Box::pin(
+            async move { call(&waiter, ApiRequest::ContainerExecWait { id: wait_id, pid }).await },
+        );
+    let session = Session {
+        client,
+        resize: &|rows, cols| ApiRequest::ContainerExecResize {
+            id: id.to_string(),
+            pid,
+            rows,
+            cols,
+        },
+        // In raw mode ^C reaches the process as a byte; other signals end the session.
+        signal: &|_| None,
+    };
+    session.run(Some(master), interactive, wait).await
 }

@@ -65,11 +65,24 @@ pub enum ApiRequest {
     ContainerLogs {
         id: String,
     },
+    /// With `tty`, replies `Started` with the pty master; `ContainerExecWait` then
+    /// collects the exit. Otherwise the call carries stdin, stdout, stderr and replies
+    /// `Exited`.
     ContainerExec {
         id: String,
         args: Vec<String>,
         env: Vec<String>,
         tty: bool,
+    },
+    ContainerExecWait {
+        id: String,
+        pid: u32,
+    },
+    ContainerExecResize {
+        id: String,
+        pid: u32,
+        rows: u16,
+        cols: u16,
     },
     ContainerResize {
         id: String,

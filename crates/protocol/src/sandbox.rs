@@ -109,10 +109,20 @@ pub enum SandboxRequest {
         signal: i32,
         timeout_secs: u64,
     },
-    /// Run a further process in the container's namespaces and wait for it.
+    /// Run a further process in the container's namespaces. With `Log` or `Inherit` the
+    /// reply (`Exited`) comes when it exits; with `Tty` it comes at once (`Started`,
+    /// carrying the pty master) and `ExecWait` collects the exit.
     Exec {
         process: ProcessSpec,
         stdio: Stdio,
+    },
+    ExecWait {
+        pid: u32,
+    },
+    ExecResize {
+        pid: u32,
+        rows: u16,
+        cols: u16,
     },
     Resize {
         rows: u16,

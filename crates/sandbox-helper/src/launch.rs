@@ -56,7 +56,13 @@ pub struct Wiring {
 
 /// Wires stdio as asked: the log (appended; stdin empty), the caller's three
 /// descriptors, or a new pty.
-pub fn wire(stdio: Stdio, fds: Vec<OwnedFd>, log_path: &Path) -> Result<Wiring, String> {
+/// `ptmx`: where to allocate a terminal (a container's own devpts), if not the helper's.
+pub fn wire(
+    stdio: Stdio,
+    fds: Vec<OwnedFd>,
+    log_path: &Path,
+    ptmx: Option<&Path>,
+) -> Result<Wiring, String> {
     match stdio {
         Stdio::Log => {
             if let Some(dir) = log_path.parent() {
@@ -93,7 +99,11 @@ pub fn wire(stdio: Stdio, fds: Vec<OwnedFd>, log_path: &Path) -> Result<Wiring, 
             })
         }
         Stdio::Tty => {
-            let (master, slave) = crate::pty::open().map_err(|e| format!("open pty: {e}"))?;
+            let (master, slave) = match ptmx {
+                Some(ptmx) => crate::pty::open_in(ptmx)
+                    .map_err(|e| format!("open pty at {}: {e}", ptmx.display()))?,
+                None => crate::pty::open().map_err(|e| format!("open pty: {e}"))?,
+            };
             let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("duplicate pty: {e}"));
             Ok(Wiring {
                 stdin: dup(&slave)?.into(),

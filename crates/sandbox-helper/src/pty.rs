@@ -29,3 +29,36 @@ pub fn resize(master: impl AsFd, rows: u16, cols: u16) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// A new pty pair from the devpts instance whose `ptmx` is at `ptmx` (a container's own,
+/// reached through `/proc/<pid>/root`), so that inside the container the slave has a
+/// name (`tty`, `ttyname()` work). The slave comes from the master by `TIOCGPTPEER`,
+/// never by a path lookup in a namespace we do not control.
+pub fn open_in(ptmx: &std::path::Path) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let master: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(ptmx)?
+        .into();
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int; TIOCGPTPEER returns a new descriptor.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let slave = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if slave < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us.
+    Ok((master, unsafe {
+        std::os::fd::FromRawFd::from_raw_fd(slave)
+    }))
+}

@@ -82,6 +82,9 @@ pub fn exec_plan(workload_pid: u32, process: &ProcessSpec) -> Result<Plan, Strin
         )
         .map_err(|e| format!("duplicate {path}: {e}"))?;
     }
+    if process.tty {
+        plan.controlling_tty();
+    }
     finish(&mut plan, process)?;
     Ok(plan)
 }

@@ -5,6 +5,7 @@
 //! workload is reaped by a task of its own, which publishes the exit on `exit` for
 //! every `Wait`.
 
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -59,6 +60,9 @@ pub struct SandboxHelper {
     root: PathBuf,
     /// Hidden from a workload that sees the host's files (see `WorkloadFs::masked`).
     masked: Vec<PathBuf>,
+    /// Processes exec'd with a terminal: their exit (for `ExecWait`) and a copy of
+    /// their pty master (for `ExecResize`).
+    execs: Mutex<HashMap<u32, TerminalExec>>,
     ops: tokio::sync::Mutex<()>,
     state: Mutex<State>,
     /// `Some` once the workload has exited; `wait` calls watch it.
@@ -66,6 +70,9 @@ pub struct SandboxHelper {
 }
 
 type CallResult = Result<(SandboxResponse, Vec<OwnedFd>), RemoteError>;
+
+/// An exec'd process with a terminal: its exit, once known, and its pty master.
+type TerminalExec = (watch::Receiver<Option<ExitStatus>>, OwnedFd);
 
 impl SandboxHelper {
     /// Directories to hide from workloads that run without a rootfs.
@@ -80,6 +87,7 @@ impl SandboxHelper {
             shutdown,
             root,
             masked: Vec::new(),
+            execs: Mutex::new(HashMap::new()),
             ops: tokio::sync::Mutex::new(()),
             state: Mutex::new(State {
                 ns: Some(ns),
@@ -227,7 +235,8 @@ impl SandboxHelper {
             stdout,
             stderr,
             master,
-        } = launch::wire(stdio, fds, spec.log_path.as_ref()).map_err(|e| self.err(step, e))?;
+        } = launch::wire(stdio, fds, spec.log_path.as_ref(), None)
+            .map_err(|e| self.err(step, e))?;
         let p = &spec.process;
         let launch = Launch {
             args: p.args.clone(),
@@ -325,36 +334,35 @@ impl SandboxHelper {
         self.wait().await
     }
 
-    async fn exec(
-        &self,
-        process: ProcessSpec,
-        stdio: Stdio,
-        fds: Vec<OwnedFd>,
-    ) -> Result<ExitStatus, RemoteError> {
+    async fn exec(&self, mut process: ProcessSpec, stdio: Stdio, fds: Vec<OwnedFd>) -> CallResult {
         let step = "exec";
-        if stdio == Stdio::Tty || process.tty {
-            return Err(self.err(step, "exec with a terminal is not supported yet"));
-        }
+        process.tty = stdio == Stdio::Tty;
         let pid = self.running(step)?;
         let Some(spec) = self.state().spec.clone() else {
             return Err(self.err(step, "not set up"));
         };
         let plan = rootfs::exec_plan(pid, &process).map_err(|e| self.err(step, e))?;
-        let wiring =
-            launch::wire(stdio, fds, spec.log_path.as_ref()).map_err(|e| self.err(step, e))?;
+        // With a rootfs the container has its own devpts: take the terminal from it.
+        let ptmx = spec
+            .rootfs
+            .as_ref()
+            .map(|_| PathBuf::from(format!("/proc/{pid}/root/dev/pts/ptmx")));
+        let wiring = launch::wire(stdio, fds, spec.log_path.as_ref(), ptmx.as_deref())
+            .map_err(|e| self.err(step, e))?;
         let launch = Launch {
             args: process.args.clone(),
             env: launch::environment(
                 &[&spec.process.env, &process.env],
                 &spec.hostname,
                 process.uid,
-                false,
+                process.tty,
             ),
             stdin: wiring.stdin,
             stdout: wiring.stdout,
             stderr: wiring.stderr,
             plan,
         };
+        let wiring_master = wiring.master;
         let mut child = process::spawn(launch).map_err(|e| {
             if self.running(step).is_err() {
                 // Forking into a pid namespace whose init is gone fails with ENOMEM.
@@ -363,11 +371,62 @@ impl SandboxHelper {
                 self.err(step, e)
             }
         })?;
-        let status = child
-            .wait()
+        let Some(master) = wiring_master else {
+            let status = child
+                .wait()
+                .await
+                .map_err(|e| self.err(step, format!("wait: {e}")))?;
+            return Ok((SandboxResponse::Exited(launch::exit_status(status)), vec![]));
+        };
+        // A terminal: the caller needs the master now, the exit later (`ExecWait`).
+        let exec_pid = child.id().unwrap_or(0);
+        let copy = master
+            .try_clone()
+            .map_err(|e| self.err(step, format!("duplicate pty master: {e}")))?;
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(async move {
+            let status = child.wait().await.ok().map(launch::exit_status);
+            let _ = tx.send(Some(status.unwrap_or(ExitStatus {
+                code: 137,
+                signal: None,
+            })));
+        });
+        self.execs
+            .lock()
+            .map_err(|_| self.err(step, "exec table poisoned"))?
+            .insert(exec_pid, (rx, copy));
+        Ok((SandboxResponse::Started { pid: exec_pid }, vec![master]))
+    }
+
+    async fn exec_wait(&self, pid: u32) -> Result<ExitStatus, RemoteError> {
+        let step = "exec wait";
+        let mut rx = self
+            .execs
+            .lock()
+            .map_err(|_| self.err(step, "exec table poisoned"))?
+            .get(&pid)
+            .map(|(rx, _)| rx.clone())
+            .ok_or_else(|| self.err(step, format!("no exec with pid {pid}")))?;
+        let status = rx
+            .wait_for(Option::is_some)
             .await
-            .map_err(|e| self.err(step, format!("wait: {e}")))?;
-        Ok(launch::exit_status(status))
+            .map(|s| *s)
+            .map_err(|_| self.err(step, "exec abandoned"))?;
+        if let Ok(mut execs) = self.execs.lock() {
+            execs.remove(&pid);
+        }
+        status.ok_or_else(|| self.err(step, "no exit status"))
+    }
+
+    fn exec_resize(&self, pid: u32, rows: u16, cols: u16) -> Result<(), RemoteError> {
+        let execs = self
+            .execs
+            .lock()
+            .map_err(|_| self.err("resize", "exec table poisoned"))?;
+        let (_, master) = execs
+            .get(&pid)
+            .ok_or_else(|| self.err("resize", format!("no exec with pid {pid}")))?;
+        crate::pty::resize(master, rows, cols).map_err(|e| self.err("resize", e))
     }
 
     fn resize(&self, rows: u16, cols: u16) -> Result<(), RemoteError> {
@@ -453,11 +512,14 @@ impl SandboxHelper {
                     .await
                     .map(SandboxResponse::Exited),
             ),
-            SandboxRequest::Exec { process, stdio } => plain(
-                self.exec(process, stdio, fds)
-                    .await
-                    .map(SandboxResponse::Exited),
-            ),
+            SandboxRequest::Exec { process, stdio } => self.exec(process, stdio, fds).await,
+            SandboxRequest::ExecWait { pid } => {
+                plain(self.exec_wait(pid).await.map(SandboxResponse::Exited))
+            }
+            SandboxRequest::ExecResize { pid, rows, cols } => {
+                self.exec_resize(pid, rows, cols)?;
+                plain(Ok(SandboxResponse::Done))
+            }
             SandboxRequest::Resize { rows, cols } => {
                 self.resize(rows, cols)?;
                 plain(Ok(SandboxResponse::Done))
