@@ -29,7 +29,11 @@ fn two_hundred_containers_from_eight_clients() {
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 let out = world.cli(&["system", "status", "--format", "json"]);
-                assert!(out.status.success(), "status failed under load: {}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "status failed under load: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 times.lock().expect("lock").push(t.elapsed());
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -44,10 +48,26 @@ fn two_hundred_containers_from_eight_clients() {
             std::thread::spawn(move || {
                 for i in 0..PER_CLIENT {
                     let name = format!("l{c}-{i}");
-                    let out = world.cli(&["run", "-d", "--name", &name, "--network", "load", "--rootfs", &rootfs, "--", "sleep", "1000"]);
+                    let out = world.cli(&[
+                        "run",
+                        "-d",
+                        "--name",
+                        &name,
+                        "--network",
+                        "load",
+                        "--rootfs",
+                        &rootfs,
+                        "--",
+                        "sleep",
+                        "1000",
+                    ]);
                     if !out.status.success() {
                         let err = String::from_utf8_lossy(&out.stderr).into_owned();
-                        assert_eq!(err.trim_end().lines().count(), 1, "a failure is one clear line: {err}");
+                        assert_eq!(
+                            err.trim_end().lines().count(),
+                            1,
+                            "a failure is one clear line: {err}"
+                        );
                         failures.lock().expect("lock").push((name, err));
                     }
                 }
@@ -71,13 +91,28 @@ fn two_hundred_containers_from_eight_clients() {
         }
     }
     assert_eq!(seen.len(), running);
-    let reservations = std::fs::read_dir(world.root().join("ipam/load")).expect("ipam").flatten()
-        .filter(|e| e.file_name().to_string_lossy().parse::<std::net::IpAddr>().is_ok())
+    let reservations = std::fs::read_dir(world.root().join("ipam/load"))
+        .expect("ipam")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .parse::<std::net::IpAddr>()
+                .is_ok()
+        })
         .count();
-    assert_eq!(reservations, running, "one reservation file per running container");
+    assert_eq!(
+        reservations, running,
+        "one reservation file per running container"
+    );
 
     let removing = Instant::now();
-    let ids: Vec<String> = list.as_array().expect("list").iter().filter_map(|c| c["id"].as_str().map(str::to_string)).collect();
+    let ids: Vec<String> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|c| c["id"].as_str().map(str::to_string))
+        .collect();
     let removers: Vec<_> = ids
         .chunks(ids.len().div_ceil(CLIENTS))
         .map(|chunk| {
@@ -98,8 +133,15 @@ fn two_hundred_containers_from_eight_clients() {
     poller.join().expect("poller");
 
     let check = world.cli(&["system", "check"]);
-    assert!(check.status.success(), "not clean after teardown: {}", String::from_utf8_lossy(&check.stdout));
-    assert!(world.json(&["ls", "-a", "--format", "json"]).as_array().is_some_and(|a| a.is_empty()));
+    assert!(
+        check.status.success(),
+        "not clean after teardown: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    assert!(world
+        .json(&["ls", "-a", "--format", "json"])
+        .as_array()
+        .is_some_and(|a| a.is_empty()));
     let mut times = status_times.lock().expect("lock").clone();
     times.sort();
     let median = times.get(times.len() / 2).copied().unwrap_or_default();

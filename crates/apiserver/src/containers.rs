@@ -72,11 +72,21 @@ fn parse_mac(s: &str) -> Option<[u8; 6]> {
         }
         mac[i] = u8::from_str_radix(p, 16).ok()?;
     }
-    // Multicast MACs cannot be given to an interface.
-    if mac[0] & 1 == 1 {
+    // Multicast (and broadcast) MACs cannot be given to an interface, nor all zeros.
+    if mac[0] & 1 == 1 || mac == [0; 6] {
         return None;
     }
     Some(mac)
+}
+
+/// `KEY=VALUE` entries with a non-empty key.
+fn check_env(env: &[String]) -> Result<(), String> {
+    match env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
+        Some(e) => Err(format!(
+            "invalid environment entry {e:?}: expected KEY=VALUE"
+        )),
+        None => Ok(()),
+    }
 }
 
 fn random_id() -> String {
@@ -112,13 +122,7 @@ impl ApiServer {
         if config.process.args.is_empty() || config.process.args[0].is_empty() {
             return Err(bad(format!("container {id}: no command given")));
         }
-        for e in &config.process.env {
-            if !e.contains('=') || e.starts_with('=') {
-                return Err(bad(format!(
-                    "container {id}: invalid environment entry {e:?}: expected KEY=VALUE"
-                )));
-            }
-        }
+        check_env(&config.process.env).map_err(|e| bad(format!("container {id}: {e}")))?;
         if let Some(rootfs) = &config.rootfs {
             let meta = std::fs::metadata(rootfs)
                 .map_err(|e| bad(format!("container {id}: rootfs {rootfs}: {e}")))?;
@@ -219,6 +223,13 @@ impl ApiServer {
     pub async fn container_create(self: &Arc<Self>, json: &str) -> Result<String, ApiError> {
         let config: ContainerConfig = serde_json::from_str(json)
             .map_err(|e| bad(format!("invalid container configuration: {e}")))?;
+        if config.version > container_store::container::CONTAINER_RECORD_VERSION {
+            return Err(bad(format!(
+                "invalid container configuration: version {} is newer than this build understands ({})",
+                config.version,
+                container_store::container::CONTAINER_RECORD_VERSION
+            )));
+        }
         let _ops = self.container_ops.lock().await;
         let config = self.validate_container(config).await?;
         save_config(&self.paths, &config)?;
@@ -684,7 +695,21 @@ impl ApiServer {
     }
 
     pub async fn container_remove(self: &Arc<Self>, id: &str, force: bool) -> Result<(), ApiError> {
-        let (_, state) = self.load(id)?;
+        let state = match self.load(id) {
+            Ok((_, state)) => state,
+            // An unreadable record can still be removed by force, with whatever of it
+            // may be left on the host.
+            Err(ApiError::Store(e)) if force => {
+                tracing::warn!("container {id}: removing an unreadable record: {e}");
+                let _ = self.sandboxes.shutdown(id).await;
+                self.remove_sandbox_remains(id, &[]).await;
+                remove_container(&self.paths, id)?;
+                self.spawner
+                    .remove_log(container_protocol::HelperKind::Sandbox, id);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         if state.status == Status::Running {
             if !force {
                 return Err(ApiError::Conflict(format!(
@@ -723,8 +748,12 @@ impl ApiServer {
     pub fn container_list(&self, all: bool) -> Vec<ContainerSummary> {
         let mut out = Vec::new();
         for id in list_containers(&self.paths) {
-            let Ok((config, state)) = self.load(&id) else {
-                continue;
+            let (config, state) = match self.load(&id) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    tracing::warn!("container {id}: not listed: {e}");
+                    continue;
+                }
             };
             if !all && state.status != Status::Running {
                 continue;
@@ -780,6 +809,7 @@ impl ApiServer {
         if args.is_empty() {
             return Err(bad(format!("container {id}: exec needs a command")));
         }
+        check_env(&env).map_err(|e| bad(format!("container {id}: exec: {e}")))?;
         let (config, _) = self.load(id)?;
         let helper = self.running_helper(id)?;
         let stdio = match (tty, fds.len()) {

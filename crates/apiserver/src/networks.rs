@@ -20,10 +20,10 @@ use crate::error::ApiError;
 use crate::helpers::{Helper, NetworkProto};
 use crate::subnets;
 
-fn parse_net<T: std::str::FromStr>(what: &str, value: &str) -> Result<T, ApiError> {
+fn parse_net<T: std::str::FromStr>(what: &str, example: &str, value: &str) -> Result<T, ApiError> {
     value.parse().map_err(|_| {
         ApiError::Invalid(format!(
-            "invalid {what} {value:?}: expected a CIDR such as 10.1.2.0/24"
+            "invalid {what} {value:?}: expected a CIDR such as {example}"
         ))
     })
 }
@@ -46,18 +46,14 @@ impl ApiServer {
         if let Some(h) = self.networks.get(name).filter(|h| !h.client.is_closed()) {
             return Ok(h);
         }
-        let config =
-            container_store::network::load_network(&self.paths, name).map_err(|e| match e {
-                container_store::StoreError::Io { ref source, .. }
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    ApiError::NotFound {
-                        kind: "network",
-                        name: name.to_string(),
-                    }
-                }
-                other => other.into(),
-            })?;
+        let config = self.network_config(name)?;
+        // Records are only written after an overlap check, but files can be copied in
+        // by hand: of two overlapping networks only the older one may come up.
+        if let Some(older) = self.older_overlapping(&config) {
+            return Err(ApiError::Conflict(format!(
+                "network {name}: its subnet overlaps network {older}; not starting it"
+            )));
+        }
         let helper = self.networks.start(&self.spawner, &config.id, &[]).await?;
         let ready = async {
             expect_done(
@@ -82,6 +78,8 @@ impl ApiServer {
             }
         };
         if let Err(e) = ready.await {
+            // Undo whatever set-up built before the failure, then stop the helper.
+            let _ = helper.client.call(NetworkRequest::Teardown).await;
             let _ = self.networks.shutdown(name).await;
             return Err(e);
         }
@@ -240,7 +238,7 @@ impl ApiServer {
 
         let subnet: Option<Ipv4Net> = match &req.subnet {
             Some(s) => {
-                let net: Ipv4Net = parse_net("subnet", s)?;
+                let net: Ipv4Net = parse_net("subnet", "10.1.2.0/24", s)?;
                 if net.trunc() != net {
                     return Err(bad(format!(
                         "invalid subnet {s}: host bits are set (did you mean {}?)",
@@ -286,7 +284,7 @@ impl ApiServer {
         };
         let subnet_v6: Option<Ipv6Net> = match &req.subnet_v6 {
             Some(s) => {
-                let net: Ipv6Net = parse_net("IPv6 subnet", s)?;
+                let net: Ipv6Net = parse_net("IPv6 subnet", "fd00:1::/64", s)?;
                 if net.trunc() != net {
                     return Err(bad(format!(
                         "invalid IPv6 subnet {s}: host bits are set (did you mean {}?)",
@@ -316,7 +314,8 @@ impl ApiServer {
                 Some(ip)
             }
             (Some(_), None) => return Err(bad("--gateway-v6 needs --subnet-v6")),
-            (None, Some(net)) => net.hosts().next(),
+            // ipnet's IPv6 hosts() starts at the network address itself.
+            (None, Some(net)) => Some(std::net::Ipv6Addr::from(u128::from(net.network()) + 1)),
             (None, None) => None,
         };
 
@@ -408,13 +407,7 @@ impl ApiServer {
         let mut out = Vec::new();
         for name in names {
             validate_id(NameKind::Network, &name)?;
-            let config =
-                container_store::network::load_network(&self.paths, &name).map_err(|_| {
-                    ApiError::NotFound {
-                        kind: "network",
-                        name: name.clone(),
-                    }
-                })?;
+            let config = self.network_config(&name)?;
             let helper = self.network_helper(&name).await?;
             let state = match helper.client.call(NetworkRequest::State).await? {
                 NetworkResponse::State(s) => s,
@@ -437,13 +430,7 @@ impl ApiServer {
         // Check them all before removing any, so a bad name leaves every network alone.
         for name in &names {
             validate_id(NameKind::Network, name)?;
-            let config =
-                container_store::network::load_network(&self.paths, name).map_err(|_| {
-                    ApiError::NotFound {
-                        kind: "network",
-                        name: name.clone(),
-                    }
-                })?;
+            let config = self.network_config(name)?;
             if config.builtin {
                 return Err(ApiError::Conflict(format!(
                     "network {name} is built in and cannot be removed"
@@ -506,32 +493,91 @@ impl ApiServer {
                 }
                 vec![n]
             }
+            // Every network whose record is valid; the others are reported by name at
+            // start and by any command that names them.
             None => load_networks(&self.paths)
                 .0
                 .into_iter()
+                .filter(|c| match self.network_config(&c.id) {
+                    Ok(config) => match self.older_overlapping(&config) {
+                        None => true,
+                        Some(other) => {
+                            tracing::warn!(
+                                "gc skips network {}: it overlaps network {other}",
+                                c.id
+                            );
+                            false
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!("gc skips {e}");
+                        false
+                    }
+                })
                 .map(|c| c.id)
                 .collect(),
         };
         let mut released = Vec::new();
+        let mut failed = Vec::new();
+        // One broken network must not keep the others from being collected.
         for name in names {
-            let helper = self.network_helper(&name).await?;
-            let live = self.live_attachments(&name);
-            match helper.client.call(NetworkRequest::Gc { live }).await? {
-                NetworkResponse::Collected(list) => {
-                    released.extend(list.into_iter().map(|r| (name.clone(), r)));
+            let collected = async {
+                let helper = self.network_helper(&name).await?;
+                let live = self.live_attachments(&name);
+                match helper.client.call(NetworkRequest::Gc { live }).await? {
+                    NetworkResponse::Collected(list) => Ok(list),
+                    _ => Err(bad(format!("network {name}: unexpected answer to gc"))),
                 }
-                _ => return Err(bad(format!("network {name}: unexpected answer to gc"))),
+            };
+            match collected.await {
+                Ok(list) => released.extend(list.into_iter().map(|r| (name.clone(), r))),
+                Err(e) => failed.push(e.to_string()),
             }
+        }
+        if !failed.is_empty() {
+            for (network, r) in &released {
+                tracing::info!(
+                    "network {network}: released {} ({} {})",
+                    r.ip,
+                    r.container_id,
+                    r.ifname
+                );
+            }
+            return Err(bad(format!(
+                "gc released {} reservation(s) but failed on: {}",
+                released.len(),
+                failed.join("; ")
+            )));
         }
         Ok(released)
     }
 
-    /// Addresses of every subnet in use, to validate static IPs of containers.
+    /// A network's record, checked as a create would check it: a missing file is "not
+    /// found", an unreadable or invalid one is reported by path and reason.
     pub fn network_config(&self, name: &str) -> Result<NetworkConfig, ApiError> {
-        container_store::network::load_network(&self.paths, name).map_err(|_| ApiError::NotFound {
-            kind: "network",
-            name: name.to_string(),
-        })
+        validate_id(NameKind::Network, name)?;
+        let config =
+            container_store::network::load_network(&self.paths, name).map_err(|e| match e {
+                container_store::StoreError::Io { ref source, .. }
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    ApiError::NotFound {
+                        kind: "network",
+                        name: name.to_string(),
+                    }
+                }
+                other => other.into(),
+            })?;
+        check_record(&config).map_err(|e| {
+            bad(format!(
+                "network {name}: record {}: {e}",
+                self.paths
+                    .network_config(name)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        Ok(config)
     }
 }
 
@@ -559,4 +605,50 @@ pub fn in_network(config: &NetworkConfig, ip: IpAddr) -> bool {
 pub fn unique(names: &[String]) -> bool {
     let mut seen = HashSet::new();
     names.iter().all(|n| seen.insert(n))
+}
+
+impl ApiServer {
+    /// A network that overlaps `config` and takes precedence over it: one that is up,
+    /// or an older one (created earlier, or the same second and a smaller name).
+    fn older_overlapping(&self, config: &NetworkConfig) -> Option<String> {
+        let nets = |c: &NetworkConfig| -> Vec<IpNet> {
+            c.subnet
+                .map(IpNet::V4)
+                .into_iter()
+                .chain(c.subnet_v6.map(IpNet::V6))
+                .collect()
+        };
+        let mine = nets(config);
+        load_networks(&self.paths)
+            .0
+            .into_iter()
+            .filter(|o| o.id != config.id)
+            // A network already up keeps its addresses; otherwise the older one wins.
+            .filter(|o| {
+                self.networks.get(&o.id).is_some()
+                    || (o.created, &o.id) < (config.created, &config.id)
+            })
+            .find(|o| {
+                nets(o)
+                    .iter()
+                    .any(|a| mine.iter().any(|b| subnets::overlaps(a, b)))
+            })
+            .map(|o| o.id)
+    }
+}
+
+/// Checks a record read from disk as a create would have: a hand-edited or corrupt file
+/// must not reach a helper.
+pub fn check_record(config: &NetworkConfig) -> Result<(), String> {
+    if let Some(net) = config.subnet {
+        if net.trunc() != net {
+            return Err(format!("subnet {net}: host bits are set"));
+        }
+    }
+    if let Some(net) = config.subnet_v6 {
+        if net.trunc() != net {
+            return Err(format!("IPv6 subnet {net}: host bits are set"));
+        }
+    }
+    plugins::validate(config).map_err(|e| e.to_string())
 }

@@ -170,7 +170,14 @@ pub async fn run(paths: &Paths, command: NetworkCommand) -> Result<()> {
             if let ApiResponse::Collected(list) = call(&client, ApiRequest::NetworkGc(name)).await?
             {
                 for (network, r) in list {
-                    println!("{network}\t{}\t{}\t{}", r.ip, r.container_id, r.ifname);
+                    // The holder comes from a file anyone with write access may have
+                    // written: never send its control characters to a terminal.
+                    println!(
+                        "{network}\t{}\t{}\t{}",
+                        r.ip,
+                        r.container_id.escape_debug(),
+                        r.ifname.escape_debug()
+                    );
                 }
             }
         }

@@ -110,7 +110,14 @@ async fn serve_inner<S: Service>(
         };
         let bytes = next.map_err(|e| malformed(e.to_string()))?;
         let (id, nfds, body) = match frame::decode::<ClientFrame<S::Req>>(&bytes) {
-            Ok(ClientFrame::Call { id, fds, body }) => (id, fds as usize, body),
+            Ok(ClientFrame::Call { id, fds, body }) if fds as usize <= MAX_FDS_PER_FRAME => {
+                (id, fds as usize, body)
+            }
+            Ok(ClientFrame::Call { fds, .. }) => {
+                return Err(malformed(format!(
+                "too many file descriptors: a call announcing {fds} (at most {MAX_FDS_PER_FRAME})"
+            )))
+            }
             Ok(ClientFrame::Hello { .. }) => return Err(malformed("second hello".into())),
             Err(e) => return Err(malformed(e)),
         };

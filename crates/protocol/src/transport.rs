@@ -18,6 +18,9 @@ use tokio::net::UnixStream;
 
 use crate::frame::MAX_FDS_PER_FRAME;
 
+/// The kernel's limit of descriptors in one `SCM_RIGHTS` message.
+const SCM_MAX_FD: usize = 253;
+
 pub struct FdReader {
     sock: Arc<UnixStream>,
     fds: VecDeque<OwnedFd>,
@@ -42,7 +45,10 @@ impl FdReader {
 
 fn recv_with_fds(fd: RawFd, buf: &mut [u8], queue: &mut VecDeque<OwnedFd>) -> io::Result<usize> {
     let mut iov = [IoSliceMut::new(buf)];
-    let mut space = nix::cmsg_space!([RawFd; MAX_FDS_PER_FRAME]);
+    // Room for the kernel's own limit per message (SCM_MAX_FD): the control message is
+    // then never truncated, so every descriptor a peer sends is received and owned
+    // here (and closed if refused) instead of leaking into this process.
+    let mut space = nix::cmsg_space!([RawFd; SCM_MAX_FD]);
     let msg = recvmsg::<()>(
         fd,
         &mut iov,
@@ -51,11 +57,9 @@ fn recv_with_fds(fd: RawFd, buf: &mut [u8], queue: &mut VecDeque<OwnedFd>) -> io
     )
     .map_err(io::Error::from)?;
     let bytes = msg.bytes;
-    // A truncated control message means descriptors were dropped on the floor: the
-    // stream can no longer be trusted to pair frames with descriptors.
     let cmsgs = msg
         .cmsgs()
-        .map_err(|_| io::Error::other("too many file descriptors in one message"))?;
+        .map_err(|_| io::Error::other("truncated control message"))?;
     for cmsg in cmsgs {
         if let ControlMessageOwned::ScmRights(raw) = cmsg {
             for fd in raw {
@@ -63,6 +67,14 @@ fn recv_with_fds(fd: RawFd, buf: &mut [u8], queue: &mut VecDeque<OwnedFd>) -> io
                 queue.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
             }
         }
+    }
+    // A legitimate peer's descriptors are claimed by the frame they arrive with, so
+    // the queue never holds more than two frames' worth. More means a peer sends
+    // descriptors it does not announce: refuse the connection (dropping the queue
+    // closes them) rather than let it exhaust our descriptor table.
+    if queue.len() > 2 * MAX_FDS_PER_FRAME {
+        queue.clear();
+        return Err(io::Error::other("peer sent descriptors no frame announced"));
     }
     Ok(bytes)
 }

@@ -45,8 +45,21 @@ impl Options {
             return Err(opts.invalid("conflist", path, "must be an absolute path"));
         }
         let path = PathBuf::from(path);
-        if !path.is_file() {
-            return Err(opts.invalid("conflist", &path.display().to_string(), "no such file"));
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                return Err(opts.invalid(
+                    "conflist",
+                    &path.display().to_string(),
+                    "not a regular file",
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(opts.invalid("conflist", &path.display().to_string(), "no such file"))
+            }
+            Err(e) => {
+                return Err(opts.invalid("conflist", &path.display().to_string(), &e.to_string()))
+            }
         }
         let conflist = Conflist::load(&path)?;
         let cni_path = opts.get("cni_path").unwrap_or(DEFAULT_CNI_PATH);
