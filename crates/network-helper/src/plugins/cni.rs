@@ -58,7 +58,7 @@ impl Options {
                 return Err(opts.invalid("conflist", &path.display().to_string(), "no such file"))
             }
             Err(e) => {
-                return Err(opts.invalid("conflist", &path.display().to_string(), &e.to_string()))
+                return Err(opts.invalid("conflist", &path.display().to_string(), e.to_string()))
             }
         }
         let conflist = Conflist::load(&path)?;
