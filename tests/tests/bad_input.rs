@@ -8,10 +8,8 @@
 //! `containers.rs` (`bad_container_input_is_refused_with_nothing_changed`) and
 //! `apiserver.rs` (garbage, oversized and wrong-version frames) without repeating them.
 //!
-//! A case whose present behaviour is a known bug carries `known: Some(why)`. It is still
-//! run and checked; what it gets wrong is printed, and fails the test only with
-//! `BAD_INPUT_STRICT=1`, so the suite stays green while its owner fixes it. When such a
-//! case starts passing, the test says so: drop the marker then.
+//! Every case must pass. (The table can carry `known: Some(why)` for a bug found
+//! before its fix, which then fails only with `BAD_INPUT_STRICT=1`; none is open.)
 //!
 //! The `*_survive_pseudo_random_*` tests are the stable stand-in for the cargo-fuzz
 //! targets under `fuzz/` (nightly, run by `cargo xtask fuzz`): a fixed-seed xorshift
@@ -309,10 +307,6 @@ fn case(args: &[&str], expect: &str) -> Case {
 }
 
 impl Case {
-    fn known(mut self, why: &'static str) -> Case {
-        self.known = Some(why);
-        self
-    }
     fn cleanup(mut self, args: &[&str]) -> Case {
         self.cleanup
             .push(args.iter().map(|s| s.to_string()).collect());
@@ -1073,10 +1067,6 @@ impl DiskCase {
     }
     fn released(mut self) -> DiskCase {
         self.released = true;
-        self
-    }
-    fn known(mut self, why: &'static str) -> DiskCase {
-        self.known = Some(why);
         self
     }
 
