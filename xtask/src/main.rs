@@ -10,6 +10,7 @@
 
 mod bench;
 mod demo;
+mod fuzz;
 mod soak;
 
 use std::path::{Path, PathBuf};
@@ -42,7 +43,10 @@ fn main() -> Result<()> {
         "demo-inner" => demo::inner(rest),
         "soak" => soak::run(rest),
         "bench" => bench::run(rest),
-        other => bail!("unknown xtask {other:?}: use deps, test, lint, demo, soak or bench"),
+        "bench-init" => bench::init(rest),
+        "bench-inner" => bench::inner(rest),
+        "fuzz" => fuzz::run(rest),
+other => bail!("unknown xtask {other:?}: use deps, test, lint, demo, soak, fuzz or bench"),
     }
 }
 

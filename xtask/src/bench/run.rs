@@ -1,0 +1,158 @@
+//! `run`: one container end to end, `true` on the same busybox root filesystem, by
+//! this runtime (`container run --rm --network default --rootfs R true`), podman
+//! (`podman run --rm --network podman`, the rootfs imported as an image) and runc (`runc
+//! run` of an OCI bundle on R, no network: the floor of any runtime built on it). Wall
+//! time of each whole command from a timing loop: process start, container set-up,
+//! the workload, tear-down and exit.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use super::podman::Podman;
+use super::report::{Row, Section, Table, Target, Unit};
+use super::sys;
+use super::{bins, Ctx};
+
+/// Untimed runs first: page cache, first-use set-up (the default network's helper,
+/// podman's network) out of the samples.
+const WARMUP: usize = 2;
+
+pub fn measure(ctx: &Ctx, podman: Option<&Result<Podman, String>>) -> Section {
+    let mut rows = Vec::new();
+    let mut notes = ctx.notes.of("run");
+    let n = ctx.opts.iterations(50);
+
+    let ours = "container run --rm --network default";
+    match container(ctx, n, "default") {
+        Ok(s) => rows.push(Row::from_samples(ours, Unit::Nanos, &s)),
+        Err(e) => notes.push(format!("container: not measured: {e:#}")),
+    }
+    // Not a target: what the network part of ours costs, by difference.
+    match container(ctx, n, "none") {
+        Ok(s) => rows.push(
+            Row::from_samples("container run --rm --network none", Unit::Nanos, &s)
+                .extra("loopback only: the network's share is the difference"),
+        ),
+        Err(e) => notes.push(format!("container --network none: not measured: {e:#}")),
+    }
+
+    let theirs = "podman run --rm --network podman";
+    match podman {
+        Some(Ok(p)) => {
+            let r = sys::time_loop(WARMUP, ctx.opts.iterations(30), |_| p.run_true());
+            match r {
+                Ok(s) => rows.push(
+                    Row::from_samples(theirs, Unit::Nanos, &s)
+                        .extra(format!("network backend {}, runtime runc", p.backend)),
+                ),
+                Err(e) => notes.push(format!("podman: not measured: {e:#}")),
+            }
+        }
+        Some(Err(e)) => notes.push(format!("podman: not measured: {e}")),
+        None => {}
+    }
+
+    match runc(ctx, n) {
+        Ok(s) => rows.push(
+            Row::from_samples("runc run (no network)", Unit::Nanos, &s)
+                .extra("OCI bundle on the same rootfs, read-only"),
+        ),
+        Err(e) => notes.push(format!("runc: not measured: {e:#}")),
+    }
+
+    let median = |name: &str| rows.iter().find(|r| r.name == name).map(|r| r.median);
+    let targets = vec![Target::ratio_at_most(
+        "at least 5× faster than podman",
+        median(ours),
+        median(theirs),
+        0.2,
+        "podman",
+    )];
+    let baseline = if median(theirs).is_some() {
+        theirs
+    } else {
+        "runc run (no network)"
+    };
+    Section {
+        title: "Container run end to end".into(),
+        method: "A timing loop in xtask (`Instant` around each spawned command, after 2 \
+                 untimed runs), all on one busybox-static root filesystem: `container run --rm \
+                 --network default --rootfs R true` (apiserver already running), `podman run --rm \
+                 --network podman` of R imported with `podman import` (overlay storage, cgroupfs, \
+                 runc, `default_ulimits = []` through a private `CONTAINERS_CONF`), and `runc run` \
+                 of an OCI bundle on R with no network (the default spec's empty network \
+                 namespace)."
+            .into(),
+        tables: vec![Table {
+            title: "`true` in a new container, whole command:".into(),
+            rows,
+            baseline: Some(baseline.into()),
+        }],
+        targets,
+        notes,
+    }
+}
+
+/// The CLI with the bench's state roots for entry `entry`.
+pub fn container_cmd(ctx: &Ctx, entry: &str) -> Command {
+    let dir = ctx.state.join(format!("container-{entry}"));
+    let mut cmd = Command::new(bins().join("container"));
+    cmd.env("CONTAINER_ROOT", dir.join("root"))
+        .env("CONTAINER_RUN_DIR", dir.join("run"));
+    cmd
+}
+
+fn container(ctx: &Ctx, n: usize, network: &str) -> Result<Vec<f64>> {
+    let rootfs = sys::rootfs(&ctx.state)?;
+    sys::output(container_cmd(ctx, "run").args(["system", "start"]))?;
+    let samples = sys::time_loop(WARMUP, n, |_| {
+        sys::output(
+            container_cmd(ctx, "run")
+                .args(["run", "--rm", "--network", network, "--rootfs"])
+                .arg(&rootfs)
+                .args(["--", "true"]),
+        )
+        .map(|_| ())
+    });
+    let _ = sys::output(container_cmd(ctx, "run").args(["system", "stop"]));
+    samples
+}
+
+fn runc(ctx: &Ctx, n: usize) -> Result<Vec<f64>> {
+    let rootfs = sys::rootfs(&ctx.state)?;
+    let dir = ctx.state.join("runc");
+    let bundle = dir.join("bundle");
+    let root = dir.join("state");
+    std::fs::create_dir_all(&bundle)?;
+    std::fs::create_dir_all(&root)?;
+    sys::output(
+        Command::new("runc")
+            .arg("spec")
+            .arg("--bundle")
+            .arg(&bundle),
+    )?;
+    let spec_path = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&spec_path)?).context("runc spec output")?;
+    spec["root"] = serde_json::json!({ "path": rootfs, "readonly": true });
+    spec["process"]["args"] = serde_json::json!(["true"]);
+    spec["process"]["terminal"] = serde_json::json!(false);
+    std::fs::write(&spec_path, serde_json::to_vec_pretty(&spec)?)?;
+    sys::time_loop(WARMUP, n, |i| runc_run(&root, &bundle, i))
+}
+
+fn runc_run(root: &Path, bundle: &Path, i: usize) -> Result<()> {
+    // The id names runc's cgroups too; the prefix lets cleanup find any left behind.
+    sys::output(
+        Command::new("runc")
+            .arg("--root")
+            .arg(root)
+            .arg("run")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg(format!("container-bench-runc-{i}")),
+    )
+    .map(|_| ())
+}
