@@ -1188,6 +1188,12 @@ fn bad_files_on_disk_are_reported_by_name_and_left_alone() {
     world.ok(&["create", "--name", "okc", "--rootfs", &rootfs, "--", "true"]);
     // One container has run: the run directory has what containers leave there.
     world.ok(&["run", "--rm", "--rootfs", &rootfs, "--", "true"]);
+    // Its veth pair goes with its namespace, in the kernel's background cleanup.
+    container_tests::eventually("veth of the finished run gone", || {
+        !container_tests::links()
+            .iter()
+            .any(|l| l.starts_with("veth"))
+    });
     let good_record = std::fs::read(world.root().join("networks/good.json")).expect("good");
     let okc_config = std::fs::read(world.root().join("containers/okc/config.json")).expect("okc");
     let valid = network_record("truncated", "10.93.0.0/24");

@@ -75,7 +75,9 @@ fn exit_codes_propagate_and_rm_leaves_nothing_behind() {
             .is_some_and(|a| a.is_empty())
     });
     assert!(reservations(w, "default").is_empty(), "no reservation left");
-    assert_eq!(links(), links_before, "no host link left");
+    eventually("host veth gone with the namespace", || {
+        links() == links_before
+    });
     assert!(netns_mounts(w).is_empty(), "no netns mount left");
     let sandboxes = std::fs::read_dir(w.run_dir().join("helpers/sandbox"))
         .map(|d| d.count())
@@ -199,7 +201,9 @@ fn a_failing_start_leaves_nothing_behind() {
         .as_array()
         .is_some_and(|a| a.is_empty()));
     assert!(reservations(w, "default").is_empty());
-    assert_eq!(links(), links_before);
+    eventually("host veth gone with the namespace", || {
+        links() == links_before
+    });
     assert!(netns_mounts(w).is_empty());
 }
 

@@ -186,17 +186,33 @@ impl ApiServer {
             .iter()
             .filter_map(container_network_helper::plugins::bridge_name)
             .collect();
-        match self.host_netlink.links().await {
+        let leaked_links =
+            |links: Vec<container_netlink::LinkInfo>| -> Vec<container_netlink::LinkInfo> {
+                links
+                    .into_iter()
+                    .filter(|link| {
+                        let kind = link.kind.as_deref().unwrap_or("");
+                        (kind == "veth"
+                            && is_our_veth(&link.name)
+                            && !live_host_links.contains(&link.name))
+                            || (kind == "bridge"
+                                && link.name.starts_with("cbr-")
+                                && !bridges.contains(&link.name))
+                    })
+                    .collect()
+            };
+        let mut candidates = self.host_netlink.links().await.map(leaked_links);
+        if candidates.as_ref().is_ok_and(|c| !c.is_empty()) {
+            // A stopped container's veth pair dies with its namespace in the kernel's
+            // background cleanup: only what is still there a moment later has leaked.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            candidates = self.host_netlink.links().await.map(leaked_links);
+        }
+        match candidates {
             Ok(links) => {
                 for link in links {
                     let kind = link.kind.as_deref().unwrap_or("");
-                    let leaked = (kind == "veth"
-                        && is_our_veth(&link.name)
-                        && !live_host_links.contains(&link.name))
-                        || (kind == "bridge"
-                            && link.name.starts_with("cbr-")
-                            && !bridges.contains(&link.name));
-                    if leaked {
+                    {
                         let mut f = finding(
                             "link",
                             &link.name,

@@ -326,14 +326,12 @@ impl ApiServer {
                 .filter_map(|n| n.ifname.clone())
                 .collect();
             undo.push(format!("shut down sandbox helper {id}"), async move {
-                let result = server
-                    .sandboxes
-                    .shutdown(&id)
-                    .await
-                    .map_err(|e| e.to_string());
+                let result = server.sandboxes.shutdown(&id).await;
                 // A helper that died mid-setup tore nothing down: do it from what we know.
-                server.remove_sandbox_remains(&id, &ifnames).await;
-                result
+                if !matches!(result, Ok(true)) {
+                    server.remove_sandbox_remains(&id, &ifnames).await;
+                }
+                result.map(|_| ()).map_err(|e| e.to_string())
             });
         }
         let netns = self.paths.netns(&id).display().to_string();
@@ -490,16 +488,23 @@ impl ApiServer {
             .sandboxes
             .get(id)
             .is_some_and(|h| !h.client.is_closed());
-        if helper_alive {
-            if let Err(e) = self.sandboxes.shutdown(id).await {
-                tracing::warn!("container {id}: shut down sandbox: {e}");
+        let clean = if helper_alive {
+            match self.sandboxes.shutdown(id).await {
+                Ok(clean) => clean,
+                Err(e) => {
+                    tracing::warn!("container {id}: shut down sandbox: {e}");
+                    false
+                }
             }
         } else {
             self.sandboxes.forget(id);
+            false
+        };
+        // A helper that died, before or during its shutdown, tore down only part of
+        // what it owned: clean the rest from the record.
+        if !clean {
+            self.clean_after_dead_sandbox(id, &state).await;
         }
-        // Whatever the helper did or did not tear down (it may have died half way):
-        // every step is idempotent, so this is a no-op after a clean shutdown.
-        self.clean_after_dead_sandbox(id, &state).await;
         fault::point("apiserver:finish-before-release");
         for a in &state.allocations {
             if let Err(e) = self

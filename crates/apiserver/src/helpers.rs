@@ -394,16 +394,19 @@ impl<P: HelperProto> HelperTable<P> {
         dead
     }
 
-    /// Asks a helper to exit and waits until its endpoint closes.
-    pub async fn shutdown(&self, id: &str) -> Result<(), ApiError> {
+    /// Asks a helper to exit and waits until its endpoint closes. `true` when it
+    /// answered (it tore down what it owns); `false` when it was already gone or died
+    /// on the way, so what it owns may be left for the caller to clean.
+    pub async fn shutdown(&self, id: &str) -> Result<bool, ApiError> {
         let Some(helper) = self.forget(id) else {
-            return Ok(());
+            return Ok(false);
         };
-        match helper.client.call(P::shutdown_request()).await {
-            Ok(_) | Err(ProtocolError::Gone { .. }) => {}
+        let clean = match helper.client.call(P::shutdown_request()).await {
+            Ok(_) => true,
+            Err(ProtocolError::Gone { .. }) => false,
             Err(e) => return Err(e.into()),
-        }
+        };
         helper.client.closed().await;
-        Ok(())
+        Ok(clean)
     }
 }

@@ -70,16 +70,31 @@ impl Network {
     /// Removes host-side interfaces (last first) and gives devices back. Keeps going
     /// past failures and returns them all.
     pub async fn teardown(&mut self) -> Vec<String> {
+        let mut errors = self.remove_interfaces().await;
+        errors.extend(self.give_back_devices().await);
+        errors
+    }
+
+    /// Deletes the host ends of the interfaces, for a namespace that lives on. When the
+    /// namespace itself goes, this is not needed: its veth pairs die with it, in the
+    /// kernel's background cleanup, instead of costing a synchronous RCU barrier each.
+    pub async fn remove_interfaces(&mut self) -> Vec<String> {
         let mut errors = Vec::new();
         for report in self.interfaces.drain(..).rev() {
             if let Err(e) = interfaces::remove(&self.host, &report).await {
                 errors.push(format!("remove interface {}: {e}", report.ifname));
             }
         }
-        let devices = std::mem::take(&mut self.devices);
-        if let Err(e) = netdev::give_back(&self.host, &self.inside, &devices).await {
-            errors.push(format!("give net devices back: {e}"));
-        }
         errors
+    }
+
+    /// Hands every moved device back to the host: a virtual one would otherwise die
+    /// with the namespace.
+    pub async fn give_back_devices(&mut self) -> Vec<String> {
+        let devices = std::mem::take(&mut self.devices);
+        match netdev::give_back(&self.host, &self.inside, &devices).await {
+            Ok(()) => vec![],
+            Err(e) => vec![format!("give net devices back: {e}")],
+        }
     }
 }

@@ -472,15 +472,31 @@ impl SandboxHelper {
             st.master = None;
             (st.network.take(), st.ns.take())
         };
-        if let Some(mut network) = network {
-            for e in network.teardown().await {
+        let mut network = network;
+        if let Some(network) = network.as_mut() {
+            for e in network.give_back_devices().await {
                 tracing::warn!("container {id}: shutdown: {e}");
             }
         }
         container_protocol::fault::point("sandbox-helper:during-shutdown");
-        if let Some(ns) = ns {
-            if let Err(e) = ns.remove_netns() {
-                tracing::warn!("container {id}: shutdown: {e}");
+        let netns_gone = match ns {
+            Some(ns) => match ns.remove_netns() {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!("container {id}: shutdown: {e}");
+                    false
+                }
+            },
+            None => false,
+        };
+        if let Some(mut network) = network {
+            // The namespace stays (its mount could not be removed): take the host ends
+            // away explicitly. Otherwise the veth pairs go with the namespace once the
+            // last reference to it (this network's netlink socket inside) is dropped.
+            if !netns_gone {
+                for e in network.remove_interfaces().await {
+                    tracing::warn!("container {id}: shutdown: {e}");
+                }
             }
         }
         tracing::info!("container {id}: torn down");
@@ -527,12 +543,14 @@ impl SandboxHelper {
             SandboxRequest::State => plain(Ok(SandboxResponse::State(self.snapshot()))),
             SandboxRequest::Shutdown => {
                 self.teardown().await;
-                // Exit only after this reply had its chance to be written.
+                // Exit only after this reply is written. On this current-thread runtime
+                // the spawned task runs only once the call's task yields, and the call's
+                // task writes its small reply with one non-blocking sendmsg before that;
+                // a reply that could not go out at once is lost, which the apiserver
+                // reads as the helper gone: shut down either way. No sleep: a waiting
+                // apiserver (run --rm, rm -f) paid for it on every container.
                 let shutdown = self.shutdown.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    shutdown.notify_one();
-                });
+                tokio::spawn(async move { shutdown.notify_one() });
                 plain(Ok(SandboxResponse::Done))
             }
         }

@@ -7,6 +7,9 @@ use container_protocol::sandbox::InterfaceReport;
 
 use super::{configure_and_report, undone, Ctx, InterfaceError};
 
+/// 20 ms apart: two seconds for a dying namespace to let its veth name go.
+const VETH_NAME_RETRIES: u32 = 100;
+
 /// Name of the host end of a container's veth: `veth` and 11 hex digits of an FNV-1a
 /// hash of `(container_id, ifname)`, 15 bytes, the most an interface name holds.
 ///
@@ -44,10 +47,23 @@ pub(super) async fn realize(
     let host_name = veth_host_name(&alloc.container_id, &alloc.ifname);
     // Without an MTU from the network, match the bridge: a smaller port would lower it.
     let mtu = alloc.mtu.unwrap_or(br.mtu);
-    let host_index = host
-        .create_veth(&host_name, &alloc.ifname, ns, Some(mtu), alloc.mac)
-        .await
-        .map_err(cx.step(format!("create veth {host_name}")))?;
+    // The previous run of this container may still own the name for a moment: its
+    // namespace (and the veth pair with it) is destroyed by the kernel in the
+    // background. A host end can only exist while its peer's namespace does, so the
+    // name frees itself; wait for that, boundedly.
+    let mut attempts = 0;
+    let host_index = loop {
+        match host
+            .create_veth(&host_name, &alloc.ifname, ns, Some(mtu), alloc.mac)
+            .await
+        {
+            Err(e) if e.is_exists() && attempts < VETH_NAME_RETRIES => {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            other => break other.map_err(cx.step(format!("create veth {host_name}")))?,
+        }
+    };
 
     match wire(cx, host, inside, alloc, host_index, br.index, default_route).await {
         Ok(mut report) => {
