@@ -252,9 +252,9 @@ fn ip_floor(env: &Env, group: &mut BenchmarkGroup<'_, WallTime>) {
 
 fn ours(env: &Env, group: &mut BenchmarkGroup<'_, WallTime>, fresh: bool) {
     let (bridge, octet, name) = if fresh {
-        ("brfresh", 5, "container_bridge_strategy_fresh_netlink")
+        ("brfresh", 5, "container_explicit_delete_fresh_netlink")
     } else {
-        ("brours", 1, "container_bridge_strategy")
+        ("brours", 1, "container_explicit_delete")
     };
     env.bridge(bridge, &format!("10.88.{octet}.1/24"));
     let c = env.netns(bridge);
@@ -338,13 +338,13 @@ fn ours(env: &Env, group: &mut BenchmarkGroup<'_, WallTime>, fresh: bool) {
     group.bench_function(name, |b| b.iter(|| once(conns).expect("attach")));
 }
 
-/// What-if, not a contender: the same strategy, but torn down by destroying the
-/// container's namespace instead of `interfaces::remove`, as a container's end allows.
-/// The kernel then deletes the veth pair in its namespace-cleanup worker, batched, and
-/// nobody waits for the device unregistration (the ~all of `remove`'s time). Each
-/// iteration also creates the namespace, which the other rows get for free.
+/// What the product does: the bridge strategy's set-up, and the container's end torn
+/// down by removing its namespace (the sandbox helper no longer deletes the veth
+/// itself). The kernel then deletes the veth pair in its namespace-cleanup worker,
+/// batched, and nobody waits for the device unregistration (the ~all of `remove`'s
+/// time). Each iteration also creates the namespace, which the other rows get for free.
 fn netns_teardown(env: &Env, group: &mut BenchmarkGroup<'_, WallTime>) {
-    const NAME: &str = "what_if_container_strategy_netns_teardown";
+    const NAME: &str = "container_bridge_strategy";
     env.bridge("brwhatif", "10.88.7.1/24");
     let gateway: IpAddr = "10.88.7.1".parse().expect("gateway");
     let alloc = Allocation {

@@ -166,11 +166,17 @@ pub fn attach_section(all: &[Bench], ctx: &Ctx) -> Section {
         ),
         (
             "container_bridge_strategy",
-            "container: bridge strategy, connections held",
+            "container: bridge strategy, torn down as the product does (namespace removed, \
+             the kernel deletes the pair in the background; creating the namespace included)",
         ),
         (
-            "container_bridge_strategy_fresh_netlink",
-            "container: bridge strategy + opening both netlink connections",
+            "container_explicit_delete",
+            "container: the same set-up, veth deleted explicitly (the path for a namespace \
+             that cannot be removed), connections held",
+        ),
+        (
+            "container_explicit_delete_fresh_netlink",
+            "container: explicit delete + opening both netlink connections",
         ),
         (
             "cni_bridge_host_local",
@@ -184,11 +190,7 @@ pub fn attach_section(all: &[Bench], ctx: &Ctx) -> Section {
             "netavark_nat",
             "netavark setup + teardown, NAT network (iptables)",
         ),
-        (
-            "what_if_container_strategy_netns_teardown",
-            "what-if, not a contender: ours torn down by destroying the container netns \
-             (creating it included); the kernel deletes the pair later, batched",
-        ),
+
     ];
     let rows = ORDER
         .iter()
