@@ -46,7 +46,7 @@ fn main() -> Result<()> {
         "bench-init" => bench::init(rest),
         "bench-inner" => bench::inner(rest),
         "fuzz" => fuzz::run(rest),
-other => bail!("unknown xtask {other:?}: use deps, test, lint, demo, soak, fuzz or bench"),
+        other => bail!("unknown xtask {other:?}: use deps, test, lint, demo, soak, fuzz or bench"),
     }
 }
 

@@ -190,7 +190,6 @@ pub fn attach_section(all: &[Bench], ctx: &Ctx) -> Section {
             "netavark_nat",
             "netavark setup + teardown, NAT network (iptables)",
         ),
-
     ];
     let rows = ORDER
         .iter()
