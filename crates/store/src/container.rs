@@ -146,21 +146,14 @@ pub fn save_state(paths: &Paths, id: &str, state: &ContainerState) -> Result<(),
 pub fn load_config(paths: &Paths, id: &str) -> Result<ContainerConfig, StoreError> {
     let path = paths.container_dir(id)?.join("config.json");
     let config: ContainerConfig = read_json(&path)?;
-    if config.id != id {
-        return Err(StoreError::Json {
-            path,
-            message: format!("file is for container {:?}, not {id:?}", config.id),
-        });
-    }
-    if config.version > CONTAINER_RECORD_VERSION {
-        return Err(StoreError::Json {
-            path,
-            message: format!(
-                "record version {} is newer than this build understands ({CONTAINER_RECORD_VERSION})",
-                config.version
-            ),
-        });
-    }
+    crate::check_record(
+        path,
+        "container",
+        id,
+        &config.id,
+        config.version,
+        CONTAINER_RECORD_VERSION,
+    )?;
     Ok(config)
 }
 

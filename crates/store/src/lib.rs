@@ -31,3 +31,22 @@ pub enum StoreError {
     #[error("{}: {message}", path.display())]
     Json { path: PathBuf, message: String },
 }
+
+/// A record read from disk belongs where it was found and is not from a newer build.
+fn check_record(
+    path: PathBuf,
+    kind: &str,
+    name: &str,
+    id: &str,
+    version: u32,
+    supported: u32,
+) -> Result<(), StoreError> {
+    let message = if id != name {
+        format!("file is for {kind} {id:?}, not {name:?}")
+    } else if version > supported {
+        format!("record version {version} is newer than this build understands ({supported})")
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::Json { path, message })
+}

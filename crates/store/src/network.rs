@@ -67,21 +67,14 @@ fn check_loaded(
     name: &str,
     config: NetworkConfig,
 ) -> Result<NetworkConfig, StoreError> {
-    if config.id != name {
-        return Err(StoreError::Json {
-            path,
-            message: format!("file is for network {:?}, not {name:?}", config.id),
-        });
-    }
-    if config.version > NETWORK_RECORD_VERSION {
-        return Err(StoreError::Json {
-            path,
-            message: format!(
-                "record version {} is newer than this build understands ({NETWORK_RECORD_VERSION})",
-                config.version
-            ),
-        });
-    }
+    crate::check_record(
+        path,
+        "network",
+        name,
+        &config.id,
+        config.version,
+        NETWORK_RECORD_VERSION,
+    )?;
     Ok(config)
 }
 
