@@ -155,17 +155,17 @@ impl Session<'_> {
         mut wait: std::pin::Pin<Box<dyn std::future::Future<Output = Result<ApiResponse>> + '_>>,
     ) -> Result<i32> {
         let _raw = master.as_ref().map(|_| RawMode::enter());
-        let mut copiers = Vec::new();
+        let (mut output, mut input) = (None, None);
         if let Some(master) = master {
             if let Some((rows, cols)) = window_size() {
                 let _ = call(self.client, (self.resize)(rows, cols)).await;
             }
             let master = std::fs::File::from(master);
             let reader = tokio::fs::File::from_std(master.try_clone()?);
-            copiers.push(tokio::spawn(copy(reader, tokio::io::stdout())));
+            output = Some(tokio::spawn(copy(reader, tokio::io::stdout())));
             if interactive {
                 let writer = tokio::fs::File::from_std(master);
-                copiers.push(tokio::spawn(copy(tokio::io::stdin(), writer)));
+                input = Some(tokio::spawn(copy(tokio::io::stdin(), writer)));
             }
         }
         let mut sigint = signal(SignalKind::interrupt())?;
@@ -183,8 +183,14 @@ impl Session<'_> {
                 }
             }
         };
-        for c in copiers {
-            c.abort();
+        if let Some(input) = input {
+            input.abort();
+        }
+        // The exit can overtake the last output still in the pty: read until the
+        // terminal reports that every writer is gone (EIO), within a bound in case the
+        // process left children holding it.
+        if let Some(output) = output {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), output).await;
         }
         match status {
             ApiResponse::Exited(s) => Ok(s.code),
