@@ -151,3 +151,46 @@ fn a_second_apiserver_on_the_same_tree_is_refused() {
     assert!(err.contains("another apiserver"), "{err}");
     world.ok(&["system", "status"]);
 }
+
+#[test]
+fn readiness_is_notified_and_sigterm_stops_only_the_apiserver() {
+    let mut world = World::new();
+    // What systemd does for Type=notify: a datagram socket named by NOTIFY_SOCKET.
+    let notify_path = world.iso.dir().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("bind notify socket");
+    notify
+        .set_read_timeout(Some(container_tests::HANG))
+        .expect("timeout");
+    let notify_env = notify_path.display().to_string();
+    let pid = world.start_apiserver_with(&[("NOTIFY_SOCKET", &notify_env)]);
+    let mut buf = [0u8; 256];
+    let n = notify.recv(&mut buf).expect("READY=1 from the apiserver");
+    assert_eq!(&buf[..n], b"READY=1");
+    // By then the socket answers and the default network's helper runs.
+    let status = world.json(&["system", "status", "--format", "json"]);
+    let helper = status["helpers"][0]["pid"]
+        .as_u64()
+        .expect("a network helper") as u32;
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let n = notify
+        .recv(&mut buf)
+        .expect("STOPPING=1 from the apiserver");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    let mut child = world.apiserver.take().expect("apiserver child");
+    let exit = child.wait().expect("wait apiserver");
+    assert!(exit.success(), "a graceful stop exits 0: {exit}");
+    assert!(!world.socket().exists(), "the socket goes with it");
+    assert!(
+        alive(helper),
+        "helpers outlive an apiserver stopped by its supervisor"
+    );
+    // The supervisor starts it again: it reaches the same helper.
+    world.start_apiserver();
+    let status = world.json(&["system", "status", "--format", "json"]);
+    assert_eq!(status["helpers"][0]["pid"].as_u64(), Some(helper as u64));
+}
