@@ -510,3 +510,79 @@ fn run_and_exec_with_a_terminal() {
     assert!(out.contains("/dev/pts/"), "{out}");
     w.ok(&["rm", "-f", "t1"]);
 }
+
+/// Reads what a TCP server at `addr` says first, retrying while it comes up.
+fn read_from(addr: &str) -> String {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + container_tests::HANG;
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .expect("timeout");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if !out.is_empty() {
+                return out;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing answered on {addr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn nft_ruleset() -> String {
+    let out = Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .expect("nft");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn published_ports_reach_the_container_and_go_with_it() {
+    let s = setup();
+    let w = &s.world;
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "8080:7000",
+        "--rootfs",
+        &s.rootfs,
+        "--",
+        "sh",
+        "-c",
+        "while true; do echo hello | nc -l -p 7000; done",
+    ]);
+    // This namespace is the container's host: its loopback reaches the published port.
+    assert_eq!(read_from("127.0.0.1:8080").trim(), "hello");
+    assert!(nft_ruleset().contains("8080"), "a forward for 8080");
+    let err = w.fails(&[
+        "run", "--rm", "-p", "8080:80", "--rootfs", &s.rootfs, "--", "true",
+    ]);
+    assert!(err.contains("already published by container web"), "{err}");
+    let err = w.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-p",
+        "9090:80",
+        "--",
+        "true",
+    ]);
+    assert!(err.contains("needs a network"), "{err}");
+    let err = w.fails(&["run", "--rm", "-p", "80", "--", "true"]);
+    assert!(err.contains("invalid --publish"), "{err}");
+    w.ok(&["rm", "-f", "web"]);
+    assert!(
+        !nft_ruleset().contains("8080"),
+        "the forward goes with the container"
+    );
+    assert!(std::net::TcpStream::connect("127.0.0.1:8080").is_err());
+}

@@ -10,7 +10,9 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 
 use container_protocol::api::ContainerSummary;
-use container_protocol::network::{Allocation, Attachment, NetworkRequest, NetworkResponse};
+use container_protocol::network::{
+    Allocation, Attachment, NetworkRequest, NetworkResponse, PortMap,
+};
 use container_protocol::sandbox::{
     ExitStatus, NetDeviceSpec, ProcessSpec, SandboxRequest, SandboxResponse, SandboxSpec, Stdio,
 };
@@ -189,6 +191,9 @@ impl ApiServer {
                 }
             }
         }
+        if !config.ports.is_empty() {
+            self.check_ports(&config)?;
+        }
         for (host, dev) in &config.net_devices {
             let target = dev.name.clone().unwrap_or_else(|| host.clone());
             if ifnames.contains(&target) {
@@ -351,6 +356,13 @@ impl ApiServer {
                     ipv6: att.ip6,
                     mac: att.mac.as_deref().and_then(parse_mac),
                     netns: Some(netns.clone()),
+                    // Published ports go to the first network, as eth0 is the
+                    // container's address for the outside.
+                    ports: if allocations.is_empty() {
+                        config.ports.clone()
+                    } else {
+                        vec![]
+                    },
                 }))
                 .await?;
             let NetworkResponse::Allocated(alloc) = reply else {
@@ -962,6 +974,58 @@ impl ApiServer {
                 }
             }
         }
+    }
+}
+
+impl ApiServer {
+    /// Published ports need a bridge network first, distinct non-zero ports, and no
+    /// host port another container already publishes.
+    fn check_ports(&self, config: &ContainerConfig) -> Result<(), ApiError> {
+        let id = &config.id;
+        let Some(first) = config.networks.first() else {
+            return Err(bad(format!(
+                "container {id}: publishing ports needs a network"
+            )));
+        };
+        let net = self.network_config(&first.network)?;
+        if net.plugin != "bridge" {
+            return Err(bad(format!(
+                "container {id}: ports are published on the first network, and {} is a {} network (use a bridge network first)",
+                first.network, net.plugin
+            )));
+        }
+        let clash = |a: &PortMap, b: &PortMap| {
+            a.host_port == b.host_port
+                && a.protocol == b.protocol
+                && (a.host_ip.is_none() || b.host_ip.is_none() || a.host_ip == b.host_ip)
+        };
+        for (i, p) in config.ports.iter().enumerate() {
+            if p.host_port == 0 || p.container_port == 0 {
+                return Err(bad(format!("container {id}: port 0 cannot be published")));
+            }
+            if config.ports[..i].iter().any(|q| clash(p, q)) {
+                return Err(bad(format!(
+                    "container {id}: host port {} is published twice",
+                    p.host_port
+                )));
+            }
+        }
+        for other in list_containers(&self.paths) {
+            let Ok(c) = load_config(&self.paths, &other) else {
+                continue;
+            };
+            if let Some(p) = config
+                .ports
+                .iter()
+                .find(|p| c.ports.iter().any(|q| clash(p, q)))
+            {
+                return Err(ApiError::Conflict(format!(
+                    "container {id}: host port {} is already published by container {other}",
+                    p.host_port
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

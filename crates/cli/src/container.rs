@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use container_protocol::api::{ApiRequest, ApiResponse};
+use container_protocol::network::{PortMap, PortProtocol};
 use container_store::container::{
     ContainerConfig, NetDeviceConfig, NetworkAttachmentConfig, ProcessConfig,
 };
@@ -47,6 +48,9 @@ pub struct CreateArgs {
     /// DNS server (repeatable).
     #[arg(long)]
     pub dns: Vec<IpAddr>,
+    /// Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp] (repeatable).
+    #[arg(short = 'p', long = "publish", value_name = "PORTS")]
+    pub publish: Vec<String>,
     /// Label KEY=VALUE (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
@@ -103,6 +107,34 @@ fn parse_network(spec: &str) -> Result<NetworkAttachmentConfig> {
         }
     }
     Ok(att)
+}
+
+/// `[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]`; an IPv6 host address in brackets.
+fn parse_publish(spec: &str) -> Result<PortMap> {
+    let bad = || {
+        anyhow!("invalid --publish {spec:?}: expected [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]")
+    };
+    let (ports, protocol) = match spec.rsplit_once('/') {
+        Some((p, "tcp")) => (p, PortProtocol::Tcp),
+        Some((p, "udp")) => (p, PortProtocol::Udp),
+        Some(_) => return Err(bad()),
+        None => (spec, PortProtocol::Tcp),
+    };
+    let (rest, container) = ports.rsplit_once(':').ok_or_else(bad)?;
+    let (host_ip, host) = match rest.rsplit_once(':') {
+        Some((ip, port)) => {
+            let ip = ip.trim_start_matches('[').trim_end_matches(']');
+            (Some(ip.parse().map_err(|_| bad())?), port)
+        }
+        None => (None, rest),
+    };
+    let port = |s: &str| s.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
+    Ok(PortMap {
+        host_ip,
+        host_port: port(host)?,
+        container_port: port(container)?,
+        protocol,
+    })
 }
 
 /// Builds the configuration the apiserver receives, from flags or from `--config`.
@@ -233,6 +265,11 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         dns: a.dns.clone(),
         networks,
         net_devices,
+        ports: a
+            .publish
+            .iter()
+            .map(|p| parse_publish(p))
+            .collect::<Result<_>>()?,
         auto_remove: a.rm,
         labels,
         created: 0,

@@ -261,6 +261,17 @@ impl NetworkHelper {
         if self.plugin.uses_ipam() {
             // The IPAM crate logs each release with its address and holder.
             let collected = self.ipam()?.gc(&live)?;
+            // What the plugin holds for a dead attachment beyond its address (a
+            // bridge's published ports) goes with it.
+            for r in &collected {
+                if let Err(e) = self
+                    .plugin
+                    .release(self.env(), &r.container_id, &r.ifname, None)
+                    .await
+                {
+                    tracing::warn!(network = %self.config.id, container = %r.container_id, "gc: {e}");
+                }
+            }
             released.extend(collected.into_iter().map(|r| ReservationInfo {
                 ip: r.ip,
                 container_id: r.container_id,

@@ -26,6 +26,25 @@ pub struct Attachment {
     /// The container's network namespace (bind mount path). Plugins that build the
     /// interface themselves (cni) need it; the others ignore it.
     pub netns: Option<String>,
+    /// Host ports forwarded to this attachment's address (`-p`). Only plugins that
+    /// own a firewall (bridge) accept them.
+    pub ports: Vec<PortMap>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortProtocol {
+    Tcp,
+    Udp,
+}
+
+/// `-p [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMap {
+    pub host_ip: Option<IpAddr>,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: PortProtocol,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

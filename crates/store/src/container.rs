@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use container_protocol::network::Allocation;
+use container_protocol::network::{Allocation, PortMap};
 use container_protocol::sandbox::{InterfaceReport, NetDeviceRecord};
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +76,9 @@ pub struct ContainerConfig {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub net_devices: BTreeMap<String, NetDeviceConfig>,
+    /// Published ports, forwarded to the first network's address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortMap>,
     #[serde(default)]
     pub auto_remove: bool,
     #[serde(default)]

@@ -1,12 +1,13 @@
 //! `bridge`: a Linux bridge per network holding the gateway address(es), a veth per
 //! attachment (built by the sandbox), forwarding and masquerade in nftables.
 
-use container_firewall::{Firewall, NetworkRules};
+use container_firewall::{Firewall, NetworkRules, PortForward, Protocol};
 use container_ipam::Allocated;
 use container_netlink::Netlink;
-use container_protocol::network::{Allocation, Attachment, PluginData};
+use container_protocol::network::{Allocation, Attachment, PluginData, PortMap, PortProtocol};
 use container_store::NetworkConfig;
 use ipnet::IpNet;
+use std::net::IpAddr;
 
 use super::options::Opts;
 use super::{gateway_addresses, ipam_allocation, HostEnv, LinkState};
@@ -224,6 +225,64 @@ impl Bridge {
         );
         alloc.mtu = self.opts.mtu;
         Ok(alloc)
+    }
+
+    /// Forwards the attachment's published ports to its address (IPv4 first, as the
+    /// addresses a user types for `-p` are). One nftables transaction replaces the
+    /// container's forwards on this network.
+    pub async fn publish(
+        &self,
+        container_id: &str,
+        ports: &[PortMap],
+        alloc: &Allocation,
+    ) -> Result<(), PluginError> {
+        let Some(container_ip) = alloc
+            .addresses
+            .iter()
+            .map(|a| a.addr())
+            .find(IpAddr::is_ipv4)
+            .or_else(|| alloc.addresses.first().map(|a| a.addr()))
+        else {
+            return Err(PluginError::Unsupported {
+                plugin: NAME,
+                reason: "published ports need an address".into(),
+            });
+        };
+        let forwards: Vec<PortForward> = ports
+            .iter()
+            .map(|p| PortForward {
+                host_ip: p.host_ip,
+                host_port: p.host_port,
+                container_ip,
+                container_port: p.container_port,
+                protocol: match p.protocol {
+                    PortProtocol::Tcp => Protocol::Tcp,
+                    PortProtocol::Udp => Protocol::Udp,
+                },
+            })
+            .collect();
+        let (fw, id, container) = (
+            self.firewall.clone(),
+            self.id.clone(),
+            container_id.to_string(),
+        );
+        blocking("nftables port forwards", move || {
+            fw.add_port_forwards(&id, &container, &forwards)
+        })
+        .await
+    }
+
+    /// Removes a container's forwards on this network; a container with none is fine.
+    pub async fn unpublish(&self, container_id: &str) -> Result<(), PluginError> {
+        let (fw, id, container) = (
+            self.firewall.clone(),
+            self.id.clone(),
+            container_id.to_string(),
+        );
+        blocking("nftables port forwards", move || {
+            fw.remove_port_forwards(&id, &container)
+        })
+        .await
     }
 
     pub async fn state(&self, env: HostEnv<'_>) -> Result<LinkState, PluginError> {

@@ -152,8 +152,20 @@ impl Plugin {
         att: &Attachment,
         addrs: &[Allocated],
     ) -> Result<Allocation, PluginError> {
+        if !att.ports.is_empty() && !matches!(self, Plugin::Bridge(_)) {
+            return Err(PluginError::Unsupported {
+                plugin: self.name(),
+                reason: "this plugin cannot publish ports (use a bridge network)".into(),
+            });
+        }
         match self {
-            Plugin::Bridge(p) => p.allocate(att, addrs),
+            Plugin::Bridge(p) => {
+                let alloc = p.allocate(att, addrs)?;
+                if !att.ports.is_empty() {
+                    p.publish(&att.container_id, &att.ports, &alloc).await?;
+                }
+                Ok(alloc)
+            }
             Plugin::Macvlan(p) => p.allocate(env, att, addrs).await,
             Plugin::None(p) => p.allocate(att),
             Plugin::Cni(p) => p.allocate(env, att).await,
@@ -171,6 +183,7 @@ impl Plugin {
     ) -> Result<Vec<IpAddr>, PluginError> {
         match self {
             Plugin::Cni(p) => p.release(env, container_id, ifname, netns).await,
+            Plugin::Bridge(p) => p.unpublish(container_id).await.map(|()| Vec::new()),
             _ => Ok(Vec::new()),
         }
     }

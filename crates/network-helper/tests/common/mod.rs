@@ -100,6 +100,7 @@ pub fn attachment(network: &str, container: &str, ifname: &str) -> Attachment {
         ipv6: None,
         mac: None,
         netns: None,
+        ports: vec![],
     }
 }
 
