@@ -95,6 +95,26 @@ pub fn isolate() -> Result<Isolated, Error> {
     Ok(Isolated { dir })
 }
 
+impl Drop for Isolated {
+    /// A test that killed a helper leaves that helper's netns bind mount behind in this
+    /// thread's mount namespace, and a mount point cannot be removed: unmount whatever
+    /// is mounted under the temporary tree first, so it goes entirely.
+    fn drop(&mut self) {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let info = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(dir.as_str()))
+            .collect();
+        // Deepest first.
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
 /// Directory holding the workspace's built binaries (`target/<profile>/`), derived from
 /// the running test executable (`target/<profile>/deps/<test>-<hash>`).
 pub fn bin_dir() -> PathBuf {
