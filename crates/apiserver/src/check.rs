@@ -23,15 +23,6 @@ fn finding(kind: &str, object: impl Into<String>, detail: impl Into<String>) -> 
     }
 }
 
-/// Host veth names the bridge strategy makes: `veth` + 11 hex digits.
-fn is_our_veth(name: &str) -> bool {
-    name.len() == 15
-        && name.starts_with("veth")
-        && name[4..]
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-}
-
 impl ApiServer {
     pub async fn check(self: &Arc<Self>, fix: bool) -> Result<Vec<Finding>, ApiError> {
         let mut found = Vec::new();
@@ -193,10 +184,12 @@ impl ApiServer {
                     .filter(|link| {
                         let kind = link.kind.as_deref().unwrap_or("");
                         (kind == "veth"
-                            && is_our_veth(&link.name)
+                            && container_sandbox_helper::interfaces::is_veth_host_name(&link.name)
                             && !live_host_links.contains(&link.name))
                             || (kind == "bridge"
-                                && link.name.starts_with("cbr-")
+                                && container_network_helper::plugins::bridge::is_derived_name(
+                                    &link.name,
+                                )
                                 && !bridges.contains(&link.name))
                     })
                     .collect()
@@ -304,16 +297,5 @@ impl ApiServer {
             Err(e) => found.push(finding("nft-chain", "table", format!("cannot list: {e}"))),
         }
         Ok(found)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn veth_names() {
-        assert!(super::is_our_veth("veth0123456789a"));
-        assert!(!super::is_our_veth("veth0"));
-        assert!(!super::is_our_veth("vethABCDEF01234"));
-        assert!(!super::is_our_veth("eth0123456789ab"));
     }
 }

@@ -51,6 +51,20 @@ impl ContainerLocks {
             .or_insert_with(|| watch::Sender::new((0, None)))
             .clone()
     }
+
+    /// Drops a removed container's entries, so the tables do not grow with every
+    /// container ever run. A waiter still subscribed keeps its receiver, which already
+    /// holds the last exit.
+    pub fn forget(&self, id: &str) {
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        self.exits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
 }
 
 fn bad(msg: impl Into<String>) -> ApiError {
@@ -560,6 +574,7 @@ impl ApiServer {
             }
             self.spawner
                 .remove_log(container_protocol::HelperKind::Sandbox, id);
+            self.containers.forget(id);
         }
     }
 
@@ -567,13 +582,8 @@ impl ApiServer {
     /// host ends of its interfaces, drop its netns mount (which frees the namespace and
     /// destroys what is left in it), and restore net devices the kernel handed back.
     pub async fn clean_after_dead_sandbox(&self, id: &str, state: &ContainerState) {
-        for iface in &state.interfaces {
-            if let Some(host) = &iface.host_ifname {
-                if let Err(e) = self.host_netlink.delete_link_by_name(host).await {
-                    tracing::warn!("container {id}: delete {host}: {e}");
-                }
-            }
-        }
+        // The recorded host ends are the names `remove_sandbox_remains` derives from
+        // (container, ifname): one delete each.
         let ifnames: Vec<String> = state.allocations.iter().map(|a| a.ifname.clone()).collect();
         self.remove_sandbox_remains(id, &ifnames).await;
         if !state.net_devices.is_empty() {
@@ -723,6 +733,7 @@ impl ApiServer {
                 remove_container(&self.paths, id)?;
                 self.spawner
                     .remove_log(container_protocol::HelperKind::Sandbox, id);
+                self.containers.forget(id);
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -758,6 +769,7 @@ impl ApiServer {
         remove_container(&self.paths, id)?;
         self.spawner
             .remove_log(container_protocol::HelperKind::Sandbox, id);
+        self.containers.forget(id);
         tracing::info!("container {id} removed");
         Ok(())
     }

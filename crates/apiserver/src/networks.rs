@@ -130,8 +130,14 @@ impl ApiServer {
             tracing::error!("skipping network record: {e}");
         }
         for config in configs {
-            // Seed 004: at every start, release what no live container holds, whether
-            // the helper is new or was reconnected.
+            // Seed 004: at every start, release what no live container holds. A helper
+            // started here collects as it starts; a reconnected one is collected now.
+            if self.networks.get(&config.id).is_none() {
+                if let Err(e) = self.network_helper(&config.id).await {
+                    tracing::error!("network {}: {e}", config.id);
+                }
+                continue;
+            }
             match self.network_gc(Some(config.id.clone())).await {
                 Ok(released) => {
                     for (network, r) in released {
@@ -374,11 +380,8 @@ impl ApiServer {
         save_network(&self.paths, &config)?;
         fault::point("apiserver:network-after-record");
         if let Err(e) = self.network_helper(&config.id).await {
-            // Undo: whatever the helper built, then the record.
-            if let Ok(h) = self.networks.start(&self.spawner, &config.id, &[]).await {
-                let _ = h.client.call(NetworkRequest::Teardown).await;
-                let _ = self.networks.shutdown(&config.id).await;
-            }
+            // `network_helper` already tore down and stopped a helper whose set-up
+            // failed; what is left to undo is the record.
             let _ = remove_network(&self.paths, &config.id);
             return Err(e);
         }

@@ -45,6 +45,12 @@ impl Options {
     }
 }
 
+/// Whether `name` has the shape of a derived bridge name (`cbr-…`), for finding bridges
+/// left by removed networks.
+pub fn is_derived_name(name: &str) -> bool {
+    name.starts_with(PREFIX)
+}
+
 /// The bridge name of a network without `--opt bridge=`: `cbr-<id>` for ids of at most
 /// 10 bytes, else `cbr-` + the id's first 5 bytes + 6 hex digits of FNV-1a(id), exactly
 /// 15 bytes. Deterministic, so a restarted helper finds its bridge again.

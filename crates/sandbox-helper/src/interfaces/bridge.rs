@@ -27,6 +27,15 @@ pub fn veth_host_name(container_id: &str, ifname: &str) -> String {
     format!("veth{:011x}", hash >> 20)
 }
 
+/// Whether `name` has the shape [`veth_host_name`] gives, for finding leaked host ends.
+pub fn is_veth_host_name(name: &str) -> bool {
+    name.len() == 15
+        && name.starts_with("veth")
+        && name[4..]
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+}
+
 pub(super) async fn realize(
     cx: Ctx<'_>,
     host: &Netlink,
@@ -102,7 +111,16 @@ async fn wire(
 
 #[cfg(test)]
 mod tests {
-    use super::veth_host_name;
+    use super::{is_veth_host_name, veth_host_name};
+
+    #[test]
+    fn leaked_host_ends_are_recognised_by_their_shape() {
+        assert!(is_veth_host_name("veth0123456789a"));
+        assert!(is_veth_host_name(&veth_host_name("c1", "eth0")));
+        assert!(!is_veth_host_name("veth0"));
+        assert!(!is_veth_host_name("vethABCDEF01234"));
+        assert!(!is_veth_host_name("eth0123456789ab"));
+    }
 
     #[test]
     fn host_names_are_short_stable_and_distinct() {

@@ -19,7 +19,7 @@ use container_netlink::{NetNs, Netlink};
 use container_protocol::network::{Allocation, PluginData};
 use container_protocol::sandbox::InterfaceReport;
 
-pub use bridge::veth_host_name;
+pub use bridge::{is_veth_host_name, veth_host_name};
 
 /// The interface strategies this sandbox knows, one per plugin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
