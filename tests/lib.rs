@@ -162,8 +162,25 @@ impl Drop for World {
     }
 }
 
-/// SIGKILLs every helper whose pid file lies under `run`.
+/// SIGKILLs every helper of this world: those with a pid file under `run`, and any
+/// process started with `--run-dir <run>` (a helper killed tests may have left
+/// without its pid file, or started just as its apiserver was killed).
 pub fn kill_helpers_under(run: &Path) {
+    let needle = format!("--run-dir\0{}\0", run.display());
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&needle) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
     for kind in ["network", "sandbox"] {
         let Ok(entries) = std::fs::read_dir(run.join("helpers").join(kind)) else {
             continue;
