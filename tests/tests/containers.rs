@@ -586,3 +586,102 @@ fn published_ports_reach_the_container_and_go_with_it() {
     );
     assert!(std::net::TcpStream::connect("127.0.0.1:8080").is_err());
 }
+
+/// Docker's exit codes: 127 for a command that is not there, 126 for one that cannot
+/// run, 1 for an object that does not exist, 125 for the runtime's own failures; and
+/// each layer's context once.
+#[test]
+fn exit_codes_follow_the_error_kind() {
+    let s = setup();
+    let w = &s.world;
+    std::fs::write(format!("{}/bin/notexec", s.rootfs), "#!/bin/sh\necho hi\n").unwrap();
+    for (args, want) in [
+        (
+            vec![
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--rootfs",
+                &s.rootfs,
+                "--",
+                "nosuch",
+            ],
+            127,
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--rootfs",
+                &s.rootfs,
+                "--",
+                "/bin/notexec",
+            ],
+            126,
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--rootfs",
+                &s.rootfs,
+                "--",
+                "/etc",
+            ],
+            126,
+        ),
+        (vec!["inspect", "nosuch"], 1),
+        (vec!["rm", "nosuch"], 1),
+        (vec!["network", "inspect", "nosuch"], 1),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--network",
+                "nosuch",
+                "--rootfs",
+                &s.rootfs,
+                "--",
+                "true",
+            ],
+            1,
+        ),
+        (
+            vec!["run", "--rm", "--rootfs", "/nonexistent", "--", "true"],
+            125,
+        ),
+    ] {
+        let out = w.cli(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(&out), want, "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+        // No layer repeats another's prefix.
+        assert!(err.matches("container ").count() <= 2, "{args:?}: {err}");
+        assert!(!err.contains("start: start:"), "{args:?}: {err}");
+    }
+    let out = w.cli(&[
+        "create",
+        "--name",
+        "x1",
+        "--network",
+        "none",
+        "--rootfs",
+        &s.rootfs,
+        "--",
+        "nosuch",
+    ]);
+    assert!(out.status.success());
+    let out = w.cli(&["start", "-a", "x1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 127, "{err}");
+    assert_eq!(
+        err.matches("container x1").count(),
+        1,
+        "context once: {err}"
+    );
+}

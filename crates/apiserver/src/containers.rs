@@ -318,7 +318,7 @@ impl ApiServer {
                 stopped.helper_pid = None;
                 stopped.netns = None;
                 let _ = save_state(&self.paths, id, &stopped);
-                Err(ApiError::Invalid(format!("container {id}: start: {e}")))
+                Err(e.context(format!("container {id}: start")))
             }
         }
     }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, Result};
 use container_protocol::api::{ApiRequest, ApiResponse, SERVICE};
-use container_protocol::{Client, ProtocolError};
+use container_protocol::{Client, ErrorKind, ProtocolError};
 use tokio::net::UnixStream;
 
 pub type ApiClient = Client<ApiRequest, ApiResponse>;
@@ -50,12 +50,43 @@ pub async fn connect(socket: &Path) -> Result<ApiClient> {
     }
 }
 
+/// A failed call, with the kind that picks the CLI's exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failed {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Failed {
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> anyhow::Error {
+        Failed {
+            kind,
+            message: message.into(),
+        }
+        .into()
+    }
+}
+
+fn failed(e: ProtocolError) -> anyhow::Error {
+    let kind = e.kind();
+    match e {
+        ProtocolError::Remote(r) => Failed::error(kind, r.message),
+        other => Failed::error(kind, other.to_string()),
+    }
+}
+
+/// The exit code for an error that ended the command: its kind's when it came from a
+/// call, 125 (the runtime failed) otherwise.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<Failed>())
+        .map_or(125, |f| f.kind.exit_code())
+}
+
 /// Calls the apiserver; a remote error becomes the user's error message as is.
 pub async fn call(client: &ApiClient, req: ApiRequest) -> Result<ApiResponse> {
-    client.call(req).await.map_err(|e| match e {
-        ProtocolError::Remote(r) => anyhow!("{}", r.message),
-        other => anyhow!("{other}"),
-    })
+    client.call(req).await.map_err(failed)
 }
 
 /// Like [`call`], with descriptors both ways.
@@ -64,8 +95,5 @@ pub async fn call_fds(
     req: ApiRequest,
     fds: Vec<std::os::fd::OwnedFd>,
 ) -> Result<(ApiResponse, Vec<std::os::fd::OwnedFd>)> {
-    client.call_with_fds(req, fds).await.map_err(|e| match e {
-        ProtocolError::Remote(r) => anyhow!("{}", r.message),
-        other => anyhow!("{other}"),
-    })
+    client.call_with_fds(req, fds).await.map_err(failed)
 }

@@ -197,8 +197,9 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("container: error: {e:#}");
-            // 125, as Docker: the runtime failed, not the workload.
-            ExitCode::from(125)
+            // As Docker: 125 when the runtime failed, 126/127 for the command, 1 for a
+            // missing object.
+            ExitCode::from(client::exit_code(&e))
         }
     }
 }

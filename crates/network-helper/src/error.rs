@@ -110,3 +110,37 @@ impl PluginError {
         }
     }
 }
+
+impl PluginError {
+    /// The kind the caller sees: a bad configuration or request, a clash with what is
+    /// there, or the host failing us.
+    pub fn kind(&self) -> container_protocol::ErrorKind {
+        use container_ipam::IpamError as I;
+        use container_protocol::ErrorKind as K;
+        match self {
+            PluginError::UnknownPlugin { .. }
+            | PluginError::UnknownOption { .. }
+            | PluginError::InvalidOption { .. }
+            | PluginError::MissingOption { .. }
+            | PluginError::InvalidConfig { .. }
+            | PluginError::Unsupported { .. }
+            | PluginError::Conflist { .. } => K::Invalid,
+            PluginError::ParentMissing { .. } => K::NotFound,
+            PluginError::NotABridge { .. } => K::Conflict,
+            PluginError::Ipam(e) => match e {
+                I::InvalidName { .. }
+                | I::InvalidRange { .. }
+                | I::NoRangeSets
+                | I::NotInAnyRange { .. }
+                | I::ReservedAddress { .. }
+                | I::DuplicateRequest { .. } => K::Invalid,
+                I::AddressInUse { .. } | I::AlreadyAllocated { .. } | I::Exhausted { .. } => {
+                    K::Conflict
+                }
+                I::Io { .. } | I::GcIncomplete { .. } => K::Internal,
+            },
+            PluginError::Many(list) => list.first().map_or(K::Internal, PluginError::kind),
+            _ => K::Internal,
+        }
+    }
+}

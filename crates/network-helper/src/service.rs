@@ -160,7 +160,7 @@ impl NetworkHelper {
     fn remote(&self, step: &str, err: PluginError) -> RemoteError {
         let message = format!("network {}: {step}: {err}", self.config.id);
         tracing::warn!("{message}");
-        RemoteError::new(message)
+        RemoteError::new(err.kind(), message)
     }
 
     fn ipam(&self) -> Result<Ipam, PluginError> {

@@ -63,9 +63,9 @@ impl<S: Service> Service for Vendor<S> {
             None,
             SockFlag::SOCK_CLOEXEC,
         )
-        .map_err(|e| RemoteError::new(format!("create endpoint: socketpair: {e}")))?;
+        .map_err(|e| RemoteError::internal(format!("create endpoint: socketpair: {e}")))?;
         let stream =
-            into_tokio(ours).map_err(|e| RemoteError::new(format!("create endpoint: {e}")))?;
+            into_tokio(ours).map_err(|e| RemoteError::internal(format!("create endpoint: {e}")))?;
         tokio::spawn(serve(stream, self.service.clone(), self.label.clone()));
         Ok((BootstrapResponse::Endpoint, vec![theirs]))
     }

@@ -18,6 +18,6 @@ pub mod rpc;
 pub mod sandbox;
 pub mod transport;
 
-pub use error::{ProtocolError, RemoteError};
+pub use error::{ErrorKind, Failures, ProtocolError, RemoteError};
 pub use helper::{HelperInfo, HelperKind};
 pub use rpc::{Client, Service};

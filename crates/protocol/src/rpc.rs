@@ -147,7 +147,7 @@ async fn serve_inner<S: Service>(
                     ServerFrame::Reply {
                         id,
                         fds: 0,
-                        body: Err(RemoteError::new("reply carries too many descriptors")),
+                        body: Err(RemoteError::internal("reply carries too many descriptors")),
                     },
                     vec![],
                 ),
@@ -167,7 +167,9 @@ async fn serve_inner<S: Service>(
                     let fallback: ServerFrame<()> = ServerFrame::Reply {
                         id,
                         fds: 0,
-                        body: Err(RemoteError::new(format!("reply cannot be encoded: {e}"))),
+                        body: Err(RemoteError::internal(format!(
+                            "reply cannot be encoded: {e}"
+                        ))),
                     };
                     match frame::encode(&fallback) {
                         Ok(b) => b,

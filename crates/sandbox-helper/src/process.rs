@@ -364,6 +364,24 @@ pub enum SpawnError {
     },
 }
 
+impl SpawnError {
+    /// A command that is not there (Docker's 127) or cannot be run (126); the rest is
+    /// the runtime's own failure.
+    pub fn kind(&self) -> container_protocol::ErrorKind {
+        use container_protocol::ErrorKind as K;
+        match self {
+            SpawnError::Exec { source, .. } => match source.raw_os_error() {
+                Some(libc::ENOENT) | Some(libc::ENOTDIR) => K::CommandNotFound,
+                Some(libc::EACCES) | Some(libc::ENOEXEC) | Some(libc::EISDIR)
+                | Some(libc::EPERM) => K::NotExecutable,
+                _ => K::Internal,
+            },
+            SpawnError::NoCommand => K::Invalid,
+            _ => K::Internal,
+        }
+    }
+}
+
 fn errno_text(e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(n) => Errno::from_raw(n).desc().to_string(),

@@ -15,7 +15,7 @@ use container_protocol::sandbox::{
     ExitStatus, ProcessSpec, SandboxRequest, SandboxResponse, SandboxSpec, SandboxState,
     SetupReport, Stdio,
 };
-use container_protocol::{HelperInfo, RemoteError, Service};
+use container_protocol::{ErrorKind, HelperInfo, RemoteError, Service};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::sync::{watch, Notify};
@@ -108,9 +108,11 @@ impl SandboxHelper {
         &self.info.id
     }
 
-    /// `container c1: start: exec "x": No such file or directory`.
+    /// `exec "x": No such file or directory`, logged with the container and step; the
+    /// apiserver puts the container and its own step in front for the user.
     fn err(&self, step: &str, message: impl std::fmt::Display) -> RemoteError {
-        RemoteError::new(format!("container {}: {step}: {message}", self.id()))
+        tracing::warn!("container {}: {step}: {message}", self.id());
+        RemoteError::internal(message.to_string())
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -123,8 +125,8 @@ impl SandboxHelper {
         let status = rx
             .wait_for(Option::is_some)
             .await
-            .map_err(|_| RemoteError::new("sandbox is shutting down"))?;
-        status.ok_or_else(|| RemoteError::new("no exit status"))
+            .map_err(|_| RemoteError::internal("sandbox is shutting down"))?;
+        status.ok_or_else(|| RemoteError::internal("no exit status"))
     }
 
     async fn setup(&self, spec: SandboxSpec) -> Result<SetupReport, RemoteError> {
@@ -136,10 +138,14 @@ impl SandboxHelper {
         let (netns, netns_path) = {
             let st = self.state();
             if st.torn_down {
-                return Err(self.err(step, "the sandbox is shut down"));
+                return Err(self
+                    .err(step, "the sandbox is shut down")
+                    .with_kind(ErrorKind::Conflict));
             }
             if st.spec.is_some() {
-                return Err(self.err(step, "already set up"));
+                return Err(self
+                    .err(step, "already set up")
+                    .with_kind(ErrorKind::Conflict));
             }
             let ns = st
                 .ns
@@ -205,10 +211,14 @@ impl SandboxHelper {
         match &st.workload {
             Workload::NotStarted => {}
             Workload::Failed(e) => {
-                return Err(self.err(step, format!("an earlier start failed ({e})")))
+                return Err(self
+                    .err(step, format!("an earlier start failed ({e})"))
+                    .with_kind(ErrorKind::Conflict))
             }
             Workload::Running(_) | Workload::Exited(_) => {
-                return Err(self.err(step, "already started"))
+                return Err(self
+                    .err(step, "already started")
+                    .with_kind(ErrorKind::Conflict))
             }
         }
         let rootfs = match &spec.rootfs {
@@ -250,7 +260,7 @@ impl SandboxHelper {
             Ok(child) => child,
             Err(e) => {
                 st.workload = Workload::Failed(e.to_string());
-                return Err(self.err(step, e));
+                return Err(self.err(step, &e).with_kind(e.kind()));
             }
         };
         let pid = child.id().unwrap_or(0);
@@ -298,9 +308,15 @@ impl SandboxHelper {
     fn running(&self, step: &str) -> Result<u32, RemoteError> {
         match &self.state().workload {
             Workload::Running(pid) => Ok(*pid),
-            Workload::NotStarted => Err(self.err(step, "not started")),
-            Workload::Failed(_) => Err(self.err(step, "not running (its start failed)")),
-            Workload::Exited(s) => Err(self.err(step, format!("not running (exited {})", s.code))),
+            Workload::NotStarted => {
+                Err(self.err(step, "not started").with_kind(ErrorKind::Conflict))
+            }
+            Workload::Failed(_) => Err(self
+                .err(step, "not running (its start failed)")
+                .with_kind(ErrorKind::Conflict)),
+            Workload::Exited(s) => Err(self
+                .err(step, format!("not running (exited {})", s.code))
+                .with_kind(ErrorKind::Conflict)),
         }
     }
 
@@ -319,7 +335,7 @@ impl SandboxHelper {
         let pid = match &self.state().workload {
             Workload::Exited(s) => return Ok(*s),
             Workload::Running(pid) => *pid,
-            _ => return Err(self.err(step, "not running")),
+            _ => return Err(self.err(step, "not running").with_kind(ErrorKind::Conflict)),
         };
         self.signal(step, pid, signal)?;
         let grace = Duration::from_secs(timeout_secs);
@@ -367,8 +383,9 @@ impl SandboxHelper {
             if self.running(step).is_err() {
                 // Forking into a pid namespace whose init is gone fails with ENOMEM.
                 self.err(step, "the container stopped")
+                    .with_kind(ErrorKind::Conflict)
             } else {
-                self.err(step, e)
+                self.err(step, &e).with_kind(e.kind())
             }
         })?;
         let Some(master) = wiring_master else {

@@ -96,12 +96,15 @@ fn command_not_found_fails_start_and_helper_stays() {
         let sb = env.spawn("c-nf").await;
         sb.setup(spec("c-nf", &["nosuchcmd", "arg"], &sb.log_path()))
             .await;
-        let err = sb.start(Stdio::Log, vec![]).await.unwrap_err().to_string();
-        assert!(
-            err.contains(r#"exec "nosuchcmd": No such file or directory"#),
+        let err = sb.start(Stdio::Log, vec![]).await.unwrap_err();
+        assert_eq!(
+            err.kind(),
+            container_protocol::ErrorKind::CommandNotFound,
             "{err}"
         );
-        assert!(err.contains("container c-nf: start"), "{err}");
+        let err = err.to_string();
+        // The apiserver names the container and its step; the helper says what failed.
+        assert_eq!(err, r#"exec "nosuchcmd": No such file or directory"#);
         // Alive, and a second start says why it cannot work.
         assert!(matches!(
             sb.call(SandboxRequest::Info).await,
@@ -447,7 +450,7 @@ fn failing_step_before_exec_is_named() {
         sb.setup(s).await;
         let err = sb.start(Stdio::Log, vec![]).await.unwrap_err().to_string();
         assert!(
-            err.contains("container c-cwd: start: chdir /no/such/dir: No such file or directory"),
+            err == "chdir /no/such/dir: No such file or directory",
             "{err}"
         );
         sb.shutdown().await;

@@ -32,6 +32,19 @@ pub enum StoreError {
     Json { path: PathBuf, message: String },
 }
 
+impl StoreError {
+    pub fn kind(&self) -> container_protocol::ErrorKind {
+        use container_protocol::ErrorKind as K;
+        match self {
+            StoreError::InvalidName { .. } => K::Invalid,
+            StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                K::NotFound
+            }
+            StoreError::Io { .. } | StoreError::Json { .. } => K::Internal,
+        }
+    }
+}
+
 /// A record read from disk belongs where it was found and is not from a newer build.
 fn check_record(
     path: PathBuf,
