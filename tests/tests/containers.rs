@@ -565,7 +565,18 @@ fn published_ports_reach_the_container_and_go_with_it() {
     let err = w.fails(&[
         "run", "--rm", "-p", "8080:80", "--rootfs", &s.rootfs, "--", "true",
     ]);
-    assert!(err.contains("already published by container web"), "{err}");
+    assert!(
+        err.contains("host port 8080/tcp is in use by container web"),
+        "{err}"
+    );
+    // Claimed at start, not at create (as Docker): a created container blocks nobody,
+    // and a stopped one gives its port back.
+    w.ok(&[
+        "create", "--name", "later", "-p", "8080:80", "--rootfs", &s.rootfs, "--", "sleep", "100",
+    ]);
+    let err = w.fails(&["start", "later"]);
+    assert!(err.contains("in use by container web"), "{err}");
+    assert_eq!(container(w, "later")["state"]["status"], "created");
     let err = w.fails(&[
         "run",
         "--rm",
@@ -585,6 +596,8 @@ fn published_ports_reach_the_container_and_go_with_it() {
         "the forward goes with the container"
     );
     assert!(std::net::TcpStream::connect("127.0.0.1:8080").is_err());
+    w.ok(&["start", "later"]);
+    w.ok(&["rm", "-f", "later"]);
 }
 
 /// Docker's exit codes: 127 for a command that is not there, 126 for one that cannot

@@ -3,17 +3,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use container_apiserver::helpers::{HelperTable, SandboxProto, Spawner};
 use container_protocol::bootstrap::bootstrap_connect;
 use container_protocol::sandbox::{SandboxRequest, SandboxResponse};
 use container_protocol::HelperKind;
 use container_store::Paths;
+use container_supervise::table::HelperEvent;
+use container_supervise::{Deadlines, HelperTable, SandboxProto, Spawner};
 use container_tests::{alive, bin_dir, eventually, runtime, World, HANG};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-fn spawner(world: &World) -> Spawner {
-    Spawner::new(Paths::new(world.root(), world.run_dir()), bin_dir())
+fn spawner(world: &World) -> Arc<Spawner> {
+    Arc::new(Spawner::new(
+        Paths::new(world.root(), world.run_dir()),
+        bin_dir(),
+    ))
 }
 
 #[test]
@@ -22,11 +26,9 @@ fn killed_helper_fails_pending_and_later_calls_and_stays_dead() {
     runtime().block_on(async {
         let spawner = spawner(&world);
         let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-        let table = HelperTable::<SandboxProto>::new(events_tx);
-        let helper = table
-            .start(&spawner, "c1", &[])
-            .await
-            .expect("start sandbox helper");
+        let table =
+            HelperTable::<SandboxProto>::new(spawner.clone(), events_tx, Deadlines::default());
+        let helper = table.start("c1", &[]).await.expect("start sandbox helper");
         let pid = helper.info.pid;
         assert!(alive(pid));
 
@@ -55,10 +57,12 @@ fn killed_helper_fails_pending_and_later_calls_and_stays_dead() {
             .expect_err("later call");
         assert!(later.is_gone(), "{later}");
 
-        let gone = tokio::time::timeout(HANG, events.recv())
+        let Some(HelperEvent::Gone(gone)) = tokio::time::timeout(HANG, events.recv())
             .await
             .expect("gone event")
-            .expect("event");
+        else {
+            panic!("expected a gone event")
+        };
         assert_eq!(
             (gone.kind, gone.id.as_str(), gone.pid),
             (HelperKind::Sandbox, "c1", pid)
@@ -67,7 +71,7 @@ fn killed_helper_fails_pending_and_later_calls_and_stays_dead() {
 
         // Reaching it again by its bootstrap path fails; nothing started a new one.
         let again = bootstrap_connect(
-            &spawner.socket(HelperKind::Sandbox, "c1"),
+            &spawner.socket(HelperKind::Sandbox, "c1").unwrap(),
             "helper sandbox c1",
         )
         .await;
@@ -95,11 +99,9 @@ fn sixty_four_concurrent_calls_on_one_endpoint_correlate() {
     runtime().block_on(async {
         let spawner = spawner(&world);
         let (events_tx, _events) = tokio::sync::mpsc::unbounded_channel();
-        let table = HelperTable::<SandboxProto>::new(events_tx);
-        let helper = table
-            .start(&spawner, "c2", &[])
-            .await
-            .expect("start sandbox helper");
+        let table =
+            HelperTable::<SandboxProto>::new(spawner.clone(), events_tx, Deadlines::default());
+        let helper = table.start("c2", &[]).await.expect("start sandbox helper");
         let client = Arc::new(helper.client.clone());
 
         // A long wait shares the endpoint and must not hold anything up.
@@ -126,7 +128,7 @@ fn sixty_four_concurrent_calls_on_one_endpoint_correlate() {
             }
         }
         assert!(!waiter.is_finished());
-        table.shutdown("c2").await.expect("shutdown");
+        assert!(table.shutdown("c2", HANG).await, "c2 answered its shutdown");
         let err = waiter
             .await
             .expect("join")
@@ -134,7 +136,7 @@ fn sixty_four_concurrent_calls_on_one_endpoint_correlate() {
         assert!(err.is_gone(), "{err}");
         eventually("helper exited", || !alive(helper.info.pid));
         assert!(
-            !spawner.socket(HelperKind::Sandbox, "c2").exists(),
+            !spawner.socket(HelperKind::Sandbox, "c2").unwrap().exists(),
             "a helper that shut down removes its bootstrap socket"
         );
     });
@@ -146,18 +148,19 @@ fn restarted_apiserver_reaches_live_helpers_through_bootstrap_path() {
     runtime().block_on(async {
         let spawner = spawner(&world);
         let (tx1, _e1) = tokio::sync::mpsc::unbounded_channel();
-        let first = HelperTable::<SandboxProto>::new(tx1);
-        let a = first.start(&spawner, "a", &[]).await.expect("start a");
-        let b = first.start(&spawner, "b", &[]).await.expect("start b");
+        let first = HelperTable::<SandboxProto>::new(spawner.clone(), tx1, Deadlines::default());
+        let a = first.start("a", &[]).await.expect("start a");
+        let b = first.start("b", &[]).await.expect("start b");
         kill(Pid::from_raw(b.info.pid as i32), Signal::SIGKILL).expect("kill b");
         eventually("b reaped", || !alive(b.info.pid));
         drop(first);
 
         // A second table stands for a restarted apiserver: it finds `a`, buries `b`.
         let (tx2, _e2) = tokio::sync::mpsc::unbounded_channel();
-        let second = HelperTable::<SandboxProto>::new(tx2);
-        let dead = second.adopt_all(&spawner).await;
-        assert_eq!(dead, vec!["b".to_string()]);
+        let second = HelperTable::<SandboxProto>::new(spawner.clone(), tx2, Deadlines::default());
+        let adoption = second.adopt_all().await;
+        assert_eq!(adoption.dead, vec!["b".to_string()]);
+        assert_eq!(adoption.adopted, vec!["a".to_string()]);
         let adopted = second.get("a").expect("a adopted");
         assert_eq!(adopted.info.pid, a.info.pid);
         assert!(matches!(
@@ -165,9 +168,9 @@ fn restarted_apiserver_reaches_live_helpers_through_bootstrap_path() {
             Ok(SandboxResponse::Echo(1))
         ));
         assert!(
-            !spawner.socket(HelperKind::Sandbox, "b").exists(),
+            !spawner.socket(HelperKind::Sandbox, "b").unwrap().exists(),
             "dead helper's socket removed"
         );
-        second.shutdown("a").await.expect("shutdown a");
+        assert!(second.shutdown("a", HANG).await, "a answered its shutdown");
     });
 }

@@ -1,14 +1,17 @@
 use container_protocol::{ErrorKind, ProtocolError, RemoteError};
 use container_store::StoreError;
+use container_supervise::table::SuperviseError;
 
 /// Everything an apiserver operation can fail with. The text reaches the user as is,
-/// so each variant names the object and the step.
+/// so each variant names the object and the step; the kind picks the CLI's exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Supervise(#[from] SuperviseError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -21,6 +24,13 @@ pub enum ApiError {
     NotFound { kind: &'static str, name: String },
     #[error("{0}")]
     Conflict(String),
+    /// A helper that is alive does not answer, or the apiserver is shutting down.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The work was done but its record could not be written; the apiserver keeps the
+    /// truth in memory and writes it as soon as it can.
+    #[error("{0}")]
+    Internal(String),
     /// A failure from a lower layer with what this layer was doing in front; the kind
     /// is the lower layer's.
     #[error("{context}: {source}")]
@@ -36,17 +46,17 @@ impl ApiError {
         let what = what.into();
         move |source| ApiError::Io { what, source }
     }
-}
 
-impl ApiError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             ApiError::Protocol(e) => e.kind(),
             ApiError::Store(e) => e.kind(),
-            ApiError::Io { .. } => ErrorKind::Internal,
+            ApiError::Supervise(e) => e.kind(),
+            ApiError::Io { .. } | ApiError::Internal(_) => ErrorKind::Internal,
             ApiError::Invalid(_) => ErrorKind::Invalid,
             ApiError::NotFound { .. } => ErrorKind::NotFound,
             ApiError::Conflict(_) => ErrorKind::Conflict,
+            ApiError::Unavailable(_) => ErrorKind::Unavailable,
             ApiError::Context { source, .. } => source.kind(),
         }
     }
@@ -58,6 +68,25 @@ impl ApiError {
             source: Box::new(self),
         }
     }
+
+    pub fn is_gone(&self) -> bool {
+        match self {
+            ApiError::Context { source, .. } => source.is_gone(),
+            e => e.kind() == ErrorKind::Gone,
+        }
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            ApiError::Protocol(ProtocolError::Timeout { .. }) => true,
+            ApiError::Context { source, .. } => source.is_timeout(),
+            _ => false,
+        }
+    }
+}
+
+pub fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::Invalid(msg.into())
 }
 
 impl From<ApiError> for RemoteError {

@@ -1,13 +1,23 @@
 //! The apiserver as a library: the binary parses arguments and calls [`daemon::run`];
 //! tests drive the same code.
+//!
+//! * `daemon`: start order, signals, drain at shutdown; `dispatch`: requests to parts;
+//! * `networks`, `containers`: the two parts, each with a narrow handle to what it uses;
+//! * `check`: `system check [--fix]`;
+//! * `ops`: operations in flight (what GC and check must leave alone); `claims`: host
+//!   ports, devices and MACs a running container holds; `keyed`: per-object locks;
+//! * `server`: the socket and who may use it; `undo`: rollback stacks.
 
 pub mod check;
+pub mod claims;
 pub mod containers;
 pub mod daemon;
+pub mod dispatch;
 pub mod error;
-pub mod helpers;
+pub mod keyed;
 pub mod networks;
 pub mod notify;
+pub mod ops;
 pub mod server;
 pub mod subnets;
 pub mod undo;

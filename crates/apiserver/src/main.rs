@@ -2,9 +2,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use container_apiserver::daemon::{run, Options};
-use container_apiserver::helpers::default_helper_dir;
 use container_apiserver::server::Access;
 use container_store::paths::{self, Paths};
+use container_supervise::{default_helper_dir, Deadlines};
 
 /// The apiserver of container: owns persisted state, spawns and drives the helpers.
 #[derive(Parser)]
@@ -28,6 +28,14 @@ struct Args {
     /// Give the API socket to this group, mode 0660 (default: root only, 0600).
     #[arg(long = "socket-group")]
     socket_group: Option<u32>,
+    /// How long a helper may take to answer a quick call before it is taken for not
+    /// answering (calls that build things get six times this).
+    #[arg(
+        long = "call-timeout-ms",
+        env = "CONTAINER_CALL_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    call_timeout_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,6 +57,9 @@ fn main() -> anyhow::Result<()> {
             gids,
             socket_group: args.socket_group,
         },
+        deadlines: Deadlines::from_quick(std::time::Duration::from_millis(
+            args.call_timeout_ms.max(1),
+        )),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,23 +1,27 @@
 //! Networks: create (validate everything first, then persist, then start the helper,
-//! undoing on failure), list, inspect, remove, prune, GC, and the explicit start of a
-//! network's helper.
+//! undoing on failure), list, inspect, remove (resumable), prune, GC, and the explicit
+//! start of a network's helper.
 
-use std::collections::{BTreeMap, HashSet};
+mod gc;
+mod remove;
+
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use container_netlink::Netlink;
 use container_network_helper::plugins;
 use container_protocol::api::{NetworkCreate, NetworkSummary};
 use container_protocol::fault;
-use container_protocol::network::{NetworkRequest, NetworkResponse, ReservationInfo};
 use container_store::container::{list_containers, load_config, load_state, Status};
 use container_store::network::{load_networks, remove_network, save_network, DEFAULT_NETWORK};
-use container_store::{validate_id, NameKind, NetworkConfig};
+use container_store::{unix_now, validate_id, NameKind, NetworkConfig, Paths};
+use container_supervise::{Helper, HelperTable, NetworkProto};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::daemon::{unix_now, ApiServer};
-use crate::error::ApiError;
-use crate::helpers::{Helper, NetworkProto};
+use crate::error::{bad, ApiError};
+use crate::keyed::KeyedLocks;
+use crate::ops::{Holds, Ops};
 use crate::subnets;
 
 fn parse_net<T: std::str::FromStr>(what: &str, example: &str, value: &str) -> Result<T, ApiError> {
@@ -28,25 +32,77 @@ fn parse_net<T: std::str::FromStr>(what: &str, example: &str, value: &str) -> Re
     })
 }
 
-fn bad(msg: impl Into<String>) -> ApiError {
-    ApiError::Invalid(msg.into())
+/// The networks' side of the apiserver: records, their helpers, their GC. It reads the
+/// container records to know what is live, and never calls into the containers' side.
+pub struct Networks {
+    paths: Paths,
+    table: Arc<HelperTable<NetworkProto>>,
+    host_netlink: Netlink,
+    ops: Arc<Ops>,
+    /// Serialises name and subnet checks with the record writes that make them true.
+    /// Never held across a call to a helper.
+    records: tokio::sync::Mutex<()>,
+    /// One helper start, or removal, per network at a time.
+    per_network: KeyedLocks,
 }
 
-impl ApiServer {
-    /// The network's helper, started explicitly (with set-up and GC) if it is not alive.
+/// Why a helper is wanted: only a removal may use the helper of a network being removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Use,
+    Remove,
+}
+
+impl Networks {
+    pub fn new(
+        paths: Paths,
+        table: Arc<HelperTable<NetworkProto>>,
+        host_netlink: Netlink,
+        ops: Arc<Ops>,
+    ) -> Arc<Networks> {
+        Arc::new(Networks {
+            paths,
+            table,
+            host_netlink,
+            ops,
+            records: tokio::sync::Mutex::new(()),
+            per_network: KeyedLocks::default(),
+        })
+    }
+
+    pub fn table(&self) -> &Arc<HelperTable<NetworkProto>> {
+        &self.table
+    }
+
+    pub fn host_netlink(&self) -> &Netlink {
+        &self.host_netlink
+    }
+
+    /// The network's helper, started explicitly (with set-up and GC) if none is alive.
     /// Nothing else ever starts a network helper.
-    pub async fn network_helper(
+    pub async fn helper(self: &Arc<Self>, name: &str) -> Result<Helper<NetworkProto>, ApiError> {
+        self.helper_for(name, Purpose::Use).await
+    }
+
+    async fn helper_for(
         self: &Arc<Self>,
         name: &str,
+        purpose: Purpose,
     ) -> Result<Helper<NetworkProto>, ApiError> {
-        if let Some(h) = self.networks.get(name).filter(|h| !h.client.is_closed()) {
+        let config = self.config(name)?;
+        if config.removing && purpose == Purpose::Use {
+            return Err(ApiError::Conflict(format!(
+                "network {name} is being removed"
+            )));
+        }
+        if let Some(h) = self.table.get(name) {
             return Ok(h);
         }
-        let _starting = self.network_starts.lock().await;
-        if let Some(h) = self.networks.get(name).filter(|h| !h.client.is_closed()) {
+        let lock = self.per_network.get(name);
+        let _starting = lock.lock().await;
+        if let Some(h) = self.table.get(name) {
             return Ok(h);
         }
-        let config = self.network_config(name)?;
         // Records are only written after an overlap check, but files can be copied in
         // by hand: of two overlapping networks only the older one may come up.
         if let Some(older) = self.older_overlapping(&config) {
@@ -54,41 +110,44 @@ impl ApiServer {
                 "network {name}: its subnet overlaps network {older}; not starting it"
             )));
         }
-        let helper = self.networks.start(&self.spawner, &config.id, &[]).await?;
+        let helper = self
+            .table
+            .start(&config.id, &[])
+            .await
+            .map_err(|e| ApiError::from(e).context(format!("network {name}")))?;
         let ready = async {
-            expect_done(
-                helper.client.call(NetworkRequest::Setup).await,
-                name,
-                "set up",
-            )?;
-            let live = self.live_attachments(name);
-            match helper.client.call(NetworkRequest::Gc { live }).await? {
-                NetworkResponse::Collected(released) => {
-                    for r in released {
-                        tracing::info!(
-                            "network {name}: released stale reservation {} ({} {})",
-                            r.ip,
-                            r.container_id,
-                            r.ifname
-                        );
-                    }
-                    Ok(())
-                }
-                _ => Err(bad(format!("network {name}: unexpected answer to gc"))),
+            helper.setup().await?;
+            let released = helper.gc(self.live_attachments(name), false).await?;
+            for r in released {
+                tracing::info!(
+                    "network {name}: released stale reservation {} ({} {})",
+                    r.ip,
+                    r.container_id,
+                    r.ifname
+                );
             }
+            Ok::<_, ApiError>(())
         };
         if let Err(e) = ready.await {
-            // Undo whatever set-up built before the failure, then stop the helper.
-            let _ = helper.client.call(NetworkRequest::Teardown).await;
-            let _ = self.networks.shutdown(name).await;
+            // Undo whatever set-up built before the failure (unless removal will), then
+            // stop the helper.
+            if purpose == Purpose::Use {
+                let _ = helper.teardown().await;
+            }
+            let _ = self
+                .table
+                .shutdown(name, self.table.deadlines().quick)
+                .await;
             return Err(e);
         }
         Ok(helper)
     }
 
-    /// (container id, ifname) of every attachment held by a live container on `network`.
+    /// (container id, ifname) of every attachment that must survive a GC of `network`:
+    /// those of operations in flight (read first: an operation that ends meanwhile has
+    /// recorded its container as running by then), and those of running containers.
     pub fn live_attachments(&self, network: &str) -> Vec<(String, String)> {
-        let mut live = Vec::new();
+        let mut live = self.ops.attachments_on(network);
         for id in list_containers(&self.paths) {
             let Ok(state) = load_state(&self.paths, &id) else {
                 continue;
@@ -100,6 +159,8 @@ impl ApiServer {
                 live.push((a.container_id.clone(), a.ifname.clone()));
             }
         }
+        live.sort();
+        live.dedup();
         live
     }
 
@@ -109,19 +170,16 @@ impl ApiServer {
             .into_iter()
             .filter(|id| {
                 load_config(&self.paths, id)
-                    .map(|c| {
-                        crate::containers::attachment_networks(&c)
-                            .iter()
-                            .any(|n| n == network)
-                    })
+                    .map(|c| c.networks.iter().any(|n| n.network == network))
                     .unwrap_or(false)
             })
             .collect()
     }
 
-    /// Starts a helper for every persisted network that has none alive; reports
-    /// unreadable records by name and goes on.
-    pub async fn start_networks(self: &Arc<Self>) {
+    /// At apiserver start: the default network exists, removals cut short are finished,
+    /// every other network gets its helper, and (seed 004) every reservation no live
+    /// container holds is released. Nothing is in flight yet, so GC is `settled`.
+    pub async fn start_all(self: &Arc<Self>) {
         if let Err(e) = self.ensure_default_network().await {
             tracing::error!("default network: {e}");
         }
@@ -130,19 +188,19 @@ impl ApiServer {
             tracing::error!("skipping network record: {e}");
         }
         for config in configs {
-            // Seed 004: at every start, release what no live container holds. A helper
-            // started here collects as it starts; a reconnected one is collected now.
-            if self.networks.get(&config.id).is_none() {
-                if let Err(e) = self.network_helper(&config.id).await {
+            if config.removing {
+                tracing::info!("network {}: finishing its interrupted removal", config.id);
+                if let Err(e) = self.destroy(&config.id).await {
                     tracing::error!("network {}: {e}", config.id);
                 }
                 continue;
             }
-            match self.network_gc(Some(config.id.clone())).await {
+            match self.gc_one(&config.id, true).await {
                 Ok(released) => {
-                    for (network, r) in released {
+                    for r in released {
                         tracing::info!(
-                            "network {network}: released {} ({} {})",
+                            "network {}: released {} ({} {})",
+                            config.id,
                             r.ip,
                             r.container_id,
                             r.ifname
@@ -338,6 +396,7 @@ impl ApiServer {
             options,
             created: unix_now(),
             builtin: false,
+            removing: false,
         };
         plugins::validate(&config).map_err(|e| bad(format!("network {}: {e}", config.id)))?;
         for other in &others {
@@ -371,17 +430,21 @@ impl ApiServer {
         }
     }
 
-    pub async fn network_create(
-        self: &Arc<Self>,
-        req: NetworkCreate,
-    ) -> Result<NetworkConfig, ApiError> {
-        let _ops = self.network_ops.lock().await;
-        let config = self.validate_network(req).await?;
-        save_network(&self.paths, &config)?;
+    pub async fn create(self: &Arc<Self>, req: NetworkCreate) -> Result<NetworkConfig, ApiError> {
+        let _op = self.ops.begin(
+            &format!("network create {}", req.name),
+            Holds::networks(std::slice::from_ref(&req.name)),
+        )?;
+        let config = {
+            let _records = self.records.lock().await;
+            let config = self.validate_network(req).await?;
+            save_network(&self.paths, &config)?;
+            config
+        };
         fault::point("apiserver:network-after-record");
-        if let Err(e) = self.network_helper(&config.id).await {
-            // `network_helper` already tore down and stopped a helper whose set-up
-            // failed; what is left to undo is the record.
+        if let Err(e) = self.helper(&config.id).await {
+            // `helper` already tore down and stopped a helper whose set-up failed; what
+            // is left to undo is the record.
             let _ = remove_network(&self.paths, &config.id);
             return Err(e);
         }
@@ -389,12 +452,12 @@ impl ApiServer {
         Ok(config)
     }
 
-    pub async fn network_list(self: &Arc<Self>) -> Vec<NetworkSummary> {
+    pub fn list(&self) -> Vec<NetworkSummary> {
         let (configs, _) = load_networks(&self.paths);
         configs
             .into_iter()
             .map(|c| NetworkSummary {
-                helper_pid: self.networks.get(&c.id).map(|h| h.info.pid),
+                helper_pid: self.table.get(&c.id).map(|h| h.info.pid),
                 containers: self.containers_on(&c.id),
                 name: c.id,
                 plugin: c.plugin,
@@ -406,16 +469,12 @@ impl ApiServer {
             .collect()
     }
 
-    pub async fn network_inspect(self: &Arc<Self>, names: Vec<String>) -> Result<String, ApiError> {
+    pub async fn inspect(self: &Arc<Self>, names: Vec<String>) -> Result<String, ApiError> {
         let mut out = Vec::new();
         for name in names {
-            validate_id(NameKind::Network, &name)?;
-            let config = self.network_config(&name)?;
-            let helper = self.network_helper(&name).await?;
-            let state = match helper.client.call(NetworkRequest::State).await? {
-                NetworkResponse::State(s) => s,
-                _ => return Err(bad(format!("network {name}: unexpected answer to state"))),
-            };
+            let config = self.config(&name)?;
+            let helper = self.helper(&name).await?;
+            let state = helper.state().await?;
             out.push(serde_json::json!({
                 "config": config,
                 "state": state,
@@ -425,139 +484,9 @@ impl ApiServer {
         serde_json::to_string_pretty(&out).map_err(|e| bad(format!("encode: {e}")))
     }
 
-    pub async fn network_remove(
-        self: &Arc<Self>,
-        names: Vec<String>,
-    ) -> Result<Vec<String>, ApiError> {
-        let _ops = self.network_ops.lock().await;
-        // Check them all before removing any, so a bad name leaves every network alone.
-        for name in &names {
-            validate_id(NameKind::Network, name)?;
-            let config = self.network_config(name)?;
-            if config.builtin {
-                return Err(ApiError::Conflict(format!(
-                    "network {name} is built in and cannot be removed"
-                )));
-            }
-            let users = self.containers_on(name);
-            if !users.is_empty() {
-                return Err(ApiError::Conflict(format!(
-                    "network {name} is in use by container(s) {}",
-                    users.join(", ")
-                )));
-            }
-        }
-        let mut removed = Vec::new();
-        for name in names {
-            self.network_destroy(&name).await?;
-            removed.push(name);
-        }
-        Ok(removed)
-    }
-
-    async fn network_destroy(self: &Arc<Self>, name: &str) -> Result<(), ApiError> {
-        let helper = self.network_helper(name).await?;
-        expect_done(
-            helper.client.call(NetworkRequest::Teardown).await,
-            name,
-            "tear down",
-        )?;
-        fault::point("apiserver:network-rm-after-teardown");
-        self.networks.shutdown(name).await?;
-        remove_network(&self.paths, name)?;
-        self.spawner
-            .remove_log(container_protocol::HelperKind::Network, name);
-        tracing::info!("network {name} removed");
-        Ok(())
-    }
-
-    pub async fn network_prune(self: &Arc<Self>) -> Result<Vec<String>, ApiError> {
-        let (configs, _) = load_networks(&self.paths);
-        let unused: Vec<String> = configs
-            .into_iter()
-            .filter(|c| !c.builtin && self.containers_on(&c.id).is_empty())
-            .map(|c| c.id)
-            .collect();
-        self.network_remove(unused).await
-    }
-
-    pub async fn network_gc(
-        self: &Arc<Self>,
-        name: Option<String>,
-    ) -> Result<Vec<(String, ReservationInfo)>, ApiError> {
-        let names = match name {
-            Some(n) => {
-                validate_id(NameKind::Network, &n)?;
-                if !self.paths.network_config(&n)?.exists() {
-                    return Err(ApiError::NotFound {
-                        kind: "network",
-                        name: n,
-                    });
-                }
-                vec![n]
-            }
-            // Every network whose record is valid; the others are reported by name at
-            // start and by any command that names them.
-            None => load_networks(&self.paths)
-                .0
-                .into_iter()
-                .filter(|c| match self.network_config(&c.id) {
-                    Ok(config) => match self.older_overlapping(&config) {
-                        None => true,
-                        Some(other) => {
-                            tracing::warn!(
-                                "gc skips network {}: it overlaps network {other}",
-                                c.id
-                            );
-                            false
-                        }
-                    },
-                    Err(e) => {
-                        tracing::warn!("gc skips {e}");
-                        false
-                    }
-                })
-                .map(|c| c.id)
-                .collect(),
-        };
-        let mut released = Vec::new();
-        let mut failed = Vec::new();
-        // One broken network must not keep the others from being collected.
-        for name in names {
-            let collected = async {
-                let helper = self.network_helper(&name).await?;
-                let live = self.live_attachments(&name);
-                match helper.client.call(NetworkRequest::Gc { live }).await? {
-                    NetworkResponse::Collected(list) => Ok(list),
-                    _ => Err(bad(format!("network {name}: unexpected answer to gc"))),
-                }
-            };
-            match collected.await {
-                Ok(list) => released.extend(list.into_iter().map(|r| (name.clone(), r))),
-                Err(e) => failed.push(e.to_string()),
-            }
-        }
-        if !failed.is_empty() {
-            for (network, r) in &released {
-                tracing::info!(
-                    "network {network}: released {} ({} {})",
-                    r.ip,
-                    r.container_id,
-                    r.ifname
-                );
-            }
-            return Err(bad(format!(
-                "gc released {} reservation(s) but failed on: {}",
-                released.len(),
-                failed.join("; ")
-            )));
-        }
-        Ok(released)
-    }
-
     /// A network's record, checked as a create would check it: a missing file is "not
     /// found", an unreadable or invalid one is reported by path and reason.
-    pub fn network_config(&self, name: &str) -> Result<NetworkConfig, ApiError> {
+    pub fn config(&self, name: &str) -> Result<NetworkConfig, ApiError> {
         validate_id(NameKind::Network, name)?;
         let config =
             container_store::network::load_network(&self.paths, name).map_err(|e| match e {
@@ -584,19 +513,6 @@ impl ApiServer {
     }
 }
 
-pub fn expect_done(
-    reply: Result<NetworkResponse, container_protocol::ProtocolError>,
-    network: &str,
-    step: &str,
-) -> Result<(), ApiError> {
-    match reply? {
-        NetworkResponse::Done => Ok(()),
-        _ => Err(bad(format!(
-            "network {network}: unexpected answer to {step}"
-        ))),
-    }
-}
-
 /// Whether `ip` belongs to the network's subnets.
 pub fn in_network(config: &NetworkConfig, ip: IpAddr) -> bool {
     match ip {
@@ -605,12 +521,7 @@ pub fn in_network(config: &NetworkConfig, ip: IpAddr) -> bool {
     }
 }
 
-pub fn unique(names: &[String]) -> bool {
-    let mut seen = HashSet::new();
-    names.iter().all(|n| seen.insert(n))
-}
-
-impl ApiServer {
+impl Networks {
     /// A network that overlaps `config` and takes precedence over it: one that is up,
     /// or an older one (created earlier, or the same second and a smaller name).
     fn older_overlapping(&self, config: &NetworkConfig) -> Option<String> {
@@ -628,8 +539,7 @@ impl ApiServer {
             .filter(|o| o.id != config.id)
             // A network already up keeps its addresses; otherwise the older one wins.
             .filter(|o| {
-                self.networks.get(&o.id).is_some()
-                    || (o.created, &o.id) < (config.created, &config.id)
+                self.table.get(&o.id).is_some() || (o.created, &o.id) < (config.created, &config.id)
             })
             .find(|o| {
                 nets(o)

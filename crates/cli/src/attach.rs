@@ -85,6 +85,82 @@ fn window_size() -> Option<(u16, u16)> {
     (rc == 0 && ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
 }
 
+/// `run` attached: creates and starts in one call (the apiserver finishes it, or undoes
+/// it, whatever happens to this process), then waits; returns the workload's exit code.
+pub async fn run_attached(
+    client: &ApiClient,
+    config: String,
+    tty: bool,
+    interactive: bool,
+) -> Result<i32> {
+    let (stdio, fds) = if tty {
+        (Stdio::Tty, vec![])
+    } else {
+        (Stdio::Inherit, stdio_fds(interactive)?)
+    };
+    let (reply, mut out_fds) =
+        call_fds(client, ApiRequest::ContainerRun { config, stdio }, fds).await?;
+    let ApiResponse::Started { id, .. } = reply else {
+        bail!("unexpected answer from the apiserver")
+    };
+    // An exit before this wait arrives is still seen: the record keeps it, and so does
+    // the apiserver for a moment after a `--rm` removal.
+    let waiter = client.clone();
+    let wait_id = id.clone();
+    let wait =
+        Box::pin(async move { call(&waiter, ApiRequest::ContainerWait { id: wait_id }).await });
+    let master = if tty {
+        Some(
+            out_fds
+                .pop()
+                .context("no terminal came back from the sandbox")?,
+        )
+    } else {
+        None
+    };
+    attach_session(client, &id, master, interactive, wait).await
+}
+
+/// `run -d`: creates and starts in one call; returns the container's id.
+pub async fn run_detached(client: &ApiClient, config: String) -> Result<String> {
+    let reply = call(
+        client,
+        ApiRequest::ContainerRun {
+            config,
+            stdio: Stdio::Log,
+        },
+    )
+    .await?;
+    let ApiResponse::Started { id, .. } = reply else {
+        bail!("unexpected answer from the apiserver")
+    };
+    Ok(id)
+}
+
+async fn attach_session(
+    client: &ApiClient,
+    id: &str,
+    master: Option<OwnedFd>,
+    interactive: bool,
+    wait: std::pin::Pin<Box<dyn std::future::Future<Output = Result<ApiResponse>> + '_>>,
+) -> Result<i32> {
+    let session = Session {
+        client,
+        resize: &|rows, cols| ApiRequest::ContainerResize {
+            id: id.to_string(),
+            rows,
+            cols,
+        },
+        signal: &|sig| {
+            Some(ApiRequest::ContainerKill {
+                id: id.to_string(),
+                signal: sig as i32,
+            })
+        },
+    };
+    session.run(master, interactive, wait).await
+}
+
 /// Starts a container with this process's stdio (or a pty) and waits for it; returns
 /// the workload's exit code.
 pub async fn start_attached(
@@ -122,21 +198,7 @@ pub async fn start_attached(
     } else {
         None
     };
-    let session = Session {
-        client,
-        resize: &|rows, cols| ApiRequest::ContainerResize {
-            id: id.to_string(),
-            rows,
-            cols,
-        },
-        signal: &|sig| {
-            Some(ApiRequest::ContainerKill {
-                id: id.to_string(),
-                signal: sig as i32,
-            })
-        },
-    };
-    session.run(master, interactive, wait).await
+    attach_session(client, id, master, interactive, wait).await
 }
 
 /// The CLI's side of an attached process: a terminal (raw mode, byte copying, window

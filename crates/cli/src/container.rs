@@ -287,35 +287,13 @@ pub async fn create(client: &ApiClient, config: &ContainerConfig) -> Result<Stri
 pub async fn run(paths: &Paths, args: CreateArgs, detach: bool) -> Result<i32> {
     let client = connect(&paths.apiserver_socket()).await?;
     let config = build_config(&args)?;
-    let id = create(&client, &config).await?;
+    let (tty, interactive) = (config.process.tty, config.process.interactive);
+    let json = serde_json::to_string(&config)?;
     if detach {
-        if let Err(e) = attach::start_detached(&client, &id).await {
-            remove_quietly(&client, &id).await;
-            return Err(e);
-        }
-        println!("{id}");
+        println!("{}", attach::run_detached(&client, json).await?);
         return Ok(0);
     }
-    match attach::start_attached(&client, &id, config.process.tty, config.process.interactive).await
-    {
-        Ok(code) => Ok(code),
-        Err(e) => {
-            // `run` created it: a start that failed leaves nothing behind.
-            remove_quietly(&client, &id).await;
-            Err(e)
-        }
-    }
-}
-
-async fn remove_quietly(client: &ApiClient, id: &str) {
-    let _ = call(
-        client,
-        ApiRequest::ContainerRemove {
-            id: id.to_string(),
-            force: true,
-        },
-    )
-    .await;
+    attach::run_attached(&client, json, tty, interactive).await
 }
 
 pub async fn create_cmd(paths: &Paths, args: CreateArgs) -> Result<i32> {

@@ -167,7 +167,7 @@ pub async fn check(paths: &Paths, fix: bool, format: Format) -> Result<i32> {
             .iter()
             .map(|f| {
                 vec![
-                    f.kind.clone(),
+                    f.kind.to_string(),
                     f.object.clone(),
                     f.detail.clone(),
                     if f.fixed { "fixed".into() } else { "-".into() },

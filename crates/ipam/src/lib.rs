@@ -160,6 +160,56 @@ impl Ipam {
         result
     }
 
+    /// Puts back the reservations of `(container_id, ifname)` for `ips` whose files went
+    /// missing while the attachment lived (`system check --fix`). An address another
+    /// holder has is refused: that is a duplicate to report, not to paper over. Returns
+    /// the addresses reserved anew.
+    pub fn restore(
+        &self,
+        container_id: &str,
+        ifname: &str,
+        ips: &[IpAddr],
+    ) -> Result<Vec<IpAddr>, IpamError> {
+        validate_container_id(container_id)?;
+        validate_ifname(ifname)?;
+        self.place_requests(ips)?;
+        let holder = Holder {
+            container_id: container_id.to_string(),
+            ifname: ifname.to_string(),
+        };
+        let lock = self.store.lock(true)?;
+        let mut made = Vec::new();
+        let result = lock.stage(&holder).and_then(|staged| {
+            for &ip in ips {
+                match lock.holder(ip) {
+                    Some(h) if h == holder => continue,
+                    Some(h) => {
+                        return Err(IpamError::AddressInUse {
+                            ip,
+                            holder: Some(h),
+                        })
+                    }
+                    None => {}
+                }
+                if !lock.reserve(&staged, ip)? {
+                    return Err(IpamError::AddressInUse {
+                        ip,
+                        holder: lock.holder(ip),
+                    });
+                }
+                made.push(ip);
+            }
+            lock.sync_dir()
+        });
+        if let Err(e) = result {
+            for ip in &made {
+                let _ = lock.remove(*ip);
+            }
+            return Err(e);
+        }
+        Ok(made)
+    }
+
     /// Maps each requested address to the index of its range set, refusing what host-local
     /// would refuse and, beyond it, network and broadcast addresses.
     fn place_requests(&self, requested: &[IpAddr]) -> Result<Vec<Option<IpAddr>>, IpamError> {

@@ -45,6 +45,10 @@ pub struct NetworkHelper {
     /// addresses unique; this keeps a teardown from interleaving with an allocate, and
     /// a CNI ADD from racing the DEL of the same attachment.
     changes: Mutex<()>,
+    /// Attachments allocated here and not yet seen confirmed (in a GC's live set) or
+    /// released. A live set is computed before its GC arrives, so a start in flight may
+    /// be missing from it: these are what that start holds, and GC leaves them alone.
+    unconfirmed: std::sync::Mutex<HashSet<(String, String)>>,
 }
 
 impl NetworkHelper {
@@ -70,6 +74,7 @@ impl NetworkHelper {
             plugin,
             netlink,
             changes: Mutex::new(()),
+            unconfirmed: std::sync::Mutex::new(HashSet::new()),
         })
     }
 
@@ -134,11 +139,20 @@ impl NetworkHelper {
                 .await
                 .map(NetworkResponse::Released)
                 .map_err(|e| self.remote("release", e)),
-            NetworkRequest::Gc { live } => self
-                .gc(live.into_iter().collect())
+            NetworkRequest::Gc { live, settled } => self
+                .gc(live.into_iter().collect(), settled)
                 .await
                 .map(NetworkResponse::Collected)
                 .map_err(|e| self.remote("gc", e)),
+            NetworkRequest::Restore {
+                container_id,
+                ifname,
+                ips,
+            } => self
+                .restore(&container_id, &ifname, &ips)
+                .await
+                .map(NetworkResponse::Released)
+                .map_err(|e| self.remote("restore", e)),
             NetworkRequest::State => self
                 .state()
                 .await
@@ -201,7 +215,11 @@ impl NetworkHelper {
             Vec::new()
         };
         match self.plugin.allocate(self.env(), att, &addrs).await {
-            Ok(alloc) => Ok(alloc),
+            Ok(alloc) => {
+                self.unconfirmed_set()
+                    .insert((att.container_id.clone(), att.ifname.clone()));
+                Ok(alloc)
+            }
             Err(e) if addrs.is_empty() => Err(e),
             Err(e) => {
                 // The addresses were never handed out: give them back now rather than
@@ -226,6 +244,8 @@ impl NetworkHelper {
         netns: Option<&str>,
     ) -> Result<Vec<IpAddr>, PluginError> {
         let _guard = self.changes.lock().await;
+        self.unconfirmed_set()
+            .remove(&(container_id.to_string(), ifname.to_string()));
         let mut errors = Vec::new();
         let mut released = match self
             .plugin
@@ -251,12 +271,28 @@ impl NetworkHelper {
         PluginError::collect(errors).map(|()| released)
     }
 
-    /// Seed 004: releases every reservation on disk not held by a live attachment.
+    fn unconfirmed_set(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String)>> {
+        self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Seed 004: releases every reservation on disk not held by a live attachment, nor
+    /// by an allocation still unconfirmed (unless `settled`: nothing is in flight).
     pub async fn gc(
         &self,
-        live: HashSet<(String, String)>,
+        mut live: HashSet<(String, String)>,
+        settled: bool,
     ) -> Result<Vec<ReservationInfo>, PluginError> {
         let _guard = self.changes.lock().await;
+        {
+            let mut unconfirmed = self.unconfirmed_set();
+            if settled {
+                unconfirmed.clear();
+            } else {
+                // What the caller counts as live is confirmed; the rest is still in flight.
+                unconfirmed.retain(|a| !live.contains(a));
+                live.extend(unconfirmed.iter().cloned());
+            }
+        }
         let mut released = self.plugin.gc(self.env(), &live).await?;
         if self.plugin.uses_ipam() {
             // The IPAM crate logs each release with its address and holder.
@@ -281,6 +317,23 @@ impl NetworkHelper {
         // Each release was logged where it happened (IPAM, CNI) with its holder.
         tracing::info!(network = %self.config.id, released = released.len(), live = live.len(), "gc done");
         Ok(released)
+    }
+
+    /// `system check --fix`: a live attachment's reservation files went missing.
+    pub async fn restore(
+        &self,
+        container_id: &str,
+        ifname: &str,
+        ips: &[IpAddr],
+    ) -> Result<Vec<IpAddr>, PluginError> {
+        if !self.plugin.uses_ipam() {
+            return Err(PluginError::Unsupported {
+                plugin: self.plugin.name(),
+                reason: "its addresses are not in this runtime's IPAM".into(),
+            });
+        }
+        let _guard = self.changes.lock().await;
+        Ok(self.ipam()?.restore(container_id, ifname, ips)?)
     }
 
     pub async fn state(&self) -> Result<NetworkState, PluginError> {
@@ -343,6 +396,7 @@ impl Service for NetworkHelper {
     type Req = NetworkRequest;
     type Resp = NetworkResponse;
     const NAME: &'static str = container_protocol::network::SERVICE;
+    // Every call changes or reads the network and finishes whatever the caller does.
 
     async fn handle(
         self: Arc<Self>,

@@ -39,7 +39,15 @@ pub enum ApiRequest {
         id: String,
         stdio: Stdio,
     },
-    /// Resolves when the container next stops (at once if it is stopped).
+    /// Create and start as one operation (`run`): a client gone half way leaves no
+    /// created container behind, and a failed start removes what was created. Replies
+    /// `Started`; with `Stdio::Tty` the reply carries the pty master.
+    ContainerRun {
+        config: String,
+        stdio: Stdio,
+    },
+    /// Resolves when the container next stops (at once if it is stopped, or if it was
+    /// removed by `--rm` a moment ago).
     ContainerWait {
         id: String,
     },
@@ -149,10 +157,54 @@ pub struct ContainerSummary {
     pub pid: Option<u32>,
 }
 
+/// What sort of resource a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    Container,
+    /// A helper that is alive but does not answer, or belongs to nothing.
+    Helper,
+    DuplicateAddress,
+    Network,
+    /// A reservation no live attachment holds.
+    Reservation,
+    /// A live attachment whose reservation is gone from disk.
+    MissingReservation,
+    IpamDir,
+    Link,
+    Netns,
+    HelperFile,
+    NftChain,
+}
+
+impl FindingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Container => "container",
+            FindingKind::Helper => "helper",
+            FindingKind::DuplicateAddress => "duplicate-address",
+            FindingKind::Network => "network",
+            FindingKind::Reservation => "reservation",
+            FindingKind::MissingReservation => "missing-reservation",
+            FindingKind::IpamDir => "ipam-dir",
+            FindingKind::Link => "link",
+            FindingKind::Netns => "netns",
+            FindingKind::HelperFile => "helper-file",
+            FindingKind::NftChain => "nft-chain",
+        }
+    }
+}
+
+impl std::fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One leaked or inconsistent resource found by `system check`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Finding {
-    pub kind: String,
+    pub kind: FindingKind,
     pub object: String,
     pub detail: String,
     pub fixed: bool,

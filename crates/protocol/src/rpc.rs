@@ -37,6 +37,14 @@ pub trait Service: Send + Sync + 'static {
         req: Self::Req,
         fds: Vec<OwnedFd>,
     ) -> impl Future<Output = Result<(Self::Resp, Vec<OwnedFd>), RemoteError>> + Send + 'static;
+
+    /// Whether a call belongs to its caller, so that it ends when the caller goes away
+    /// (a `wait`, a log stream). Every other call runs to its end, or to its undo,
+    /// whatever the caller does: a half-done operation with nobody to finish it is how
+    /// state leaks.
+    fn ends_with_caller(_req: &Self::Req) -> bool {
+        false
+    }
 }
 
 /// Serves one connection until the peer closes it or sends something malformed. Errors
@@ -129,6 +137,7 @@ async fn serve_inner<S: Service>(
                 expected: nfds,
                 got,
             })?;
+        let owned_by_caller = S::ends_with_caller(&body);
         let service = service.clone();
         let writer = writer.clone();
         let peer = peer.to_string();
@@ -184,10 +193,15 @@ async fn serve_inner<S: Service>(
         // scheduler per call would cost more than the call itself.
         let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
         if call.as_mut().poll(&mut cx).is_pending() {
-            calls.spawn(call);
+            if owned_by_caller {
+                calls.spawn(call);
+            } else {
+                // Detached: it finishes even if the peer goes; its reply is then lost.
+                tokio::spawn(call);
+            }
         }
     }
-    // The peer is gone: calls still running for it (a long wait) have nobody to answer.
+    // The peer is gone: what only it was waiting for (a wait, a stream) ends with it.
     calls.abort_all();
     Ok(())
 }
@@ -355,6 +369,26 @@ where
         self.call_with_fds(req, vec![]).await.map(|(resp, _)| resp)
     }
 
+    /// A call that must be answered within `deadline`: a peer that is alive but does not
+    /// answer (stopped, wedged) fails it with [`ProtocolError::Timeout`] instead of
+    /// hanging the caller. The call may still run on the peer.
+    pub async fn call_within(
+        &self,
+        what: &str,
+        deadline: Duration,
+        req: Req,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(Resp, Vec<OwnedFd>), ProtocolError> {
+        match tokio::time::timeout(deadline, self.call_with_fds(req, fds)).await {
+            Ok(result) => result,
+            Err(_) => Err(ProtocolError::Timeout {
+                peer: self.shared.peer.clone(),
+                what: what.to_string(),
+                secs: deadline.as_secs_f64().ceil() as u64,
+            }),
+        }
+    }
+
     pub async fn call_with_fds(
         &self,
         req: Req,
@@ -387,10 +421,13 @@ where
             }
             table.pending.insert(id, tx);
         }
+        // A caller that gives up (a deadline, a dropped future) takes its entry along,
+        // so a peer that never answers does not grow the table.
+        let _entry = PendingEntry {
+            shared: &self.shared,
+            id,
+        };
         if let Err(source) = self.conn.writer.send(bytes, fds).await {
-            if let Ok(mut t) = self.shared.table.lock() {
-                t.pending.remove(&id);
-            }
             return Err(match source.kind() {
                 std::io::ErrorKind::BrokenPipe
                 | std::io::ErrorKind::ConnectionReset
@@ -404,6 +441,19 @@ where
         match rx.await {
             Ok(result) => result,
             Err(_) => Err(gone()),
+        }
+    }
+}
+
+struct PendingEntry<'a, Resp> {
+    shared: &'a Shared<Resp>,
+    id: u64,
+}
+
+impl<Resp> Drop for PendingEntry<'_, Resp> {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.shared.table.lock() {
+            t.pending.remove(&self.id);
         }
     }
 }

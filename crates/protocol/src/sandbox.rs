@@ -109,9 +109,8 @@ pub enum SandboxRequest {
         signal: i32,
         timeout_secs: u64,
     },
-    /// Run a further process in the container's namespaces. With `Log` or `Inherit` the
-    /// reply (`Exited`) comes when it exits; with `Tty` it comes at once (`Started`,
-    /// carrying the pty master) and `ExecWait` collects the exit.
+    /// Run a further process in the container's namespaces. The reply (`Started`) comes
+    /// at once, carrying the pty master with `Tty`; `ExecWait` collects the exit.
     Exec {
         process: ProcessSpec,
         stdio: Stdio,

@@ -60,7 +60,7 @@ pub struct SandboxHelper {
     root: PathBuf,
     /// Hidden from a workload that sees the host's files (see `WorkloadFs::masked`).
     masked: Vec<PathBuf>,
-    /// Processes exec'd with a terminal: their exit (for `ExecWait`) and a copy of
+    /// Processes exec'd: their exit (for `ExecWait`) and, with a terminal, a copy of
     /// their pty master (for `ExecResize`).
     execs: Mutex<HashMap<u32, TerminalExec>>,
     ops: tokio::sync::Mutex<()>,
@@ -71,8 +71,8 @@ pub struct SandboxHelper {
 
 type CallResult = Result<(SandboxResponse, Vec<OwnedFd>), RemoteError>;
 
-/// An exec'd process with a terminal: its exit, once known, and its pty master.
-type TerminalExec = (watch::Receiver<Option<ExitStatus>>, OwnedFd);
+/// An exec'd process: its exit, once known, and a copy of its pty master if it has one.
+type TerminalExec = (watch::Receiver<Option<ExitStatus>>, Option<OwnedFd>);
 
 impl SandboxHelper {
     /// Directories to hide from workloads that run without a rootfs.
@@ -388,18 +388,17 @@ impl SandboxHelper {
                 self.err(step, &e).with_kind(e.kind())
             }
         })?;
-        let Some(master) = wiring_master else {
-            let status = child
-                .wait()
-                .await
-                .map_err(|e| self.err(step, format!("wait: {e}")))?;
-            return Ok((SandboxResponse::Exited(launch::exit_status(status)), vec![]));
-        };
-        // A terminal: the caller needs the master now, the exit later (`ExecWait`).
+        // The reply comes at once (`ExecWait` collects the exit), so a caller can tell a
+        // long-running process from a helper that does not answer.
         let exec_pid = child.id().unwrap_or(0);
-        let copy = master
-            .try_clone()
-            .map_err(|e| self.err(step, format!("duplicate pty master: {e}")))?;
+        let copy = match &wiring_master {
+            Some(master) => Some(
+                master
+                    .try_clone()
+                    .map_err(|e| self.err(step, format!("duplicate pty master: {e}")))?,
+            ),
+            None => None,
+        };
         let (tx, rx) = watch::channel(None);
         tokio::spawn(async move {
             let status = child.wait().await.ok().map(launch::exit_status);
@@ -412,7 +411,10 @@ impl SandboxHelper {
             .lock()
             .map_err(|_| self.err(step, "exec table poisoned"))?
             .insert(exec_pid, (rx, copy));
-        Ok((SandboxResponse::Started { pid: exec_pid }, vec![master]))
+        Ok((
+            SandboxResponse::Started { pid: exec_pid },
+            wiring_master.into_iter().collect(),
+        ))
     }
 
     async fn exec_wait(&self, pid: u32) -> Result<ExitStatus, RemoteError> {
@@ -440,9 +442,12 @@ impl SandboxHelper {
             .execs
             .lock()
             .map_err(|_| self.err("resize", "exec table poisoned"))?;
-        let (_, master) = execs
+        let master = execs
             .get(&pid)
-            .ok_or_else(|| self.err("resize", format!("no exec with pid {pid}")))?;
+            .ok_or_else(|| self.err("resize", format!("no exec with pid {pid}")))?
+            .1
+            .as_ref()
+            .ok_or_else(|| self.err("resize", format!("exec {pid} has no terminal")))?;
         crate::pty::resize(master, rows, cols).map_err(|e| self.err("resize", e))
     }
 
@@ -578,6 +583,11 @@ impl Service for SandboxHelper {
     type Req = SandboxRequest;
     type Resp = SandboxResponse;
     const NAME: &'static str = container_protocol::sandbox::SERVICE;
+
+    /// Waits are the caller's own; everything else finishes even if the caller goes.
+    fn ends_with_caller(req: &SandboxRequest) -> bool {
+        matches!(req, SandboxRequest::Wait | SandboxRequest::ExecWait { .. })
+    }
 
     async fn handle(
         self: Arc<Self>,

@@ -282,9 +282,14 @@ fn exec_runs_in_the_containers_namespaces() {
                 vec![stdin.into(), out_w, null_w],
             )
             .await;
-        match reply {
-            Ok((SandboxResponse::Exited(s), _)) => assert_eq!(s.code, 5),
+        // The reply comes at once; the exit is collected separately.
+        let pid = match reply {
+            Ok((SandboxResponse::Started { pid }, _)) => pid,
             other => panic!("exec: {other:?}"),
+        };
+        match sb.call(SandboxRequest::ExecWait { pid }).await {
+            Ok(SandboxResponse::Exited(s)) => assert_eq!(s.code, 5),
+            other => panic!("exec wait: {other:?}"),
         }
         let out = read_to_eof(out_r, Duration::from_secs(10)).expect("exec stdout EOF");
         let lines: Vec<&str> = out.lines().collect();
@@ -305,7 +310,7 @@ fn exec_runs_in_the_containers_namespaces() {
             .unwrap_err()
             .to_string();
         assert!(err.contains(r#"exec "nosuchcmd""#), "{err}");
-        // With a terminal the reply comes at once; the exit is collected separately.
+        // With a terminal too.
         let started = sb
             .call(SandboxRequest::Exec {
                 process: process(&["sh", "-c", "exit 4"]),

@@ -49,6 +49,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreErr
     result
 }
 
+/// Whether `name` is one of our temporary files (left by a write that failed or was cut
+/// short), which nothing reads and a start may remove.
+pub fn is_temp_file(name: &str) -> bool {
+    name.starts_with('.')
+        && name
+            .rsplit_once(".tmp.")
+            .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
     let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Json {
         path: path.to_path_buf(),

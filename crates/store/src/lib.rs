@@ -8,10 +8,67 @@ pub mod paths;
 
 use std::path::PathBuf;
 
-pub use atomic::{read_json, write_atomic, write_json};
+pub use atomic::{is_temp_file, read_json, write_atomic, write_json};
 pub use names::{validate_id, NameKind};
 pub use network::NetworkConfig;
 pub use paths::Paths;
+
+/// Seconds since the Unix epoch, as every record stores times.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Removes what failed or interrupted writes left behind: a container directory with
+/// no `config.json` (a create that failed after making it) and temporary files beside
+/// container and network records. Returns what was removed, for the log. Run at apiserver start, before anything
+/// reads the records.
+pub fn remove_partial_writes(paths: &Paths) -> Vec<std::path::PathBuf> {
+    let mut removed = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(paths.networks()) {
+        for e in entries.flatten() {
+            if is_temp_file(&e.file_name().to_string_lossy())
+                && std::fs::remove_file(e.path()).is_ok()
+            {
+                removed.push(e.path());
+            }
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(paths.containers()) else {
+        return removed;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if is_temp_file(&name) {
+            if std::fs::remove_file(&path).is_ok() {
+                removed.push(path);
+            }
+            continue;
+        }
+        if !path.is_dir() || validate_id(NameKind::Container, &name).is_err() {
+            continue;
+        }
+        if !path.join("config.json").exists() {
+            if std::fs::remove_dir_all(&path).is_ok() {
+                removed.push(path);
+            }
+            continue;
+        }
+        if let Ok(files) = std::fs::read_dir(&path) {
+            for f in files.flatten() {
+                if is_temp_file(&f.file_name().to_string_lossy())
+                    && std::fs::remove_file(f.path()).is_ok()
+                {
+                    removed.push(f.path());
+                }
+            }
+        }
+    }
+    removed
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

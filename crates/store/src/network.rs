@@ -48,6 +48,10 @@ pub struct NetworkConfig {
     /// Built in (`default`): cannot be removed.
     #[serde(default)]
     pub builtin: bool,
+    /// `network rm` began: written before anything is torn down, so a removal cut short
+    /// (a crash, a kill) is finished at the next apiserver start, not left half done.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removing: bool,
 }
 
 pub fn save_network(paths: &Paths, config: &NetworkConfig) -> Result<(), StoreError> {

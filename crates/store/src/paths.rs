@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use container_protocol::HelperKind;
+
 use crate::names::{validate_id, NameKind};
 use crate::StoreError;
 
@@ -59,18 +61,30 @@ impl Paths {
     pub fn helpers(&self) -> PathBuf {
         self.run.join("helpers")
     }
-    pub fn helper_dir(&self, kind: &str) -> PathBuf {
-        self.helpers().join(kind)
+    pub fn helper_dir(&self, kind: HelperKind) -> PathBuf {
+        self.helpers().join(kind.as_str())
     }
     /// `<run>/helpers/<kind>/<id>.sock`, `.log`, `.pid`.
-    pub fn helper_file(&self, kind: &str, id: &str, ext: &str) -> PathBuf {
-        self.helper_dir(kind).join(format!("{id}.{ext}"))
+    pub fn helper_file(
+        &self,
+        kind: HelperKind,
+        id: &str,
+        ext: &str,
+    ) -> Result<PathBuf, StoreError> {
+        let name_kind = match kind {
+            HelperKind::Network => NameKind::Network,
+            HelperKind::Sandbox => NameKind::Container,
+        };
+        validate_id(name_kind, id)?;
+        Ok(self.helper_dir(kind).join(format!("{id}.{ext}")))
     }
     pub fn netns_dir(&self) -> PathBuf {
         self.run.join("netns")
     }
-    pub fn netns(&self, id: &str) -> PathBuf {
-        self.netns_dir().join(id)
+    /// `<run>/netns/<id>`: the bind mount that keeps a container's netns alive.
+    pub fn netns(&self, id: &str) -> Result<PathBuf, StoreError> {
+        validate_id(NameKind::Container, id)?;
+        Ok(self.netns_dir().join(id))
     }
 }
 

@@ -343,6 +343,7 @@ mod tests {
             options,
             created: 0,
             builtin: false,
+            removing: false,
         }
     }
 

@@ -9,12 +9,12 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use container_apiserver::helpers::{Helper, HelperTable, SandboxProto, Spawner};
 use container_protocol::sandbox::{
     ExitStatus, ProcessSpec, SandboxRequest, SandboxResponse, SandboxSpec, Stdio,
 };
 use container_protocol::ProtocolError;
 use container_store::Paths;
+use container_supervise::{Deadlines, Helper, HelperTable, SandboxProto, Spawner};
 use container_testkit::Isolated;
 
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,8 +56,12 @@ impl Env {
             container_testkit::bin_dir(),
         );
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let table = HelperTable::<SandboxProto>::new(tx);
-        let helper = table.start(&spawner, id, &[]).await.expect("start helper");
+        let table = HelperTable::<SandboxProto>::new(
+            std::sync::Arc::new(spawner),
+            tx,
+            Deadlines::default(),
+        );
+        let helper = table.start(id, &[]).await.expect("start helper");
         Sandbox {
             helper,
             table,
@@ -166,10 +170,10 @@ impl Sandbox {
     }
 
     pub async fn shutdown(&self) {
-        tokio::time::timeout(TIMEOUT, self.table.shutdown(&self.id))
+        let clean = tokio::time::timeout(TIMEOUT, self.table.shutdown(&self.id, TIMEOUT))
             .await
-            .expect("shutdown timed out")
-            .expect("shutdown");
+            .expect("shutdown timed out");
+        assert!(clean, "the helper answered its shutdown");
     }
 }
 

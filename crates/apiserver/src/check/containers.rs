@@ -1,0 +1,110 @@
+//! Containers and their sandbox helpers: a running container whose helper is gone or
+//! does not answer, and helpers that belong to no running container.
+
+use container_protocol::api::FindingKind;
+use container_store::container::{list_containers, Status};
+
+use super::Check;
+
+impl Check<'_> {
+    pub(super) async fn containers(&mut self) {
+        let sandboxes = self.containers.sandboxes().clone();
+        for id in list_containers(self.paths) {
+            if self.ops.holds_container(&id) {
+                continue;
+            }
+            let state = match self.containers.load(&id) {
+                Ok((_, s)) => s,
+                Err(e) => {
+                    self.report(
+                        FindingKind::Container,
+                        &id,
+                        format!("record unreadable: {e}"),
+                        false,
+                    );
+                    continue;
+                }
+            };
+            if state.status != Status::Running {
+                continue;
+            }
+            if let Some(stuck) = sandboxes.stuck(&id) {
+                let mut fixed = false;
+                if self.fix {
+                    sandboxes.kill(&id).await;
+                    let reason = "its sandbox helper did not answer; killed by system check";
+                    fixed = self
+                        .containers
+                        .finish(&id, None, Some(reason.into()))
+                        .await
+                        .is_ok();
+                }
+                self.report(
+                    FindingKind::Helper,
+                    format!("sandbox {id}"),
+                    format!(
+                        "running, but its sandbox helper (pid {}) is alive and does not answer",
+                        stuck.pidfd.pid()
+                    ),
+                    fixed,
+                );
+            } else if sandboxes.get(&id).is_none() {
+                let mut fixed = false;
+                if self.fix {
+                    let reason = "sandbox helper gone (found by system check)";
+                    fixed = self
+                        .containers
+                        .finish(&id, None, Some(reason.into()))
+                        .await
+                        .is_ok();
+                }
+                self.report(
+                    FindingKind::Container,
+                    &id,
+                    "running, but its sandbox helper is gone",
+                    fixed,
+                );
+            }
+        }
+        // Helpers of containers that are not running and that no operation holds: an
+        // interrupted start's, or a removed container's.
+        let live = self.live_containers();
+        for helper in sandboxes.list() {
+            let id = helper.info.id.clone();
+            if live.contains(&id) {
+                continue;
+            }
+            let mut fixed = false;
+            if self.fix {
+                if !sandboxes.shutdown(&id, helper.shutdown_deadline()).await {
+                    self.containers.remove_sandbox_remains(&id, &[]).await;
+                }
+                fixed = true;
+            }
+            self.report(
+                FindingKind::Helper,
+                format!("sandbox {id}"),
+                format!("pid {} belongs to no running container", helper.info.pid),
+                fixed,
+            );
+        }
+        for stuck in sandboxes.list_stuck() {
+            if live.contains(&stuck.id) {
+                continue;
+            }
+            let fixed = self.fix && sandboxes.kill(&stuck.id).await;
+            if fixed {
+                self.containers.remove_sandbox_remains(&stuck.id, &[]).await;
+            }
+            self.report(
+                FindingKind::Helper,
+                format!("sandbox {}", stuck.id),
+                format!(
+                    "pid {} does not answer and belongs to no running container",
+                    stuck.pidfd.pid()
+                ),
+                fixed,
+            );
+        }
+    }
+}

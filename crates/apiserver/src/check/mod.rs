@@ -1,0 +1,84 @@
+//! `container system check [--fix]`: every leaked or inconsistent resource, found from
+//! the kernel and the disk rather than from memory. `--fix` repairs with the same code
+//! the apiserver runs at start and on exit paths. What an operation in flight holds is
+//! never reported, let alone removed: it is not leaked, it is being made.
+
+mod addresses;
+mod containers;
+mod host;
+mod networks;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use container_protocol::api::{Finding, FindingKind};
+use container_store::container::{list_containers, Status};
+use container_store::Paths;
+
+use crate::containers::Containers;
+use crate::networks::Networks;
+use crate::ops::Ops;
+
+struct Check<'a> {
+    paths: &'a Paths,
+    containers: &'a Arc<Containers>,
+    networks: &'a Arc<Networks>,
+    ops: &'a Ops,
+    fix: bool,
+    found: Vec<Finding>,
+}
+
+impl Check<'_> {
+    fn report(
+        &mut self,
+        kind: FindingKind,
+        object: impl Into<String>,
+        detail: impl Into<String>,
+        fixed: bool,
+    ) {
+        self.found.push(Finding {
+            kind,
+            object: object.into(),
+            detail: detail.into(),
+            fixed,
+        });
+    }
+
+    /// Running containers (the state as it is, written or not) and those an operation
+    /// is starting, stopping or removing right now.
+    fn live_containers(&self) -> HashSet<String> {
+        list_containers(self.paths)
+            .into_iter()
+            .filter(|id| {
+                self.ops.holds_container(id)
+                    || self
+                        .containers
+                        .load(id)
+                        .is_ok_and(|(_, s)| s.status == Status::Running)
+            })
+            .collect()
+    }
+}
+
+pub async fn check(
+    paths: &Paths,
+    containers: &Arc<Containers>,
+    networks: &Arc<Networks>,
+    ops: &Ops,
+    fix: bool,
+) -> Vec<Finding> {
+    let mut c = Check {
+        paths,
+        containers,
+        networks,
+        ops,
+        fix,
+        found: Vec::new(),
+    };
+    // Containers first: the rest is judged against the live set they define.
+    c.containers().await;
+    c.addresses().await;
+    c.networks().await;
+    c.host().await;
+    c.found
+}

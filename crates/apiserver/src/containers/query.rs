@@ -1,0 +1,64 @@
+//! What the CLI reads: `ls`, `inspect`, `logs`.
+
+use std::os::fd::OwnedFd;
+
+use container_protocol::api::ContainerSummary;
+use container_store::container::{list_containers, Status};
+
+use super::Containers;
+use crate::error::{bad, ApiError};
+
+impl Containers {
+    pub fn list(&self, all: bool) -> Vec<ContainerSummary> {
+        let mut out = Vec::new();
+        for id in list_containers(&self.paths) {
+            let (config, state) = match self.load(&id) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    tracing::warn!("container {id}: not listed: {e}");
+                    continue;
+                }
+            };
+            if !all && state.status != Status::Running {
+                continue;
+            }
+            out.push(ContainerSummary {
+                command: config.process.args.join(" "),
+                status: state.status.as_str().to_string(),
+                exit_code: state.exit_code,
+                created: config.created,
+                networks: config.networks.iter().map(|n| n.network.clone()).collect(),
+                addresses: state
+                    .allocations
+                    .iter()
+                    .flat_map(|a| a.addresses.iter().map(|n| n.addr()))
+                    .collect(),
+                pid: state.pid,
+                id,
+            });
+        }
+        out
+    }
+
+    pub fn inspect(&self, ids: Vec<String>) -> Result<String, ApiError> {
+        let mut out = Vec::new();
+        for id in ids {
+            let (config, state) = self.load(&id)?;
+            out.push(serde_json::json!({ "config": config, "state": state }));
+        }
+        serde_json::to_string_pretty(&out).map_err(|e| bad(format!("encode: {e}")))
+    }
+
+    pub fn logs(&self, id: &str) -> Result<(bool, OwnedFd), ApiError> {
+        let (_, state) = self.load(id)?;
+        let path = self.log_path(id)?;
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::File::open("/dev/null").map_err(ApiError::io("open /dev/null"))?
+            }
+            Err(e) => return Err(ApiError::io(format!("open {}", path.display()))(e)),
+        };
+        Ok((state.status == Status::Running, OwnedFd::from(file)))
+    }
+}

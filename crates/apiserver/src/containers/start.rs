@@ -1,0 +1,260 @@
+//! Starting a container: each step records how to undo itself, and a failing step undoes
+//! them all. The state is recorded as running, with what the sandbox built, before the
+//! workload starts, so a crash from then on is cleaned up from the record.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use container_protocol::fault;
+use container_protocol::network::{Allocation, Attachment};
+use container_protocol::sandbox::{SandboxSpec, Stdio};
+use container_store::container::{remove_container, ContainerConfig, ContainerState, Status};
+use container_store::unix_now;
+use container_supervise::{Helper, SandboxProto};
+
+use super::validate::{claims_of, net_device_specs, parse_mac, process_spec};
+use super::Containers;
+use crate::error::{bad, ApiError};
+use crate::ops::Holds;
+use crate::undo::Undo;
+
+impl Containers {
+    /// Bootstraps and starts a container; returns the workload's pid and, for a tty, the
+    /// pty master. Runs to its end or its undo even if the client goes away.
+    pub async fn start(
+        self: &Arc<Self>,
+        id: &str,
+        stdio: Stdio,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(u32, Vec<OwnedFd>), ApiError> {
+        let op = self
+            .ops
+            .begin(&format!("start {id}"), Holds::container(id))?;
+        let lock = self.locks.get(id);
+        let _guard = lock.lock().await;
+        let (config, state) = self.load(id)?;
+        if state.status == Status::Running {
+            return Err(ApiError::Conflict(format!(
+                "container {id} is already running"
+            )));
+        }
+        if stdio == Stdio::Inherit && fds.len() != 3 {
+            return Err(bad(format!(
+                "container {id}: attaching needs stdin, stdout and stderr, got {} descriptors",
+                fds.len()
+            )));
+        }
+        // Live for GC from now on, before any address is allocated.
+        op.hold(Holds {
+            attachments: config
+                .networks
+                .iter()
+                .map(|n| {
+                    (
+                        n.network.clone(),
+                        id.to_string(),
+                        n.ifname.clone().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+            ..Holds::default()
+        });
+        let mut undo = Undo::new();
+        match self.bootstrap(&config, &state, stdio, fds, &mut undo).await {
+            Ok((pid, fds, helper)) => {
+                undo.commit();
+                let containers = self.clone();
+                let id = id.to_string();
+                tokio::spawn(async move { containers.watch(id, helper).await });
+                Ok((pid, fds))
+            }
+            Err(e) => {
+                undo.rollback().await;
+                let mut stopped = state.clone();
+                stopped.allocations.clear();
+                stopped.interfaces.clear();
+                stopped.net_devices.clear();
+                stopped.pid = None;
+                stopped.helper_pid = None;
+                stopped.netns = None;
+                if stopped.status == Status::Running {
+                    stopped.status = Status::Stopped;
+                }
+                if let Err(w) = self.persist(id, &stopped) {
+                    tracing::warn!("{w}");
+                }
+                Err(e.context(format!("container {id}: start")))
+            }
+        }
+    }
+
+    /// `run`: create and start as one operation, so that a client gone half way leaves
+    /// no created container behind; a start that fails removes what was created.
+    pub async fn run(
+        self: &Arc<Self>,
+        config: ContainerConfig,
+        stdio: Stdio,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(String, u32, Vec<OwnedFd>), ApiError> {
+        let _op = self.ops.begin("run", Holds::default())?;
+        let id = self.create(config).await?;
+        match self.start(&id, stdio, fds).await {
+            Ok((pid, fds)) => Ok((id, pid, fds)),
+            Err(e) => {
+                if let Err(undo) = remove_container(&self.paths, &id) {
+                    tracing::warn!("container {id}: remove after a failed run: {undo}");
+                }
+                self.sandboxes
+                    .spawner()
+                    .remove_log(container_protocol::HelperKind::Sandbox, &id);
+                self.forget(&id);
+                Err(e)
+            }
+        }
+    }
+
+    async fn bootstrap<'a>(
+        self: &'a Arc<Self>,
+        config: &ContainerConfig,
+        previous: &ContainerState,
+        stdio: Stdio,
+        fds: Vec<OwnedFd>,
+        undo: &mut Undo<'a>,
+    ) -> Result<(u32, Vec<OwnedFd>, Helper<SandboxProto>), ApiError> {
+        let id = config.id.clone();
+        self.claims.claim(&id, claims_of(config))?;
+        {
+            let containers = self.clone();
+            let id = id.clone();
+            undo.push(format!("release what container {id} claimed"), async move {
+                containers.claims.release(&id);
+                Ok(())
+            });
+        }
+        // A leftover helper of an earlier run is not reused (seed 002): it goes first.
+        if self.sandboxes.get(&id).is_some() || self.sandboxes.stuck(&id).is_some() {
+            let deadline = self.sandboxes.deadlines().grace + self.sandboxes.deadlines().quick;
+            if !self.sandboxes.shutdown(&id, deadline).await {
+                self.remove_sandbox_remains(&id, &[]).await;
+            }
+        }
+        let helper = self.sandboxes.start(&id, &[]).await?;
+        fault::point("apiserver:after-sandbox-spawn");
+        {
+            let containers = self.clone();
+            let id = id.clone();
+            let deadline = helper.shutdown_deadline();
+            let ifnames: Vec<String> = config
+                .networks
+                .iter()
+                .filter_map(|n| n.ifname.clone())
+                .collect();
+            undo.push(format!("shut down sandbox helper {id}"), async move {
+                // A helper that died or was killed mid-setup tore nothing down: do it
+                // from what we know.
+                if !containers.sandboxes.shutdown(&id, deadline).await {
+                    containers.remove_sandbox_remains(&id, &ifnames).await;
+                }
+                Ok(())
+            });
+        }
+        let netns = self.paths.netns(&id)?.display().to_string();
+
+        let mut allocations: Vec<Allocation> = Vec::new();
+        for att in &config.networks {
+            let network = att.network.clone();
+            let ifname = att.ifname.clone().unwrap_or_default();
+            let context = || format!("network {network}: {ifname}");
+            let nh = self.networks.helper(&network).await?;
+            let alloc = nh
+                .allocate(Attachment {
+                    network: network.clone(),
+                    container_id: id.clone(),
+                    ifname: ifname.clone(),
+                    ipv4: att.ip,
+                    ipv6: att.ip6,
+                    mac: att.mac.as_deref().and_then(parse_mac),
+                    netns: Some(netns.clone()),
+                    // Published ports go to the first network, as eth0 is the
+                    // container's address for the outside.
+                    ports: if allocations.is_empty() {
+                        config.ports.clone()
+                    } else {
+                        vec![]
+                    },
+                })
+                .await
+                .map_err(|e| ApiError::from(e).context(context()))?;
+            {
+                let containers = self.clone();
+                let (network, id, ifname, netns) =
+                    (network.clone(), id.clone(), ifname.clone(), netns.clone());
+                undo.push(format!("release {network} {ifname}"), async move {
+                    containers
+                        .release(&network, &id, &ifname, Some(netns))
+                        .await
+                        .map_err(|e| e.to_string())
+                });
+            }
+            allocations.push(alloc);
+            fault::point("apiserver:after-allocate");
+        }
+
+        let spec = SandboxSpec {
+            id: id.clone(),
+            hostname: config.hostname.clone().unwrap_or_else(|| id.clone()),
+            rootfs: config.rootfs.clone(),
+            dns: config.dns.clone(),
+            hosts: vec![],
+            allocations: allocations.clone(),
+            net_devices: net_device_specs(config),
+            process: process_spec(config, &config.process.args, &[]),
+            log_path: self.log_path(&id)?.display().to_string(),
+            labels: config.labels.clone(),
+        };
+        let report = helper.setup(spec).await?;
+
+        // Recorded before the workload starts: a crash from here on is cleaned up from
+        // this record (interfaces, devices, netns) and IPAM GC sees these as live.
+        let mut state = previous.clone();
+        state.status = Status::Running;
+        state.allocations = allocations;
+        state.interfaces = report.interfaces.clone();
+        state.net_devices = report.net_devices.clone();
+        state.netns = Some(report.netns_path.clone());
+        state.helper_pid = Some(helper.info.pid);
+        state.pid = None;
+        state.exit_code = None;
+        state.reason = None;
+        state.finished_at = None;
+        state.started_at = Some(unix_now());
+        if let Err(e) = self.persist(&id, &state) {
+            // Nothing has run yet: the start is undone rather than left unrecorded.
+            self.unsaved_map().remove(&id);
+            return Err(e);
+        }
+        fault::point("apiserver:after-setup");
+
+        let (pid, out_fds) = helper.start(stdio, fds).await?;
+        state.pid = Some(pid);
+        if let Err(e) = self.persist(&id, &state) {
+            // The workload runs and the record says so; only its pid waits to be written.
+            tracing::warn!("{e}");
+        }
+        fault::point("apiserver:after-start");
+        tracing::info!("container {id} started (pid {pid})");
+        Ok((pid, out_fds, helper))
+    }
+
+    pub(super) async fn release(
+        self: &Arc<Self>,
+        network: &str,
+        id: &str,
+        ifname: &str,
+        netns: Option<String>,
+    ) -> Result<(), ApiError> {
+        let nh = self.networks.helper(network).await?;
+        nh.release(id, ifname, netns).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,326 @@
+//! A container configuration checked whole before anything is written, and `create`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use container_protocol::network::PortMap;
+use container_protocol::sandbox::{NetDeviceSpec, ProcessSpec};
+use container_store::container::{
+    remove_container, save_config, save_state, ContainerConfig, ContainerState,
+    CONTAINER_RECORD_VERSION,
+};
+use container_store::{unix_now, validate_id, NameKind};
+
+use super::Containers;
+use crate::claims::Claim;
+use crate::error::{bad, ApiError};
+
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        if p.len() != 2 {
+            return None;
+        }
+        mac[i] = u8::from_str_radix(p, 16).ok()?;
+    }
+    // Multicast (and broadcast) MACs cannot be given to an interface, nor all zeros.
+    if mac[0] & 1 == 1 || mac == [0; 6] {
+        return None;
+    }
+    Some(mac)
+}
+
+/// `KEY=VALUE` entries with a non-empty key.
+pub(super) fn check_env(env: &[String]) -> Result<(), String> {
+    match env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
+        Some(e) => Err(format!(
+            "invalid environment entry {e:?}: expected KEY=VALUE"
+        )),
+        None => Ok(()),
+    }
+}
+
+fn random_id() -> String {
+    let mut bytes = [0u8; 6];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn valid_hostname(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 63
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && !h.starts_with('-')
+}
+
+/// A hostname made from a container name, which may hold characters a hostname can't
+/// (`a_b` becomes `a-b`), as Docker users expect a name to give a usable hostname.
+fn hostname_for(id: &str) -> String {
+    let mapped: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let edge = |c: char| c == '-' || c == '.';
+    let trimmed: String = mapped.trim_matches(edge).chars().take(63).collect();
+    let trimmed = trimmed.trim_end_matches(edge).to_string();
+    if trimmed.is_empty() {
+        "container".to_string()
+    } else {
+        trimmed
+    }
+}
+
+pub(super) fn net_device_specs(config: &ContainerConfig) -> Vec<NetDeviceSpec> {
+    config
+        .net_devices
+        .iter()
+        .map(|(host, dev)| NetDeviceSpec {
+            host_name: host.clone(),
+            name: dev.name.clone(),
+        })
+        .collect()
+}
+
+pub(super) fn process_spec(
+    config: &ContainerConfig,
+    args: &[String],
+    extra_env: &[String],
+) -> ProcessSpec {
+    let mut env = config.process.env.clone();
+    env.extend(extra_env.iter().cloned());
+    ProcessSpec {
+        args: args.to_vec(),
+        env,
+        cwd: config.process.cwd.clone(),
+        uid: config.process.uid,
+        gid: config.process.gid,
+        tty: config.process.tty,
+    }
+}
+
+/// What a container holds exclusively while it runs.
+pub(super) fn claims_of(config: &ContainerConfig) -> Vec<Claim> {
+    let mut claims: Vec<Claim> = config.ports.iter().map(Claim::port).collect();
+    claims.extend(config.net_devices.keys().cloned().map(Claim::NetDevice));
+    for att in &config.networks {
+        if let Some(mac) = att.mac.as_deref().and_then(parse_mac) {
+            claims.push(Claim::Mac {
+                network: att.network.clone(),
+                mac,
+            });
+        }
+    }
+    claims
+}
+
+impl Containers {
+    pub async fn create_json(self: &Arc<Self>, json: &str) -> Result<String, ApiError> {
+        let config: ContainerConfig = serde_json::from_str(json)
+            .map_err(|e| bad(format!("invalid container configuration: {e}")))?;
+        self.create(config).await
+    }
+
+    pub async fn create(self: &Arc<Self>, config: ContainerConfig) -> Result<String, ApiError> {
+        if config.version > CONTAINER_RECORD_VERSION {
+            return Err(bad(format!(
+                "invalid container configuration: version {} is newer than this build understands ({CONTAINER_RECORD_VERSION})",
+                config.version,
+            )));
+        }
+        let _create = self.create.lock().await;
+        let config = self.validate(config).await?;
+        let id = config.id.clone();
+        let written = save_config(&self.paths, &config)
+            .and_then(|()| save_state(&self.paths, &id, &ContainerState::default()));
+        if let Err(e) = written {
+            // Nothing half made stays: not even the directory.
+            if let Err(undo) = remove_container(&self.paths, &id) {
+                tracing::warn!("container {id}: undo a failed create: {undo}");
+            }
+            return Err(ApiError::from(e).context(format!("container {id}: create")));
+        }
+        tracing::info!("container {id} created");
+        Ok(id)
+    }
+
+    /// Checks a configuration and fills in what defaults to something; changes nothing.
+    async fn validate(&self, mut config: ContainerConfig) -> Result<ContainerConfig, ApiError> {
+        if config.id.is_empty() {
+            config.id = random_id();
+        }
+        validate_id(NameKind::Container, &config.id)?;
+        let id = config.id.clone();
+        if self.paths.container_dir(&id)?.join("config.json").exists() {
+            return Err(ApiError::Conflict(format!("container {id} already exists")));
+        }
+        if config.process.args.is_empty() || config.process.args[0].is_empty() {
+            return Err(bad(format!("container {id}: no command given")));
+        }
+        check_env(&config.process.env).map_err(|e| bad(format!("container {id}: {e}")))?;
+        if let Some(rootfs) = &config.rootfs {
+            let meta = std::fs::metadata(rootfs)
+                .map_err(|e| bad(format!("container {id}: rootfs {rootfs}: {e}")))?;
+            if !meta.is_dir() {
+                return Err(bad(format!(
+                    "container {id}: rootfs {rootfs} is not a directory"
+                )));
+            }
+        }
+        if let Some(cwd) = &config.process.cwd {
+            if !cwd.starts_with('/') {
+                return Err(bad(format!(
+                    "container {id}: working directory {cwd:?} must be absolute"
+                )));
+            }
+        }
+        let hostname = config.hostname.clone().unwrap_or_else(|| hostname_for(&id));
+        if !valid_hostname(&hostname) {
+            return Err(bad(format!(
+                "container {id}: invalid hostname {hostname:?}"
+            )));
+        }
+        config.hostname = Some(hostname);
+
+        let mut ifnames: Vec<String> = Vec::new();
+        for (i, att) in config.networks.iter_mut().enumerate() {
+            validate_id(NameKind::Network, &att.network)?;
+            let net = self.networks.config(&att.network)?;
+            if net.removing {
+                return Err(ApiError::Conflict(format!(
+                    "container {id}: network {} is being removed",
+                    att.network
+                )));
+            }
+            let ifname = att.ifname.clone().unwrap_or_else(|| format!("eth{i}"));
+            container_netlink::valid_ifname(&ifname)
+                .map_err(|e| bad(format!("container {id}: network {}: {e}", att.network)))?;
+            if ifnames.contains(&ifname) {
+                return Err(bad(format!(
+                    "container {id}: interface name {ifname} is used twice"
+                )));
+            }
+            ifnames.push(ifname.clone());
+            att.ifname = Some(ifname);
+            if let Some(ip) = att.ip {
+                if !crate::networks::in_network(&net, IpAddr::V4(ip)) {
+                    return Err(bad(format!(
+                        "container {id}: address {ip} is not in network {} ({})",
+                        att.network,
+                        net.subnet
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "no IPv4 subnet".into())
+                    )));
+                }
+            }
+            if let Some(ip) = att.ip6 {
+                if !crate::networks::in_network(&net, IpAddr::V6(ip)) {
+                    return Err(bad(format!(
+                        "container {id}: address {ip} is not in network {}",
+                        att.network
+                    )));
+                }
+            }
+            if let Some(mac) = &att.mac {
+                if parse_mac(mac).is_none() {
+                    return Err(bad(format!("container {id}: invalid MAC address {mac:?}")));
+                }
+            }
+        }
+        if !config.ports.is_empty() {
+            self.check_ports(&config)?;
+        }
+        for (host, dev) in &config.net_devices {
+            let target = dev.name.clone().unwrap_or_else(|| host.clone());
+            if ifnames.contains(&target) {
+                return Err(bad(format!("container {id}: net device {host}: name {target} is already an interface of the container")));
+            }
+            ifnames.push(target);
+        }
+        if !config.net_devices.is_empty() {
+            let specs = net_device_specs(&config);
+            let networks_ifnames: Vec<String> = config
+                .networks
+                .iter()
+                .filter_map(|n| n.ifname.clone())
+                .collect();
+            container_sandbox_helper::netdev::check(
+                self.networks.host_netlink(),
+                &specs,
+                &networks_ifnames,
+            )
+            .await
+            .map_err(|e| bad(format!("container {id}: {e}")))?;
+        }
+        config.created = unix_now();
+        Ok(config)
+    }
+
+    /// Published ports need a bridge network first and distinct non-zero ports. Whether
+    /// another container holds a host port is decided when this one starts.
+    fn check_ports(&self, config: &ContainerConfig) -> Result<(), ApiError> {
+        let id = &config.id;
+        let Some(first) = config.networks.first() else {
+            return Err(bad(format!(
+                "container {id}: publishing ports needs a network"
+            )));
+        };
+        let net = self.networks.config(&first.network)?;
+        if net.plugin != "bridge" {
+            return Err(bad(format!(
+                "container {id}: ports are published on the first network, and {} is a {} network (use a bridge network first)",
+                first.network, net.plugin
+            )));
+        }
+        let clash = |a: &PortMap, b: &PortMap| {
+            a.host_port == b.host_port
+                && a.protocol == b.protocol
+                && (a.host_ip.is_none() || b.host_ip.is_none() || a.host_ip == b.host_ip)
+        };
+        for (i, p) in config.ports.iter().enumerate() {
+            if p.host_port == 0 || p.container_port == 0 {
+                return Err(bad(format!("container {id}: port 0 cannot be published")));
+            }
+            if config.ports[..i].iter().any(|q| clash(p, q)) {
+                return Err(bad(format!(
+                    "container {id}: host port {} is published twice",
+                    p.host_port
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_give_valid_hostnames() {
+        for (name, want) in [
+            ("web", "web"),
+            ("a_b", "a-b"),
+            ("_x_", "x"),
+            ("a.b", "a.b"),
+            ("___", "container"),
+        ] {
+            assert_eq!(hostname_for(name), want, "{name}");
+            assert!(valid_hostname(&hostname_for(name)));
+        }
+        let long: String = "x".repeat(70);
+        assert_eq!(hostname_for(&long).len(), 63);
+    }
+}

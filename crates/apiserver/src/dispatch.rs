@@ -1,0 +1,171 @@
+//! The apiserver's service: each request goes to the part that owns it. Mutating calls
+//! run to their end whatever the client does (the protocol detaches them); only waits
+//! end with the client.
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use container_protocol::api::{ApiRequest, ApiResponse, HelperStatus, SystemStatus};
+use container_protocol::{RemoteError, Service};
+
+use crate::containers::Execd;
+use crate::daemon::{ApiServer, VERSION};
+use crate::error::ApiError;
+
+impl ApiServer {
+    fn status(&self) -> SystemStatus {
+        let mut helpers: Vec<HelperStatus> = self
+            .networks
+            .table()
+            .list()
+            .into_iter()
+            .map(|h| h.info)
+            .chain(
+                self.containers
+                    .sandboxes()
+                    .list()
+                    .into_iter()
+                    .map(|h| h.info),
+            )
+            .map(|i| HelperStatus {
+                kind: i.kind,
+                id: i.id,
+                pid: i.pid,
+                started: i.started,
+            })
+            .collect();
+        helpers.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+        let started = self
+            .started
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        SystemStatus {
+            version: VERSION.to_string(),
+            pid: std::process::id(),
+            started,
+            uptime_secs: self.started.elapsed().unwrap_or(Duration::ZERO).as_secs(),
+            root: self.paths.root.display().to_string(),
+            run_dir: self.paths.run.display().to_string(),
+            helpers,
+        }
+    }
+
+    async fn dispatch(
+        self: Arc<Self>,
+        req: ApiRequest,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(ApiResponse, Vec<OwnedFd>), ApiError> {
+        let (c, n) = (&self.containers, &self.networks);
+        let reply = match req {
+            ApiRequest::Echo(x) => ApiResponse::Echo(x),
+            ApiRequest::Status => ApiResponse::Status(self.status()),
+            ApiRequest::Stop { helpers } => {
+                self.stop_helpers.store(helpers, Ordering::SeqCst);
+                self.stop.notify_one();
+                ApiResponse::Done
+            }
+            ApiRequest::NetworkCreate(req) => ApiResponse::Names(vec![n.create(req).await?.id]),
+            ApiRequest::NetworkList => ApiResponse::Networks(n.list()),
+            ApiRequest::NetworkInspect(names) => ApiResponse::Json(n.inspect(names).await?),
+            ApiRequest::NetworkRemove(names) => ApiResponse::Names(n.remove(names).await?),
+            ApiRequest::NetworkPrune => ApiResponse::Names(n.prune().await?),
+            ApiRequest::NetworkGc(name) => ApiResponse::Collected(n.gc(name).await?),
+            ApiRequest::ContainerCreate { config } => ApiResponse::Created {
+                id: c.create_json(&config).await?,
+            },
+            ApiRequest::ContainerRun { config, stdio } => {
+                let config = serde_json::from_str(&config).map_err(|e| {
+                    ApiError::Invalid(format!("invalid container configuration: {e}"))
+                })?;
+                let (id, pid, fds) = c.run(config, stdio, fds).await?;
+                return Ok((ApiResponse::Started { id, pid }, fds));
+            }
+            ApiRequest::ContainerStart { id, stdio } => {
+                let (pid, fds) = c.start(&id, stdio, fds).await?;
+                return Ok((ApiResponse::Started { id, pid }, fds));
+            }
+            ApiRequest::ContainerWait { id } => ApiResponse::Exited(c.wait(&id).await?),
+            ApiRequest::ContainerKill { id, signal } => {
+                c.kill(&id, signal).await?;
+                ApiResponse::Done
+            }
+            ApiRequest::ContainerStop {
+                id,
+                signal,
+                timeout_secs,
+            } => {
+                c.stop(&id, signal, timeout_secs).await?;
+                ApiResponse::Done
+            }
+            ApiRequest::ContainerRemove { id, force } => {
+                c.remove(&id, force).await?;
+                ApiResponse::Done
+            }
+            ApiRequest::ContainerList { all } => ApiResponse::Containers(c.list(all)),
+            ApiRequest::ContainerInspect(ids) => ApiResponse::Json(c.inspect(ids)?),
+            ApiRequest::ContainerLogs { id } => {
+                let (running, fd) = c.logs(&id)?;
+                return Ok((ApiResponse::Log { running }, vec![fd]));
+            }
+            ApiRequest::ContainerExec { id, args, env, tty } => {
+                return Ok(match c.exec(&id, args, env, tty, fds).await? {
+                    Execd::Started { pid, fds } => (ApiResponse::Started { id, pid }, fds),
+                    Execd::Exited(s) => (ApiResponse::Exited(s), vec![]),
+                });
+            }
+            ApiRequest::ContainerExecWait { id, pid } => {
+                ApiResponse::Exited(c.exec_wait(&id, pid).await?)
+            }
+            ApiRequest::ContainerExecResize {
+                id,
+                pid,
+                rows,
+                cols,
+            } => {
+                c.exec_resize(&id, pid, rows, cols).await?;
+                ApiResponse::Done
+            }
+            ApiRequest::ContainerResize { id, rows, cols } => {
+                c.resize(&id, rows, cols).await?;
+                ApiResponse::Done
+            }
+            ApiRequest::Check { fix } => {
+                let _op = if fix {
+                    Some(self.ops.begin("system check --fix", Default::default())?)
+                } else {
+                    None
+                };
+                ApiResponse::Findings(crate::check::check(&self.paths, c, n, &self.ops, fix).await)
+            }
+        };
+        Ok((reply, vec![]))
+    }
+}
+
+impl Service for ApiServer {
+    type Req = ApiRequest;
+    type Resp = ApiResponse;
+    const NAME: &'static str = container_protocol::api::SERVICE;
+
+    async fn handle(
+        self: Arc<Self>,
+        req: ApiRequest,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(ApiResponse, Vec<OwnedFd>), RemoteError> {
+        self.dispatch(req, fds).await.map_err(RemoteError::from)
+    }
+
+    /// Waits are the client's own; an exec without a terminal is a wait for the
+    /// process, which lives on in the container whatever the client does.
+    fn ends_with_caller(req: &ApiRequest) -> bool {
+        matches!(
+            req,
+            ApiRequest::ContainerWait { .. }
+                | ApiRequest::ContainerExecWait { .. }
+                | ApiRequest::ContainerExec { tty: false, .. }
+        )
+    }
+}

@@ -1,0 +1,90 @@
+//! `network rm` and `prune`, resumable: the record is marked `removing` before anything
+//! is torn down, so a removal cut short by a crash or a kill is finished at the next
+//! start instead of leaving a listed network whose bridge and rules are gone.
+
+use std::sync::Arc;
+
+use container_protocol::{fault, HelperKind};
+use container_store::network::{load_networks, remove_network, save_network};
+
+use super::{Networks, Purpose};
+use crate::error::ApiError;
+use crate::ops::Holds;
+
+impl Networks {
+    pub async fn remove(self: &Arc<Self>, names: Vec<String>) -> Result<Vec<String>, ApiError> {
+        let _op = self.ops.begin(
+            &format!("network rm {}", names.join(" ")),
+            Holds::networks(&names),
+        )?;
+        {
+            // Check them all before removing any, so a bad name leaves every network
+            // alone; then mark them, so no container starts on them meanwhile.
+            let _records = self.records.lock().await;
+            let mut configs = Vec::new();
+            for name in &names {
+                let config = self.config(name)?;
+                if config.builtin {
+                    return Err(ApiError::Conflict(format!(
+                        "network {name} is built in and cannot be removed"
+                    )));
+                }
+                let users = self.containers_on(name);
+                if !users.is_empty() {
+                    return Err(ApiError::Conflict(format!(
+                        "network {name} is in use by container(s) {}",
+                        users.join(", ")
+                    )));
+                }
+                configs.push(config);
+            }
+            for mut config in configs {
+                if !config.removing {
+                    config.removing = true;
+                    save_network(&self.paths, &config).map_err(|e| {
+                        ApiError::from(e).context(format!("network {}: rm", config.id))
+                    })?;
+                }
+            }
+        }
+        let mut removed = Vec::new();
+        for name in names {
+            self.destroy(&name).await?;
+            removed.push(name);
+        }
+        Ok(removed)
+    }
+
+    /// Tears a network marked `removing` down and removes its record. Safe to run again
+    /// after any interruption: every step is idempotent.
+    pub(super) async fn destroy(self: &Arc<Self>, name: &str) -> Result<(), ApiError> {
+        let context = || format!("network {name}: rm");
+        let helper = self
+            .helper_for(name, Purpose::Remove)
+            .await
+            .map_err(|e| e.context(context()))?;
+        helper
+            .teardown()
+            .await
+            .map_err(|e| ApiError::from(e).context(context()))?;
+        fault::point("apiserver:network-rm-after-teardown");
+        self.table
+            .shutdown(name, self.table.deadlines().quick)
+            .await;
+        remove_network(&self.paths, name).map_err(|e| ApiError::from(e).context(context()))?;
+        self.table.spawner().remove_log(HelperKind::Network, name);
+        self.per_network.forget(name);
+        tracing::info!("network {name} removed");
+        Ok(())
+    }
+
+    pub async fn prune(self: &Arc<Self>) -> Result<Vec<String>, ApiError> {
+        let (configs, _) = load_networks(&self.paths);
+        let unused: Vec<String> = configs
+            .into_iter()
+            .filter(|c| !c.builtin && self.containers_on(&c.id).is_empty())
+            .map(|c| c.id)
+            .collect();
+        self.remove(unused).await
+    }
+}
