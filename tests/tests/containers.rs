@@ -34,7 +34,9 @@ fn reservations(world: &World, network: &str) -> Vec<String> {
 
 fn netns_mounts(world: &World) -> Vec<String> {
     let run = world.run_dir().join("netns").display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
+    // The test thread has its own mount namespace: /proc/self would show the
+    // process's (the host's) mounts.
+    std::fs::read_to_string("/proc/thread-self/mountinfo")
         .unwrap_or_default()
         .lines()
         .filter(|l| l.contains(&run))

@@ -24,3 +24,18 @@ impl KeyedLocks {
             .remove(key);
     }
 }
+
+/// One read-write lock per named object: many holders of one kind of work (starts
+/// allocating on a network) exclude the other kind (its GC) without excluding each
+/// other.
+#[derive(Default)]
+pub struct KeyedGates {
+    gates: Mutex<HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
+}
+
+impl KeyedGates {
+    pub fn get(&self, key: &str) -> Arc<tokio::sync::RwLock<()>> {
+        let mut map = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(key.to_string()).or_default().clone()
+    }
+}

@@ -20,7 +20,7 @@ use container_supervise::{Helper, HelperTable, NetworkProto};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::error::{bad, ApiError};
-use crate::keyed::KeyedLocks;
+use crate::keyed::{KeyedGates, KeyedLocks};
 use crate::ops::{Holds, Ops};
 use crate::subnets;
 
@@ -44,6 +44,11 @@ pub struct Networks {
     records: tokio::sync::Mutex<()>,
     /// One helper start, or removal, per network at a time.
     per_network: KeyedLocks,
+    /// The GC gate: a start holds it shared from before it registers its attachments
+    /// until they are allocated; a GC holds it alone while it computes its live set and
+    /// collects. So a GC's live set always includes every attachment being made, and no
+    /// address is released under a start in flight.
+    gates: KeyedGates,
 }
 
 /// Why a helper is wanted: only a removal may use the helper of a network being removed.
@@ -67,6 +72,7 @@ impl Networks {
             ops,
             records: tokio::sync::Mutex::new(()),
             per_network: KeyedLocks::default(),
+            gates: KeyedGates::default(),
         })
     }
 
@@ -117,7 +123,10 @@ impl Networks {
             .map_err(|e| ApiError::from(e).context(format!("network {name}")))?;
         let ready = async {
             helper.setup().await?;
-            let released = helper.gc(self.live_attachments(name), false).await?;
+            // No gate here: nothing allocates on a network whose helper is starting, and
+            // what a start allocated on the helper before (registered in ops first) is
+            // in the live set. A start holding the gate may be waiting for this helper.
+            let released = helper.gc(self.live_attachments(name)).await?;
             for r in released {
                 tracing::info!(
                     "network {name}: released stale reservation {} ({} {})",
@@ -141,6 +150,28 @@ impl Networks {
             return Err(e);
         }
         Ok(helper)
+    }
+
+    /// Holds the GC gates of `networks` shared, for a start that is about to register
+    /// and allocate attachments on them. In name order, so two starts never wait on
+    /// each other.
+    pub async fn gc_gates_shared(
+        &self,
+        networks: &[String],
+    ) -> Vec<tokio::sync::OwnedRwLockReadGuard<()>> {
+        let mut names = networks.to_vec();
+        names.sort();
+        names.dedup();
+        let mut guards = Vec::new();
+        for n in names {
+            guards.push(self.gates.get(&n).read_owned().await);
+        }
+        guards
+    }
+
+    /// Holds one network's GC gate alone, for a GC.
+    pub async fn gc_gate(&self, network: &str) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        self.gates.get(network).write_owned().await
     }
 
     /// (container id, ifname) of every attachment that must survive a GC of `network`:
@@ -178,7 +209,7 @@ impl Networks {
 
     /// At apiserver start: the default network exists, removals cut short are finished,
     /// every other network gets its helper, and (seed 004) every reservation no live
-    /// container holds is released. Nothing is in flight yet, so GC is `settled`.
+    /// container holds is released.
     pub async fn start_all(self: &Arc<Self>) {
         if let Err(e) = self.ensure_default_network().await {
             tracing::error!("default network: {e}");
@@ -195,7 +226,7 @@ impl Networks {
                 }
                 continue;
             }
-            match self.gc_one(&config.id, true).await {
+            match self.gc_one(&config.id).await {
                 Ok(released) => {
                     for r in released {
                         tracing::info!(

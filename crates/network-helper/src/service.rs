@@ -45,10 +45,6 @@ pub struct NetworkHelper {
     /// addresses unique; this keeps a teardown from interleaving with an allocate, and
     /// a CNI ADD from racing the DEL of the same attachment.
     changes: Mutex<()>,
-    /// Attachments allocated here and not yet seen confirmed (in a GC's live set) or
-    /// released. A live set is computed before its GC arrives, so a start in flight may
-    /// be missing from it: these are what that start holds, and GC leaves them alone.
-    unconfirmed: std::sync::Mutex<HashSet<(String, String)>>,
 }
 
 impl NetworkHelper {
@@ -74,7 +70,6 @@ impl NetworkHelper {
             plugin,
             netlink,
             changes: Mutex::new(()),
-            unconfirmed: std::sync::Mutex::new(HashSet::new()),
         })
     }
 
@@ -139,8 +134,8 @@ impl NetworkHelper {
                 .await
                 .map(NetworkResponse::Released)
                 .map_err(|e| self.remote("release", e)),
-            NetworkRequest::Gc { live, settled } => self
-                .gc(live.into_iter().collect(), settled)
+            NetworkRequest::Gc { live } => self
+                .gc(live.into_iter().collect())
                 .await
                 .map(NetworkResponse::Collected)
                 .map_err(|e| self.remote("gc", e)),
@@ -215,11 +210,7 @@ impl NetworkHelper {
             Vec::new()
         };
         match self.plugin.allocate(self.env(), att, &addrs).await {
-            Ok(alloc) => {
-                self.unconfirmed_set()
-                    .insert((att.container_id.clone(), att.ifname.clone()));
-                Ok(alloc)
-            }
+            Ok(alloc) => Ok(alloc),
             Err(e) if addrs.is_empty() => Err(e),
             Err(e) => {
                 // The addresses were never handed out: give them back now rather than
@@ -244,8 +235,6 @@ impl NetworkHelper {
         netns: Option<&str>,
     ) -> Result<Vec<IpAddr>, PluginError> {
         let _guard = self.changes.lock().await;
-        self.unconfirmed_set()
-            .remove(&(container_id.to_string(), ifname.to_string()));
         let mut errors = Vec::new();
         let mut released = match self
             .plugin
@@ -271,28 +260,14 @@ impl NetworkHelper {
         PluginError::collect(errors).map(|()| released)
     }
 
-    fn unconfirmed_set(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String)>> {
-        self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Seed 004: releases every reservation on disk not held by a live attachment, nor
-    /// by an allocation still unconfirmed (unless `settled`: nothing is in flight).
+    /// Seed 004: releases every reservation on disk not held by a live attachment. The
+    /// caller's live set must include the attachments being made: the apiserver takes
+    /// the network's GC gate, which allocations hold, to make it so.
     pub async fn gc(
         &self,
-        mut live: HashSet<(String, String)>,
-        settled: bool,
+        live: HashSet<(String, String)>,
     ) -> Result<Vec<ReservationInfo>, PluginError> {
         let _guard = self.changes.lock().await;
-        {
-            let mut unconfirmed = self.unconfirmed_set();
-            if settled {
-                unconfirmed.clear();
-            } else {
-                // What the caller counts as live is confirmed; the rest is still in flight.
-                unconfirmed.retain(|a| !live.contains(a));
-                live.extend(unconfirmed.iter().cloned());
-            }
-        }
         let mut released = self.plugin.gc(self.env(), &live).await?;
         if self.plugin.uses_ipam() {
             // The IPAM crate logs each release with its address and holder.

@@ -271,7 +271,6 @@ fn gc_releases_stale_reservation_files() {
             &helper,
             NetworkRequest::Gc {
                 live: vec![("live1".into(), "eth0".into())],
-                settled: false,
             },
         )
         .unwrap()
@@ -298,7 +297,6 @@ fn gc_releases_stale_reservation_files() {
         &helper,
         NetworkRequest::Gc {
             live: vec![("live1".into(), "eth0".into())],
-            settled: false,
         },
     );
     assert!(matches!(again, Ok(NetworkResponse::Collected(v)) if v.is_empty()));

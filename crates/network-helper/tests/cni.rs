@@ -192,34 +192,8 @@ fn cni_chain_add_check_del_gc() {
     att.netns = Some(ns_str.clone());
     let a = allocate(&env, &helper, att).expect("ADD c3");
     let ip = a.addresses[0].addr();
-    // Not yet confirmed by any live set: a start may still be in flight, so a GC
-    // whose live set was computed before the ADD must not DEL it.
-    let NetworkResponse::Collected(kept) = env
-        .call(
-            &helper,
-            NetworkRequest::Gc {
-                live: vec![],
-                settled: false,
-            },
-        )
-        .unwrap()
-    else {
-        panic!("gc");
-    };
-    assert!(
-        kept.is_empty(),
-        "an unconfirmed attachment survives GC: {kept:?}"
-    );
-    assert!(addresses_in(&env, &ns, "eth0").is_some());
-    // Settled (nothing in flight, as at apiserver start): it goes.
     let NetworkResponse::Collected(gone) = env
-        .call(
-            &helper,
-            NetworkRequest::Gc {
-                live: vec![],
-                settled: true,
-            },
-        )
+        .call(&helper, NetworkRequest::Gc { live: vec![] })
         .unwrap()
     else {
         panic!("gc");

@@ -169,14 +169,8 @@ fn none_allocates_loopback_only() {
         err.starts_with("network lo1: allocate: plugin none: static address 10.0.0.5"),
         "{err}"
     );
-    env.call(
-        &helper,
-        NetworkRequest::Gc {
-            live: vec![],
-            settled: false,
-        },
-    )
-    .unwrap();
+    env.call(&helper, NetworkRequest::Gc { live: vec![] })
+        .unwrap();
     env.call(
         &helper,
         NetworkRequest::Release {

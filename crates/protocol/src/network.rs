@@ -115,13 +115,9 @@ pub enum NetworkRequest {
         /// For plugins that act in the container (cni DEL).
         netns: Option<String>,
     },
-    /// Release every reservation whose (container id, ifname) is not in `live`, except
-    /// what this helper allocated and has not seen confirmed (in `live`) or released:
-    /// a start still in flight holds it. With `settled` (no operation is in flight
-    /// anywhere: the apiserver just started) those are released too.
+    /// Release every reservation whose (container id, ifname) is not in `live`.
     Gc {
         live: Vec<(String, String)>,
-        settled: bool,
     },
     /// Puts back the reservation of a live attachment whose file went missing (system
     /// check --fix). Refused for an address someone else holds. Replies `Released` with

@@ -130,15 +130,13 @@ impl Helper<NetworkProto> {
         call!(self, "release", self.deadlines.slow, req, vec![], NetworkResponse::Released(ips) => ips)
     }
 
-    /// Releases what no live attachment holds. `settled`: no operation is in flight
-    /// anywhere (apiserver start), so what was allocated and never confirmed is
-    /// abandoned too.
+    /// Releases what no live attachment holds; `live` must include the attachments
+    /// being made (see the apiserver's GC gate).
     pub async fn gc(
         &self,
         live: Vec<(String, String)>,
-        settled: bool,
     ) -> Result<Vec<ReservationInfo>, ProtocolError> {
-        let req = NetworkRequest::Gc { live, settled };
+        let req = NetworkRequest::Gc { live };
         call!(self, "gc", self.deadlines.slow, req, vec![], NetworkResponse::Collected(list) => list)
     }
 

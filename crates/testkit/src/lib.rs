@@ -117,7 +117,12 @@ impl Drop for Isolated {
 
 /// Directory holding the workspace's built binaries (`target/<profile>/`), derived from
 /// the running test executable (`target/<profile>/deps/<test>-<hash>`).
+/// `CONTAINER_TEST_BIN_DIR` points the tests at other builds: an older commit's, to
+/// see a new test fail before its fix.
 pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CONTAINER_TEST_BIN_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
     let exe = std::env::current_exe().unwrap_or_default();
     let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     if dir.ends_with("deps") {

@@ -48,7 +48,33 @@ impl Check<'_> {
                     ),
                     fixed,
                 );
-            } else if sandboxes.get(&id).is_none() {
+            } else if let Some(helper) = sandboxes.get(&id) {
+                // Alive: does it answer?
+                if let Err(e) = helper.echo(0).await {
+                    if e.is_gone() {
+                        continue; // its watcher finishes it
+                    }
+                    let mut fixed = false;
+                    if self.fix {
+                        sandboxes.kill(&id).await;
+                        let reason = "its sandbox helper did not answer; killed by system check";
+                        fixed = self
+                            .containers
+                            .finish(&id, None, Some(reason.into()))
+                            .await
+                            .is_ok();
+                    }
+                    self.report(
+                        FindingKind::Helper,
+                        format!("sandbox {id}"),
+                        format!(
+                            "running, but its sandbox helper (pid {}) does not answer: {e}",
+                            helper.info.pid
+                        ),
+                        fixed,
+                    );
+                }
+            } else {
                 let mut fixed = false;
                 if self.fix {
                     let reason = "sandbox helper gone (found by system check)";

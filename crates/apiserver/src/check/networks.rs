@@ -171,7 +171,8 @@ impl Check<'_> {
             return;
         }
         let released: Vec<_> = if self.fix {
-            match helper.gc(self.networks.live_attachments(name), false).await {
+            let _gate = self.networks.gc_gate(name).await;
+            match helper.gc(self.networks.live_attachments(name)).await {
                 Ok(list) => list.into_iter().map(|r| r.ip).collect(),
                 Err(e) => {
                     tracing::warn!("check: gc {name}: {e}");

@@ -44,7 +44,10 @@ impl Containers {
                 fds.len()
             )));
         }
-        // Live for GC from now on, before any address is allocated.
+        // Live for GC from now on, before any address is allocated; and no GC computes
+        // its live set while these attachments are being allocated.
+        let networks: Vec<String> = config.networks.iter().map(|n| n.network.clone()).collect();
+        let _gates = self.networks.gc_gates_shared(&networks).await;
         op.hold(Holds {
             attachments: config
                 .networks

@@ -47,7 +47,7 @@ impl Networks {
         let mut failed = Vec::new();
         // One broken network must not keep the others from being collected.
         for name in names {
-            match self.gc_one(&name, false).await {
+            match self.gc_one(&name).await {
                 Ok(list) => released.extend(list.into_iter().map(|r| (name.clone(), r))),
                 Err(e) => failed.push(e.to_string()),
             }
@@ -70,15 +70,15 @@ impl Networks {
         Ok(released)
     }
 
-    /// One network: what no live attachment holds goes. `settled`: nothing is in
-    /// flight anywhere, so allocations never confirmed are abandoned too.
+    /// One network: what no live attachment holds goes. Behind the GC gate, so the live
+    /// set includes every attachment a start is making.
     pub(super) async fn gc_one(
         self: &Arc<Self>,
         name: &str,
-        settled: bool,
     ) -> Result<Vec<ReservationInfo>, ApiError> {
         let helper = self.helper(name).await?;
+        let _gate = self.gc_gate(name).await;
         let live = self.live_attachments(name);
-        Ok(helper.gc(live, settled).await?)
+        Ok(helper.gc(live).await?)
     }
 }
