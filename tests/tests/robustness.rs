@@ -216,7 +216,7 @@ fn clients_killed_mid_run_leave_nothing_behind() {
         std::fs::read_dir(w.run_dir().join("helpers/sandbox"))
             .map(|d| {
                 d.flatten()
-                    .all(|e| !e.path().extension().is_some_and(|x| x == "pid"))
+                    .all(|e| e.path().extension().is_none_or(|x| x != "pid"))
             })
             .unwrap_or(true)
     });
