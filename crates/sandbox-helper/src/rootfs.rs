@@ -10,7 +10,8 @@ use libc::{
 };
 
 use crate::etc::EtcFiles;
-use crate::process::Plan;
+use crate::process::{Plan, Slot};
+use container_rootfs::Root;
 
 /// Device nodes bind-mounted from the host into a rootfs's /dev.
 pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -134,79 +135,146 @@ fn host_mounts(
     Ok(())
 }
 
+/// The directories the kernel's filesystems go on. A symlink there is refused, as runc
+/// refuses one for proc and sysfs: the container's /proc must be at /proc for every
+/// tool in it, and a link is a broken or hostile root filesystem.
+pub const KERNEL_DIRS: [&str; 3] = ["proc", "sys", "dev"];
+
+/// Makes the root filesystem ready for [`rootfs_mounts`], before fork (the child may
+/// not allocate): the kernel filesystems' directories exist and are no links, and the
+/// generated /etc files have something to go onto. Links are followed inside the root
+/// (see `container_rootfs`), so nothing is created outside it. Changes only the root.
+pub fn prepare(root: &Root, etc: &EtcFiles) -> Result<(), RootfsError> {
+    for dir in KERNEL_DIRS {
+        let path = Path::new(dir);
+        if root.kind(path)? == Some(container_rootfs::FileKind::Symlink) {
+            let to = std::fs::read_link(root.label().join(dir))
+                .map(|t| format!(" (to {})", t.display()))
+                .unwrap_or_default();
+            return Err(RootfsError::KernelDirLink {
+                root: root.label().to_path_buf(),
+                dir,
+                to,
+            });
+        }
+        root.mkdir_all(path, 0o755)?;
+    }
+    for (_, name) in etc.mounts() {
+        root.create_file(&Path::new("etc").join(name), 0o644)?;
+    }
+    Ok(())
+}
+
+/// Why a root filesystem is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("{}: /{dir} is a symlink{to}: it must be a directory, where the container's /{dir} is mounted", root.display())]
+    KernelDirLink {
+        root: PathBuf,
+        dir: &'static str,
+        to: String,
+    },
+    #[error(transparent)]
+    Path(#[from] container_rootfs::Error),
+}
+
+impl RootfsError {
+    pub fn kind(&self) -> container_protocol::ErrorKind {
+        match self {
+            RootfsError::KernelDirLink { .. } => container_protocol::ErrorKind::Invalid,
+            RootfsError::Path(e) => e.kind(),
+        }
+    }
+}
+
 /// A rootfs: itself bind-mounted (pivot_root wants a mount point), /proc, read-only
-/// /sys, a minimal /dev, the generated /etc files, then pivot_root.
+/// /sys, a minimal /dev, the generated /etc files, then pivot_root. Every target is
+/// looked up by the child, after its unshare, inside the root (see [`Slot`]), and
+/// everything in /dev is made relative to the fresh tmpfs, by descriptor.
 fn rootfs_mounts(
     plan: &mut Plan,
     rootfs: &Path,
     etc: &EtcFiles,
 ) -> Result<(), crate::process::NulError> {
-    let at = |p: &str| -> PathBuf { rootfs.join(p) };
+    use Slot::{Dev, Root as R, Target as T};
     plan.mount(Some(rootfs), rootfs, None, MS_BIND | MS_REC, None)?;
-    plan.mkdir(&at("proc"))?.mount(
-        Some(Path::new("proc")),
-        &at("proc"),
-        Some("proc"),
-        MS_NOSUID | MS_NODEV | MS_NOEXEC,
-        None,
-    )?;
-    plan.mkdir(&at("sys"))?.mount(
-        Some(Path::new("sysfs")),
-        &at("sys"),
-        Some("sysfs"),
-        MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
-        None,
-    )?;
-    let dev = at("dev");
-    plan.mkdir(&dev)?.mount(
-        Some(Path::new("tmpfs")),
-        &dev,
-        Some("tmpfs"),
-        MS_NOSUID | MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
-    )?;
-    for name in DEVICES {
-        let node = dev.join(name);
-        plan.touch(&node)?.mount(
-            Some(&Path::new("/dev").join(name)),
-            &node,
+    plan.open_dir(rootfs, R)?;
+    let kernel: [(&str, &str, libc::c_ulong, Option<&str>); 3] = [
+        ("proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None),
+        (
+            "sys",
+            "sysfs",
+            MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
             None,
-            MS_BIND,
-            None,
+        ),
+        (
+            "dev",
+            "tmpfs",
+            MS_NOSUID | MS_STRICTATIME,
+            Some("mode=755,size=65536k"),
+        ),
+    ];
+    for (dir, fstype, flags, data) in kernel {
+        let shown = format!("/{dir}");
+        plan.resolve(R, dir, true, T, &shown)?.mount_at(
+            Some(Path::new(fstype)),
+            T,
+            &shown,
+            Some(fstype),
+            flags,
+            data,
         )?;
     }
-    plan.mkdir(&dev.join("pts"))?.mount(
-        Some(Path::new("devpts")),
-        &dev.join("pts"),
-        Some("devpts"),
-        MS_NOSUID | MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620"),
-    )?;
-    plan.symlink("pts/ptmx", &dev.join("ptmx"))?;
-    plan.mkdir(&dev.join("shm"))?.mount(
-        Some(Path::new("shm")),
-        &dev.join("shm"),
-        Some("tmpfs"),
-        MS_NOSUID | MS_NODEV | MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
-    )?;
+    // The tmpfs just mounted, not the directory under it.
+    plan.resolve(R, "dev", true, Dev, "/dev")?;
+    for name in DEVICES {
+        let shown = format!("/dev/{name}");
+        let host = Path::new("/dev").join(name);
+        plan.create_at(Dev, name, &shown)?
+            .resolve(Dev, name, false, T, &shown)?
+            .mount_at(Some(&host), T, &shown, None, MS_BIND, None)?;
+    }
+    plan.mkdir_at(Dev, "pts", "/dev/pts")?
+        .resolve(Dev, "pts", true, T, "/dev/pts")?
+        .mount_at(
+            Some(Path::new("devpts")),
+            T,
+            "/dev/pts",
+            Some("devpts"),
+            MS_NOSUID | MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=0620"),
+        )?;
+    plan.symlink_at("pts/ptmx", Dev, "ptmx", "/dev/ptmx")?;
+    plan.mkdir_at(Dev, "shm", "/dev/shm")?
+        .resolve(Dev, "shm", true, T, "/dev/shm")?
+        .mount_at(
+            Some(Path::new("shm")),
+            T,
+            "/dev/shm",
+            Some("tmpfs"),
+            MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            Some("mode=1777,size=65536k"),
+        )?;
     for (link, target) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
     ] {
-        plan.symlink(target, &dev.join(link))?;
+        plan.symlink_at(target, Dev, link, &format!("/dev/{link}"))?;
     }
-    plan.mkdir(&at("etc"))?;
+    plan.close(Dev);
+    // Last: a link to somewhere a kernel filesystem now covers fails loudly here
+    // rather than binding onto a file the container cannot see.
     for (file, name) in etc.mounts() {
-        let target = at("etc").join(name);
-        plan.touch(&target)?
-            .mount(Some(file), &target, None, MS_BIND, None)?;
+        let shown = format!("/etc/{name}");
+        plan.resolve(R, &format!("etc/{name}"), false, T, &shown)?
+            .mount_at(Some(file), T, &shown, None, MS_BIND, None)?;
     }
-    plan.chdir(rootfs)?
-        .pivot_root(rootfs)
-        .chdir(Path::new("/"))?;
+    plan.close(T)
+        .fchdir(R, &rootfs.display().to_string())
+        .close(R);
+    plan.pivot_root(rootfs).chdir(Path::new("/"))?;
     Ok(())
 }
 
@@ -249,9 +317,9 @@ mod tests {
                 .rposition(|x| *x == l)
                 .unwrap_or_else(|| panic!("{l} not in {labels:?}"))
         };
-        assert!(pos("unshare mount namespace") < pos("mount proc on /r/proc"));
-        assert!(pos("bind mount /state/c1/etc/hosts on /r/etc/hosts") < pos("pivot_root /r"));
-        assert!(pos("mount devpts on /r/dev/pts") < pos("pivot_root /r"));
+        assert!(pos("unshare mount namespace") < pos("mount proc on /proc"));
+        assert!(pos("bind mount /state/c1/etc/hosts on /etc/hosts") < pos("pivot_root /r"));
+        assert!(pos("mount devpts on /dev/pts") < pos("pivot_root /r"));
         assert!(pos("pivot_root /r") < pos("detach old root"));
         assert!(pos("setsid") < pos("setuid 1000"));
         assert!(pos("setgid 1000") < pos("setuid 1000"));

@@ -222,9 +222,15 @@ impl SandboxHelper {
             }
         }
         let rootfs = match &spec.rootfs {
-            Some(r) => Some(
-                std::fs::canonicalize(r).map_err(|e| self.err(step, format!("rootfs {r}: {e}")))?,
-            ),
+            Some(r) => {
+                let path = std::fs::canonicalize(r)
+                    .map_err(|e| self.err(step, format!("rootfs {r}: {e}")))?;
+                let root = container_rootfs::Root::open(&path)
+                    .map_err(|e| self.err(step, format!("rootfs {e}")).with_kind(e.kind()))?;
+                rootfs::prepare(&root, etc)
+                    .map_err(|e| self.err(step, format!("rootfs {e}")).with_kind(e.kind()))?;
+                Some(path)
+            }
             None => None,
         };
         let tty = stdio == Stdio::Tty;

@@ -83,7 +83,7 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
     for applet in [
         "sh", "cat", "ls", "echo", "hostname", "sleep", "readlink", "test", "true", "false", "ps",
-        "stat",
+        "stat", "grep", "mount", "ln",
     ] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
     }
