@@ -56,12 +56,13 @@ pub struct Wiring {
 
 /// Wires stdio as asked: the log (appended; stdin empty), the caller's three
 /// descriptors, or a new pty.
-/// `ptmx`: where to allocate a terminal (a container's own devpts), if not the helper's.
+/// `root`: the running container's root, whose own devpts gives the terminal, if not
+/// the helper's.
 pub fn wire(
     stdio: Stdio,
     fds: Vec<OwnedFd>,
     log_path: &Path,
-    ptmx: Option<&Path>,
+    root: Option<&container_rootfs::Root>,
 ) -> Result<Wiring, String> {
     match stdio {
         Stdio::Log => {
@@ -99,9 +100,9 @@ pub fn wire(
             })
         }
         Stdio::Tty => {
-            let (master, slave) = match ptmx {
-                Some(ptmx) => crate::pty::open_in(ptmx)
-                    .map_err(|e| format!("open pty at {}: {e}", ptmx.display()))?,
+            let (master, slave) = match root {
+                Some(root) => crate::pty::open_in(root)
+                    .map_err(|e| format!("open the container's terminal: {e}"))?,
                 None => crate::pty::open().map_err(|e| format!("open pty: {e}"))?,
             };
             let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("duplicate pty: {e}"));

@@ -365,11 +365,13 @@ impl SandboxHelper {
         };
         let plan = rootfs::exec_plan(pid, &process).map_err(|e| self.err(step, e))?;
         // With a rootfs the container has its own devpts: take the terminal from it.
-        let ptmx = spec
-            .rootfs
-            .as_ref()
-            .map(|_| PathBuf::from(format!("/proc/{pid}/root/dev/pts/ptmx")));
-        let wiring = launch::wire(stdio, fds, spec.log_path.as_ref(), ptmx.as_deref())
+        let root = match (&spec.rootfs, stdio) {
+            (Some(_), Stdio::Tty) => {
+                Some(workload_root(pid).map_err(|e| self.err(step, &e).with_kind(e.kind()))?)
+            }
+            _ => None,
+        };
+        let wiring = launch::wire(stdio, fds, spec.log_path.as_ref(), root.as_ref())
             .map_err(|e| self.err(step, e))?;
         let launch = Launch {
             args: process.args.clone(),
@@ -583,6 +585,13 @@ impl SandboxHelper {
             }
         }
     }
+}
+
+/// The running workload's root directory, held by descriptor: what the container's
+/// paths are looked up in.
+fn workload_root(pid: u32) -> Result<container_rootfs::Root, container_rootfs::Error> {
+    let path = PathBuf::from(format!("/proc/{pid}/root"));
+    container_rootfs::Root::open(&path)
 }
 
 impl Service for SandboxHelper {

@@ -9,7 +9,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use container_protocol::sandbox::{ExitStatus, Stdio};
+use container_protocol::sandbox::{ExitStatus, SandboxRequest, SandboxResponse, Stdio};
 
 /// Runs `script` in a container on `rootfs`: its exit and log, or why it did not start.
 async fn run_in(
@@ -166,4 +166,50 @@ fn dev_as_a_symlink_is_refused() {
 #[test]
 fn proc_as_a_symlink_is_refused() {
     assert_refused("proc");
+}
+#[test]
+fn exec_tty_does_not_follow_the_containers_ptmx_link_onto_the_host() {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let env = env();
+    let rootfs = env.rootfs();
+    let fifo = env.iso.dir().join("host-fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).unwrap();
+    inotify.add_watch(&fifo, AddWatchFlags::IN_OPEN).unwrap();
+    env.rt.block_on(async {
+        let sb = env.spawn("c-ptmx").await;
+        let script = format!(
+            "mount -t tmpfs tmpfs /dev/pts && ln -s {} /dev/pts/ptmx && echo planted && sleep 1000",
+            fifo.display()
+        );
+        let mut s = spec("c-ptmx", &["sh", "-c", &script], &sb.log_path());
+        s.rootfs = Some(rootfs.display().to_string());
+        sb.setup(s).await;
+        sb.start(Stdio::Log, vec![]).await.expect("start");
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while !std::fs::read_to_string(sb.log_path())
+            .unwrap_or_default()
+            .contains("planted")
+        {
+            assert!(std::time::Instant::now() < deadline, "link never planted");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let reply = sb
+            .call(SandboxRequest::Exec {
+                process: process(&["true"]),
+                stdio: Stdio::Tty,
+            })
+            .await;
+        let opened = inotify.read_events().unwrap_or_default();
+        assert!(opened.is_empty(), "the helper opened the host fifo");
+        let err = match reply {
+            Err(e) => e.to_string(),
+            Ok(SandboxResponse::Started { pid }) => {
+                panic!("exec -t ran (pid {pid}) on a planted ptmx")
+            }
+            Ok(other) => panic!("exec: {other:?}"),
+        };
+        assert!(err.contains("/dev/pts/ptmx"), "{err}");
+        sb.shutdown().await;
+    });
 }
