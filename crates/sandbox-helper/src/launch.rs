@@ -15,7 +15,7 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 pub fn environment(
     layers: &[&[String]],
     hostname: &str,
-    uid: u32,
+    user: &crate::plan::Credentials,
     tty: bool,
 ) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
@@ -29,11 +29,10 @@ pub fn environment(
             None => env.push((k.to_string(), v.to_string())),
         }
     }
-    let home = if uid == 0 { "/root" } else { "/" };
     let mut defaults = vec![
         ("PATH", DEFAULT_PATH),
         ("HOSTNAME", hostname),
-        ("HOME", home),
+        ("HOME", user.home.as_str()),
     ];
     if tty {
         defaults.push(("TERM", "xterm"));
@@ -145,7 +144,13 @@ mod tests {
             "junk".to_string(),
         ];
         let over = vec!["A=2".to_string()];
-        let env = environment(&[&base, &over], "box", 0, true);
+        let root = crate::plan::Credentials {
+            uid: 0,
+            gid: 0,
+            groups: vec![],
+            home: "/root".into(),
+        };
+        let env = environment(&[&base, &over], "box", &root, true);
         let get = |k: &str| {
             env.iter()
                 .find(|(key, _)| key == k)

@@ -5,7 +5,9 @@
 //! * `namespaces`: net/uts/ipc/pid namespaces, made before the runtime starts.
 //! * `network`: loopback, `netdev` moves and `interfaces` strategies as one unit.
 //! * `etc`: generated /etc/hosts, /etc/hostname, /etc/resolv.conf.
-//! * `process`, `rootfs`, `launch`, `pty`: starting a process inside the container.
+//! * `plan`: what a process does between fork and exec, workload and exec alike;
+//!   `process` carries it out; `rootfs` is its filesystem part; `launch`, `pty`: its
+//!   environment and stdio.
 //! * `service`: the calls.
 
 pub mod etc;
@@ -14,6 +16,7 @@ pub mod launch;
 pub mod namespaces;
 pub mod netdev;
 pub mod network;
+pub mod plan;
 pub mod process;
 pub mod pty;
 pub mod rootfs;

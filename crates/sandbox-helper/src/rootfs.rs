@@ -1,13 +1,9 @@
-//! The plans the workload's and an exec'd process's children run before exec: which
-//! namespaces they join, what the workload mounts, who they become.
+//! The workload's filesystem: what its child mounts (steps of the launch plan) and what
+//! the helper makes ready in a root filesystem before fork.
 
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use container_protocol::sandbox::ProcessSpec;
-use libc::{
-    MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_STRICTATIME,
-};
+use libc::{MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_STRICTATIME};
 
 use crate::etc::EtcFiles;
 use crate::process::{Plan, Slot};
@@ -16,95 +12,9 @@ use container_rootfs::Root;
 /// Device nodes bind-mounted from the host into a rootfs's /dev.
 pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
-/// What the workload's child needs to know.
-pub struct WorkloadFs<'a> {
-    pub net: &'a dyn AsFd,
-    pub uts: &'a dyn AsFd,
-    pub ipc: &'a dyn AsFd,
-    pub hostname: &'a str,
-    /// Canonical path of the root filesystem, if any.
-    pub rootfs: Option<&'a Path>,
-    pub etc: &'a EtcFiles,
-    pub process: &'a ProcessSpec,
-    pub tty: bool,
-    /// Host directories hidden under an empty tmpfs when the workload sees the host's
-    /// files: the runtime's own state and sockets, so a container cannot reach the
-    /// apiserver or read other containers' records.
-    pub masked: &'a [PathBuf],
-}
-
-fn plan_err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
-/// Namespaces, a private mount namespace with the container's view of the files,
-/// hostname, terminal, credentials, working directory.
-pub fn workload_plan(w: &WorkloadFs<'_>) -> Result<Plan, String> {
-    let mut plan = Plan::new();
-    plan.setns("join network namespace", w.net, libc::CLONE_NEWNET)
-        .and_then(|p| p.setns("join uts namespace", w.uts, libc::CLONE_NEWUTS))
-        .and_then(|p| p.setns("join ipc namespace", w.ipc, libc::CLONE_NEWIPC))
-        .map_err(|e| format!("duplicate namespace descriptor: {e}"))?;
-    plan.unshare("unshare mount namespace", libc::CLONE_NEWNS);
-    // Nothing mounted from here on may reach the host.
-    plan.mount(None, Path::new("/"), None, MS_REC | MS_PRIVATE, None)
-        .map_err(plan_err)?;
-    match w.rootfs {
-        Some(rootfs) => rootfs_mounts(&mut plan, rootfs, w.etc).map_err(plan_err)?,
-        None => host_mounts(&mut plan, w.etc, w.masked).map_err(plan_err)?,
-    }
-    plan.sethostname(w.hostname).map_err(plan_err)?;
-    if w.tty {
-        plan.controlling_tty();
-    }
-    finish(&mut plan, w.process)?;
-    Ok(plan)
-}
-
-/// An exec'd process joins the running workload's namespaces; the mount namespace
-/// last, since entering it changes root and cwd to the container's. Its pid namespace
-/// is the helper's `pid_for_children`, set once at start.
-pub fn exec_plan(workload_pid: u32, process: &ProcessSpec) -> Result<Plan, String> {
-    let mut plan = Plan::new();
-    for (kind, flag) in [
-        ("ipc", libc::CLONE_NEWIPC),
-        ("uts", libc::CLONE_NEWUTS),
-        ("net", libc::CLONE_NEWNET),
-        ("mnt", libc::CLONE_NEWNS),
-    ] {
-        let path = format!("/proc/{workload_pid}/ns/{kind}");
-        let fd: OwnedFd = std::fs::File::open(&path)
-            .map_err(|e| format!("open {path}: {e}"))?
-            .into();
-        plan.setns(
-            format!("join {kind} namespace of pid {workload_pid}"),
-            &fd,
-            flag,
-        )
-        .map_err(|e| format!("duplicate {path}: {e}"))?;
-    }
-    if process.tty {
-        plan.controlling_tty();
-    }
-    finish(&mut plan, process)?;
-    Ok(plan)
-}
-
-/// Credentials, working directory, a clean slate for signals and descriptors.
-fn finish(plan: &mut Plan, process: &ProcessSpec) -> Result<(), String> {
-    // The helper ignores SIGHUP, and an ignored signal stays ignored across exec.
-    plan.default_signal(libc::SIGHUP);
-    plan.credentials(process.uid, process.gid);
-    plan.parent_death_signal(libc::SIGKILL);
-    let cwd = process.cwd.as_deref().unwrap_or("/");
-    plan.chdir(Path::new(cwd)).map_err(plan_err)?;
-    plan.cloexec_all();
-    Ok(())
-}
-
 /// No rootfs: the host's files, with the container's own /proc and /etc files.
 /// Targets missing on the host are skipped rather than created there.
-fn host_mounts(
+pub(crate) fn host_mounts(
     plan: &mut Plan,
     etc: &EtcFiles,
     masked: &[PathBuf],
@@ -191,7 +101,7 @@ impl RootfsError {
 /// /sys, a minimal /dev, the generated /etc files, then pivot_root. Every target is
 /// looked up by the child, after its unshare, inside the root (see [`Slot`]), and
 /// everything in /dev is made relative to the fresh tmpfs, by descriptor.
-fn rootfs_mounts(
+pub(crate) fn rootfs_mounts(
     plan: &mut Plan,
     rootfs: &Path,
     etc: &EtcFiles,
@@ -276,77 +186,4 @@ fn rootfs_mounts(
         .close(R);
     plan.pivot_root(rootfs).chdir(Path::new("/"))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn process() -> ProcessSpec {
-        ProcessSpec {
-            args: vec!["sh".into()],
-            env: vec![],
-            cwd: None,
-            uid: 1000,
-            gid: 1000,
-            tty: false,
-        }
-    }
-
-    #[test]
-    fn rootfs_plan_pivots_after_mounting_and_drops_privileges_last() {
-        let fd = std::fs::File::open("/dev/null").unwrap();
-        let etc = EtcFiles::in_dir(Path::new("/state/c1/etc"));
-        let p = process();
-        let plan = workload_plan(&WorkloadFs {
-            net: &fd,
-            uts: &fd,
-            ipc: &fd,
-            hostname: "box",
-            rootfs: Some(Path::new("/r")),
-            etc: &etc,
-            process: &p,
-            tty: true,
-            masked: &[],
-        })
-        .unwrap();
-        let labels = plan.labels();
-        let pos = |l: &str| {
-            labels
-                .iter()
-                .rposition(|x| *x == l)
-                .unwrap_or_else(|| panic!("{l} not in {labels:?}"))
-        };
-        assert!(pos("unshare mount namespace") < pos("mount proc on /proc"));
-        assert!(pos("bind mount /state/c1/etc/hosts on /etc/hosts") < pos("pivot_root /r"));
-        assert!(pos("mount devpts on /dev/pts") < pos("pivot_root /r"));
-        assert!(pos("pivot_root /r") < pos("detach old root"));
-        assert!(pos("setsid") < pos("setuid 1000"));
-        assert!(pos("setgid 1000") < pos("setuid 1000"));
-        assert!(pos("setuid 1000") < pos("chdir /"));
-        assert_eq!(labels.last(), Some(&"mark descriptors close-on-exec"));
-    }
-
-    #[test]
-    fn host_plan_mounts_own_proc_and_no_pivot() {
-        let fd = std::fs::File::open("/dev/null").unwrap();
-        let etc = EtcFiles::in_dir(Path::new("/state/c1/etc"));
-        let p = process();
-        let plan = workload_plan(&WorkloadFs {
-            net: &fd,
-            uts: &fd,
-            ipc: &fd,
-            hostname: "box",
-            rootfs: None,
-            etc: &etc,
-            process: &p,
-            tty: false,
-            masked: &[],
-        })
-        .unwrap();
-        let labels = plan.labels();
-        assert!(labels.contains(&"mount proc on /proc"));
-        assert!(!labels.iter().any(|l| l.starts_with("pivot_root")));
-        assert!(!labels.contains(&"setsid"));
-    }
 }

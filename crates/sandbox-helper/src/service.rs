@@ -21,11 +21,12 @@ use nix::unistd::Pid;
 use tokio::sync::{watch, Notify};
 
 use crate::etc::EtcFiles;
-use crate::launch::{self, Wiring};
+use crate::launch;
 use crate::namespaces::Namespaces;
 use crate::network::Network;
-use crate::process::{self, Launch};
-use crate::rootfs::{self, WorkloadFs};
+use crate::plan::{self, Credentials, Entry, Filesystem, LaunchSpec};
+use crate::process;
+use crate::rootfs;
 
 /// How long shutdown waits for a SIGKILLed workload before going on without it.
 const KILL_GRACE: Duration = Duration::from_secs(10);
@@ -233,35 +234,33 @@ impl SandboxHelper {
             }
             None => None,
         };
-        let tty = stdio == Stdio::Tty;
-        let plan = rootfs::workload_plan(&WorkloadFs {
-            net: &ns.net,
-            uts: &ns.uts,
-            ipc: &ns.ipc,
-            hostname: &spec.hostname,
-            rootfs: rootfs.as_deref(),
-            etc,
-            process: &spec.process,
-            tty,
-            masked: &self.masked,
-        })
-        .map_err(|e| self.err(step, e))?;
-        let Wiring {
-            stdin,
-            stdout,
-            stderr,
-            master,
-        } = launch::wire(stdio, fds, spec.log_path.as_ref(), None)
-            .map_err(|e| self.err(step, e))?;
-        let p = &spec.process;
-        let launch = Launch {
-            args: p.args.clone(),
-            env: launch::environment(&[&p.env], &spec.hostname, p.uid, tty),
-            stdin,
-            stdout,
-            stderr,
-            plan,
+        let fs = match rootfs.as_deref() {
+            Some(path) => Filesystem::Rootfs { path, etc },
+            None => Filesystem::Host {
+                etc,
+                masked: &self.masked,
+            },
         };
+        let p = &spec.process;
+        let user = credentials(p);
+        let launch_spec = LaunchSpec {
+            entry: Entry::Workload {
+                net: &ns.net,
+                uts: &ns.uts,
+                ipc: &ns.ipc,
+                fs,
+            },
+            args: &p.args,
+            env: &[&p.env],
+            cwd: p.cwd.as_deref(),
+            hostname: &spec.hostname,
+            user: &user,
+            tty: stdio == Stdio::Tty,
+        };
+        let mut wiring = launch::wire(stdio, fds, spec.log_path.as_ref(), None)
+            .map_err(|e| self.err(step, e))?;
+        let master = wiring.master.take();
+        let launch = plan::launch(&launch_spec, wiring).map_err(|e| self.err(step, e))?;
         let mut child = match process::spawn(launch) {
             Ok(child) => child,
             Err(e) => {
@@ -363,7 +362,6 @@ impl SandboxHelper {
         let Some(spec) = self.state().spec.clone() else {
             return Err(self.err(step, "not set up"));
         };
-        let plan = rootfs::exec_plan(pid, &process).map_err(|e| self.err(step, e))?;
         // With a rootfs the container has its own devpts: take the terminal from it.
         let root = match (&spec.rootfs, stdio) {
             (Some(_), Stdio::Tty) => {
@@ -371,22 +369,23 @@ impl SandboxHelper {
             }
             _ => None,
         };
-        let wiring = launch::wire(stdio, fds, spec.log_path.as_ref(), root.as_ref())
+        let mut wiring = launch::wire(stdio, fds, spec.log_path.as_ref(), root.as_ref())
             .map_err(|e| self.err(step, e))?;
-        let launch = Launch {
-            args: process.args.clone(),
-            env: launch::environment(
-                &[&spec.process.env, &process.env],
-                &spec.hostname,
-                process.uid,
-                process.tty,
-            ),
-            stdin: wiring.stdin,
-            stdout: wiring.stdout,
-            stderr: wiring.stderr,
-            plan,
-        };
-        let wiring_master = wiring.master;
+        let wiring_master = wiring.master.take();
+        let user = credentials(&process);
+        let launch = plan::launch(
+            &LaunchSpec {
+                entry: Entry::Join { pid },
+                args: &process.args,
+                env: &[&spec.process.env, &process.env],
+                cwd: process.cwd.as_deref(),
+                hostname: &spec.hostname,
+                user: &user,
+                tty: process.tty,
+            },
+            wiring,
+        )
+        .map_err(|e| self.err(step, e))?;
         let mut child = process::spawn(launch).map_err(|e| {
             if self.running(step).is_err() {
                 // Forking into a pid namespace whose init is gone fails with ENOMEM.
@@ -584,6 +583,16 @@ impl SandboxHelper {
                 plain(Ok(SandboxResponse::Done))
             }
         }
+    }
+}
+
+/// Who a process runs as.
+fn credentials(p: &ProcessSpec) -> Credentials {
+    Credentials {
+        uid: p.uid,
+        gid: p.gid,
+        groups: vec![],
+        home: if p.uid == 0 { "/root" } else { "/" }.to_string(),
     }
 }
 
