@@ -8,6 +8,7 @@
 //! * `plan`: what a process does between fork and exec, workload and exec alike;
 //!   `process` carries it out; `rootfs` is its filesystem part; `launch`, `pty`: its
 //!   environment and stdio.
+//! * `users`: `-u USER[:GROUP]` resolved in the container's own user database.
 //! * `service`: the calls.
 
 pub mod etc;
@@ -21,3 +22,4 @@ pub mod process;
 pub mod pty;
 pub mod rootfs;
 pub mod service;
+pub mod users;

@@ -146,7 +146,7 @@ pub fn build(spec: &LaunchSpec<'_>) -> Result<Plan, PlanError> {
     // 6. Confinement (issue 10): capability bounding set.
 
     // 7. Ids and groups.
-    plan.credentials(spec.user.uid, spec.user.gid);
+    plan.credentials(spec.user.uid, spec.user.gid, &spec.user.groups);
     // 8. Confinement (issue 10): capabilities, no_new_privs.
 
     // 9. What the exec'd program finds.

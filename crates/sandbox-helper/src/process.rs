@@ -102,7 +102,8 @@ pub enum Step {
     Setsid,
     /// Makes stdin (a pty slave) the controlling terminal of the new session.
     SetCtty,
-    ClearGroups,
+    /// Supplementary groups (empty: none).
+    Setgroups(Vec<libc::gid_t>),
     Setgid(libc::gid_t),
     Setuid(libc::uid_t),
     /// Restores a signal's default action: ignored signals stay ignored across exec.
@@ -246,7 +247,7 @@ impl Step {
                     }
                 }
                 Step::SetCtty => libc::ioctl(0, libc::TIOCSCTTY, 0),
-                Step::ClearGroups => libc::setgroups(0, std::ptr::null()),
+                Step::Setgroups(groups) => libc::setgroups(groups.len(), groups.as_ptr()),
                 Step::Setgid(gid) => libc::setgid(*gid),
                 Step::Setuid(uid) => libc::setuid(*uid),
                 Step::DefaultSignal(sig) => {
@@ -503,10 +504,13 @@ impl Plan {
         self.push("set controlling terminal", Step::SetCtty)
     }
 
-    /// Drops supplementary groups, then gid, then uid (in that order: after setuid the
-    /// others are no longer allowed).
-    pub fn credentials(&mut self, uid: u32, gid: u32) -> &mut Plan {
-        self.push("setgroups []", Step::ClearGroups);
+    /// Supplementary groups, then gid, then uid (in that order: after setuid the others
+    /// are no longer allowed).
+    pub fn credentials(&mut self, uid: u32, gid: u32, groups: &[u32]) -> &mut Plan {
+        self.push(
+            format!("setgroups {groups:?}"),
+            Step::Setgroups(groups.to_vec()),
+        );
         self.push(format!("setgid {gid}"), Step::Setgid(gid));
         self.push(format!("setuid {uid}"), Step::Setuid(uid))
     }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -24,9 +24,10 @@ use crate::etc::EtcFiles;
 use crate::launch;
 use crate::namespaces::Namespaces;
 use crate::network::Network;
-use crate::plan::{self, Credentials, Entry, Filesystem, LaunchSpec};
+use crate::plan::{self, Entry, Filesystem, LaunchSpec};
 use crate::process;
 use crate::rootfs;
+use crate::users;
 
 /// How long shutdown waits for a SIGKILLed workload before going on without it.
 const KILL_GRACE: Duration = Duration::from_secs(10);
@@ -222,7 +223,9 @@ impl SandboxHelper {
                     .with_kind(ErrorKind::Conflict))
             }
         }
-        let rootfs = match &spec.rootfs {
+        let p = &spec.process;
+        // The container's files: a root filesystem, or the host's own.
+        let (rootfs, root) = match &spec.rootfs {
             Some(r) => {
                 let path = std::fs::canonicalize(r)
                     .map_err(|e| self.err(step, format!("rootfs {r}: {e}")))?;
@@ -230,10 +233,16 @@ impl SandboxHelper {
                     .map_err(|e| self.err(step, format!("rootfs {e}")).with_kind(e.kind()))?;
                 rootfs::prepare(&root, etc)
                     .map_err(|e| self.err(step, format!("rootfs {e}")).with_kind(e.kind()))?;
-                Some(path)
+                (Some(path), root)
             }
-            None => None,
+            None => (
+                None,
+                container_rootfs::Root::open(Path::new("/"))
+                    .map_err(|e| self.err(step, &e).with_kind(e.kind()))?,
+            ),
         };
+        let user =
+            users::resolve(&root, &p.user).map_err(|e| self.err(step, &e).with_kind(e.kind()))?;
         let fs = match rootfs.as_deref() {
             Some(path) => Filesystem::Rootfs { path, etc },
             None => Filesystem::Host {
@@ -241,8 +250,6 @@ impl SandboxHelper {
                 masked: &self.masked,
             },
         };
-        let p = &spec.process;
-        let user = credentials(p);
         let launch_spec = LaunchSpec {
             entry: Entry::Workload {
                 net: &ns.net,
@@ -362,17 +369,15 @@ impl SandboxHelper {
         let Some(spec) = self.state().spec.clone() else {
             return Err(self.err(step, "not set up"));
         };
+        let root = workload_root(pid).map_err(|e| self.err(step, &e).with_kind(e.kind()))?;
+        // Resolved again: the container's user database is the one it has now.
+        let user = users::resolve(&root, &process.user)
+            .map_err(|e| self.err(step, &e).with_kind(e.kind()))?;
         // With a rootfs the container has its own devpts: take the terminal from it.
-        let root = match (&spec.rootfs, stdio) {
-            (Some(_), Stdio::Tty) => {
-                Some(workload_root(pid).map_err(|e| self.err(step, &e).with_kind(e.kind()))?)
-            }
-            _ => None,
-        };
-        let mut wiring = launch::wire(stdio, fds, spec.log_path.as_ref(), root.as_ref())
+        let devpts = spec.rootfs.as_ref().map(|_| &root);
+        let mut wiring = launch::wire(stdio, fds, spec.log_path.as_ref(), devpts)
             .map_err(|e| self.err(step, e))?;
         let wiring_master = wiring.master.take();
-        let user = credentials(&process);
         let launch = plan::launch(
             &LaunchSpec {
                 entry: Entry::Join { pid },
@@ -583,16 +588,6 @@ impl SandboxHelper {
                 plain(Ok(SandboxResponse::Done))
             }
         }
-    }
-}
-
-/// Who a process runs as.
-fn credentials(p: &ProcessSpec) -> Credentials {
-    Credentials {
-        uid: p.uid,
-        gid: p.gid,
-        groups: vec![],
-        home: if p.uid == 0 { "/root" } else { "/" }.to_string(),
     }
 }
 
