@@ -10,7 +10,9 @@
 //!   environment and stdio.
 //! * `users`: `-u USER[:GROUP]` resolved in the container's own user database.
 //! * `service`: the calls.
+//! * `cleanup`: the `cleanup` mode, for a sandbox that died without tearing down.
 
+pub mod cleanup;
 pub mod etc;
 pub mod interfaces;
 pub mod launch;
