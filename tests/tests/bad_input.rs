@@ -875,7 +875,11 @@ fn cli_bad_input_is_refused_in_one_line_and_changes_nothing() {
             "invalid line \"garbage line\"",
         ),
         case(
-            &["run", "--rm", "-u", "1:abc", "--", "true"],
+            &["run", "--rm", "-u", "1:nosuchgroup", "--", "true"],
+            "group \"nosuchgroup\" not found in the container's /etc/group",
+        ),
+        case(
+            &["run", "--rm", "-u", "a:b:c", "--", "true"],
             "invalid --user",
         ),
         case(

@@ -440,7 +440,14 @@ fn bad_container_input_is_refused_with_nothing_changed() {
             ],
             "/nonexistent/rootfs",
         ),
-        (&["run", "--rm", "-u", "root", "--", "true"], "--user"),
+        (
+            &["run", "--rm", "-u", "a:b:c", "--", "true"],
+            "invalid --user",
+        ),
+        (
+            &["run", "--rm", "-u", "nosuchuser", "--", "true"],
+            "user \"nosuchuser\" not found in the container's /etc/passwd",
+        ),
         (&["run", "--rm"], "no command"),
         (
             &["run", "--rm", "--net-device", "nosuchdev", "--", "true"],
@@ -699,4 +706,63 @@ fn exit_codes_follow_the_error_kind() {
         1,
         "context once: {err}"
     );
+}
+
+#[test]
+fn run_as_a_user_named_in_the_containers_own_passwd() {
+    let s = setup();
+    let w = &s.world;
+    let etc = std::path::Path::new(&s.rootfs).join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(
+        etc.join("passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(
+        etc.join("group"),
+        "root:x:0:\nstaff:x:50:nobody\nnogroup:x:65534:\n",
+    )
+    .unwrap();
+    let run = |user: &str| {
+        w.cli(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--rootfs",
+            &s.rootfs,
+            "-u",
+            user,
+            "--",
+            "sh",
+            "-c",
+            "echo $(id -u) $(id -g) $(id -G) $HOME",
+        ])
+    };
+    let out = run("nobody");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "65534 65534 65534 50 /nonexistent\n"
+    );
+    let out = run("nobody:staff");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "65534 50 50 /nonexistent\n"
+    );
+    // Not in the container's passwd (the host's has no say): refused at start, and
+    // the failed run leaves nothing.
+    let out = run("nosuchuser");
+    assert_eq!(code(&out), 125);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("user \"nosuchuser\" not found in the container's /etc/passwd"),
+        "{err}"
+    );
+    assert_eq!(w.ok(&["ls", "-a", "-q"]).trim(), "");
 }

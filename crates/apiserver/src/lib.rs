@@ -6,7 +6,8 @@
 //! * `check`: `system check [--fix]`;
 //! * `ops`: operations in flight (what GC and check must leave alone); `claims`: host
 //!   ports, devices and MACs a running container holds; `keyed`: per-object locks;
-//! * `server`: the socket and who may use it; `undo`: rollback stacks.
+//! * `server`: the socket and who may use it; `undo`: rollback stacks;
+//! * `sandbox_cleanup`: the sandbox helper's `cleanup` mode, after a dead sandbox.
 
 pub mod check;
 pub mod claims;
@@ -18,6 +19,7 @@ pub mod keyed;
 pub mod networks;
 pub mod notify;
 pub mod ops;
+pub mod sandbox_cleanup;
 pub mod server;
 pub mod subnets;
 pub mod undo;

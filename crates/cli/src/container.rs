@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use container_protocol::api::{ApiRequest, ApiResponse};
 use container_protocol::network::{PortMap, PortProtocol};
+use container_protocol::sandbox::UserSpec;
 use container_store::container::{
     ContainerConfig, NetDeviceConfig, NetworkAttachmentConfig, ProcessConfig,
 };
@@ -42,7 +43,8 @@ pub struct CreateArgs {
     /// Working directory inside the container.
     #[arg(short = 'w', long = "workdir")]
     pub workdir: Option<String>,
-    /// UID[:GID] to run as.
+    /// USER[:GROUP] to run as: names (from the container's /etc/passwd and /etc/group)
+    /// or numbers.
     #[arg(short = 'u', long = "user")]
     pub user: Option<String>,
     /// DNS server (repeatable).
@@ -180,25 +182,19 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
             bail!("invalid -e {e:?}: expected KEY=VALUE");
         }
     }
-    let (uid, gid) = match &a.user {
-        None => (0, 0),
-        Some(u) => {
-            let (uid, gid) = match u.split_once(':') {
-                Some((u, g)) => (u, Some(g)),
-                None => (u.as_str(), None),
-            };
-            let uid: u32 = uid
-                .parse()
-                .map_err(|_| anyhow!("invalid --user {u:?}: expected UID[:GID] as numbers"))?;
-            let gid: u32 = match gid {
-                Some(g) => g
-                    .parse()
-                    .map_err(|_| anyhow!("invalid --user {u:?}: expected UID[:GID] as numbers"))?,
-                None => uid,
-            };
-            (uid, gid)
-        }
-    };
+    // Names are looked up in the container's own /etc/passwd and /etc/group at start.
+    let user = a
+        .user
+        .as_deref()
+        .map(UserSpec::parse)
+        .transpose()
+        .map_err(|e| {
+            anyhow!(
+                "invalid --user {:?}: {} (expected USER[:GROUP], names or numbers)",
+                e.spec,
+                e.why
+            )
+        })?;
     let networks = if a.networks.is_empty() {
         vec![NetworkAttachmentConfig {
             network: "default".into(),
@@ -255,8 +251,9 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
             args: a.command.clone(),
             env,
             cwd: a.workdir.clone(),
-            uid,
-            gid,
+            user,
+            uid: 0,
+            gid: 0,
             tty: a.tty,
             interactive: a.interactive,
         },

@@ -17,10 +17,116 @@ pub struct ProcessSpec {
     pub args: Vec<String>,
     pub env: Vec<String>,
     pub cwd: Option<String>,
-    pub uid: u32,
-    pub gid: u32,
+    /// Resolved by the sandbox against the container's own /etc/passwd and /etc/group.
+    pub user: UserSpec,
     /// Allocate a pseudo-terminal; its master comes back to the caller.
     pub tty: bool,
+}
+
+/// `USER[:GROUP]` as `-u` takes it: each a name or a number. Names are looked up in
+/// the container's own /etc/passwd and /etc/group when a process starts; a number that
+/// is not there is used as it is. Written as the string it was given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserSpec {
+    pub user: Ident,
+    /// Given explicitly: the primary group, and no supplementary groups from
+    /// /etc/group (as runc and Docker do).
+    pub group: Option<Ident>,
+}
+
+/// A user or group: a number, or a name to look up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ident {
+    Id(u32),
+    Name(String),
+}
+
+impl UserSpec {
+    /// Root, the default.
+    pub fn root() -> UserSpec {
+        UserSpec::ids(0, Some(0))
+    }
+
+    pub fn ids(uid: u32, gid: Option<u32>) -> UserSpec {
+        UserSpec {
+            user: Ident::Id(uid),
+            group: gid.map(Ident::Id),
+        }
+    }
+
+    /// Parses `USER[:GROUP]`, saying what is wrong with it.
+    pub fn parse(spec: &str) -> Result<UserSpec, UserSpecError> {
+        let bad = |why: &str| UserSpecError {
+            spec: spec.to_string(),
+            why: why.to_string(),
+        };
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        let ident = |s: &str, what: &str| -> Result<Ident, UserSpecError> {
+            if s.is_empty() {
+                return Err(bad(&format!("empty {what}")));
+            }
+            if s.bytes().all(|b| b.is_ascii_digit()) {
+                return s
+                    .parse()
+                    .map(Ident::Id)
+                    .map_err(|_| bad(&format!("{what} id {s} is out of range")));
+            }
+            if s.len() > 256
+                || s.chars()
+                    .any(|c| c == ':' || c.is_whitespace() || c.is_control())
+            {
+                return Err(bad(&format!("{what} name {s:?} is not a valid name")));
+            }
+            Ok(Ident::Name(s.to_string()))
+        };
+        Ok(UserSpec {
+            user: ident(user, "user")?,
+            group: group.map(|g| ident(g, "group")).transpose()?,
+        })
+    }
+}
+
+/// Why a `USER[:GROUP]` is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid user {spec:?}: {why} (expected USER[:GROUP], names or numbers)")]
+pub struct UserSpecError {
+    pub spec: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Ident {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ident::Id(n) => write!(f, "{n}"),
+            Ident::Name(s) => f.write_str(s),
+        }
+    }
+}
+
+impl std::fmt::Display for UserSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.group {
+            Some(g) => write!(f, "{}:{g}", self.user),
+            None => write!(f, "{}", self.user),
+        }
+    }
+}
+
+impl TryFrom<String> for UserSpec {
+    type Error = UserSpecError;
+    fn try_from(s: String) -> Result<UserSpec, UserSpecError> {
+        UserSpec::parse(&s)
+    }
+}
+
+impl From<UserSpec> for String {
+    fn from(u: UserSpec) -> String {
+        u.to_string()
+    }
 }
 
 /// A host network device to move into the container (OCI `linux.netDevices`).
@@ -156,4 +262,31 @@ pub struct ExitStatus {
     /// Exit code, or 128 + signal number when killed by a signal (as shells report it).
     pub code: i32,
     pub signal: Option<i32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_specs_parse_names_and_numbers_and_print_back() {
+        for (text, user, group) in [
+            ("nobody", Ident::Name("nobody".into()), None),
+            ("1000", Ident::Id(1000), None),
+            ("1000:50", Ident::Id(1000), Some(Ident::Id(50))),
+            (
+                "www-data:adm",
+                Ident::Name("www-data".into()),
+                Some(Ident::Name("adm".into())),
+            ),
+        ] {
+            let spec = UserSpec::parse(text).unwrap();
+            assert_eq!((spec.user.clone(), spec.group.clone()), (user, group));
+            assert_eq!(spec.to_string(), text);
+        }
+        for bad in ["", ":", "a:", ":b", "a:b:c", "a b", "99999999999", "x\n"] {
+            let err = UserSpec::parse(bad).unwrap_err().to_string();
+            assert!(err.starts_with("invalid user"), "{bad:?}: {err}");
+        }
+    }
 }

@@ -15,7 +15,7 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 pub fn environment(
     layers: &[&[String]],
     hostname: &str,
-    uid: u32,
+    user: &crate::plan::Credentials,
     tty: bool,
 ) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
@@ -29,11 +29,10 @@ pub fn environment(
             None => env.push((k.to_string(), v.to_string())),
         }
     }
-    let home = if uid == 0 { "/root" } else { "/" };
     let mut defaults = vec![
         ("PATH", DEFAULT_PATH),
         ("HOSTNAME", hostname),
-        ("HOME", home),
+        ("HOME", user.home.as_str()),
     ];
     if tty {
         defaults.push(("TERM", "xterm"));
@@ -56,12 +55,13 @@ pub struct Wiring {
 
 /// Wires stdio as asked: the log (appended; stdin empty), the caller's three
 /// descriptors, or a new pty.
-/// `ptmx`: where to allocate a terminal (a container's own devpts), if not the helper's.
+/// `root`: the running container's root, whose own devpts gives the terminal, if not
+/// the helper's.
 pub fn wire(
     stdio: Stdio,
     fds: Vec<OwnedFd>,
     log_path: &Path,
-    ptmx: Option<&Path>,
+    root: Option<&container_rootfs::Root>,
 ) -> Result<Wiring, String> {
     match stdio {
         Stdio::Log => {
@@ -99,9 +99,9 @@ pub fn wire(
             })
         }
         Stdio::Tty => {
-            let (master, slave) = match ptmx {
-                Some(ptmx) => crate::pty::open_in(ptmx)
-                    .map_err(|e| format!("open pty at {}: {e}", ptmx.display()))?,
+            let (master, slave) = match root {
+                Some(root) => crate::pty::open_in(root)
+                    .map_err(|e| format!("open the container's terminal: {e}"))?,
                 None => crate::pty::open().map_err(|e| format!("open pty: {e}"))?,
             };
             let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("duplicate pty: {e}"));
@@ -144,7 +144,13 @@ mod tests {
             "junk".to_string(),
         ];
         let over = vec!["A=2".to_string()];
-        let env = environment(&[&base, &over], "box", 0, true);
+        let root = crate::plan::Credentials {
+            uid: 0,
+            gid: 0,
+            groups: vec![],
+            home: "/root".into(),
+        };
+        let env = environment(&[&base, &over], "box", &root, true);
         let get = |k: &str| {
             env.iter()
                 .find(|(key, _)| key == k)

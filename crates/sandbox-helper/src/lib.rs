@@ -5,16 +5,23 @@
 //! * `namespaces`: net/uts/ipc/pid namespaces, made before the runtime starts.
 //! * `network`: loopback, `netdev` moves and `interfaces` strategies as one unit.
 //! * `etc`: generated /etc/hosts, /etc/hostname, /etc/resolv.conf.
-//! * `process`, `rootfs`, `launch`, `pty`: starting a process inside the container.
+//! * `plan`: what a process does between fork and exec, workload and exec alike;
+//!   `process` carries it out; `rootfs` is its filesystem part; `launch`, `pty`: its
+//!   environment and stdio.
+//! * `users`: `-u USER[:GROUP]` resolved in the container's own user database.
 //! * `service`: the calls.
+//! * `cleanup`: the `cleanup` mode, for a sandbox that died without tearing down.
 
+pub mod cleanup;
 pub mod etc;
 pub mod interfaces;
 pub mod launch;
 pub mod namespaces;
 pub mod netdev;
 pub mod network;
+pub mod plan;
 pub mod process;
 pub mod pty;
 pub mod rootfs;
 pub mod service;
+pub mod users;

@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use container_protocol::helper_server::{run_helper, HelperArgs};
 use container_protocol::{HelperInfo, HelperKind};
+use container_sandbox_helper::cleanup;
 use container_sandbox_helper::namespaces::Namespaces;
 use container_sandbox_helper::service::SandboxHelper;
 use tokio::sync::Notify;
@@ -14,7 +15,13 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = HelperArgs::parse(std::env::args().skip(1)).map_err(anyhow::Error::msg)?;
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("cleanup") {
+        argv.remove(0);
+        let args = HelperArgs::parse(argv).map_err(anyhow::Error::msg)?;
+        return cleanup(args);
+    }
+    let args = HelperArgs::parse(argv).map_err(anyhow::Error::msg)?;
     // A live twin owns the netns mount we are about to (re)create: leave it alone.
     let socket = args
         .run_dir
@@ -71,6 +78,41 @@ fn main() -> anyhow::Result<()> {
         helper.teardown().await;
         result
     })?;
+    Ok(())
+}
+
+/// `cleanup`: see `container_sandbox_helper::cleanup`. Input on stdin, the report on
+/// stdout; exit 0 when nothing failed, 1 when something could not be removed, 2 when
+/// nothing was tried (bad input, a live helper).
+fn cleanup(args: HelperArgs) -> anyhow::Result<()> {
+    use std::io::Read;
+    let paths = container_store::Paths::new(&args.root, &args.run_dir);
+    let mut input = Vec::new();
+    std::io::stdin()
+        .take(cleanup::INPUT_LIMIT as u64 + 1)
+        .read_to_end(&mut input)?;
+    let refused = |e: cleanup::CleanupError| -> anyhow::Result<()> {
+        eprintln!("container-sandbox-helper cleanup: {e}");
+        std::process::exit(2)
+    };
+    let remains = match cleanup::parse(&args.id, &input) {
+        Ok(r) => r,
+        Err(e) => return refused(e),
+    };
+    if let Err(e) = cleanup::check_dead(&paths, &args.id) {
+        return refused(e);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = match rt.block_on(cleanup::run(&paths, &args.id, &remains)) {
+        Ok(report) => report,
+        Err(e) => return refused(e),
+    };
+    println!("{}", serde_json::to_string(&report)?);
+    if !report.errors.is_empty() {
+        std::process::exit(1);
+    }
     Ok(())
 }
 

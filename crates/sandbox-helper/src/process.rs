@@ -15,14 +15,36 @@ use std::path::Path;
 
 use nix::errno::Errno;
 
+/// A descriptor the child opens and later steps use, held in the plan's slots: an fd
+/// opened before `unshare(CLONE_NEWNS)` would name the old namespace's mounts, where a
+/// mount onto it fails, so targets are looked up by the child itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The root filesystem's top directory.
+    Root,
+    /// The container's fresh `/dev`.
+    Dev,
+    /// What the next mount goes onto.
+    Target,
+}
+
+const SLOTS: usize = 3;
+
+impl Slot {
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// One thing the child does before exec.
 #[derive(Debug)]
-enum Step {
+pub enum Step {
     Setns {
         fd: OwnedFd,
         nstype: libc::c_int,
     },
     Unshare(libc::c_int),
+    /// `mount(2)` by path: the host's own files (no rootfs), or trusted host paths.
     Mount {
         src: Option<CString>,
         target: CString,
@@ -30,15 +52,47 @@ enum Step {
         flags: libc::c_ulong,
         data: Option<CString>,
     },
-    /// An existing directory is fine.
-    Mkdir(CString),
-    /// Creates an empty file to mount over, unless something is already there.
-    Touch(CString),
-    /// An existing link is fine.
-    Symlink {
-        target: CString,
-        link: CString,
+    /// Opens a host directory (a path the runtime trusts) into `into`.
+    OpenDir {
+        path: CString,
+        into: Slot,
     },
+    /// Looks `path` up inside the root held in `root`, as a process rooted there would
+    /// (see `container_rootfs`), and keeps an `O_PATH` descriptor in `into`.
+    Resolve {
+        root: Slot,
+        path: CString,
+        directory: bool,
+        into: Slot,
+    },
+    /// `mount(2)` onto what `target` holds, reached as `/proc/self/fd/N`.
+    MountAt {
+        src: Option<CString>,
+        target: Slot,
+        fstype: Option<CString>,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+    },
+    /// A directory `name` in `dir`; an existing one is fine.
+    MkdirAt {
+        dir: Slot,
+        name: CString,
+    },
+    /// An empty file `name` in `dir`, to mount over; never through a link. An existing
+    /// one is fine.
+    CreateAt {
+        dir: Slot,
+        name: CString,
+    },
+    /// A link `name` in `dir`; an existing one is fine.
+    SymlinkAt {
+        target: CString,
+        dir: Slot,
+        name: CString,
+    },
+    /// `fchdir` to what `slot` holds.
+    Fchdir(Slot),
+    Close(Slot),
     Chdir(CString),
     /// `pivot_root(".", ".")`: the old root ends up stacked under the new one at ".".
     PivotRoot,
@@ -48,7 +102,8 @@ enum Step {
     Setsid,
     /// Makes stdin (a pty slave) the controlling terminal of the new session.
     SetCtty,
-    ClearGroups,
+    /// Supplementary groups (empty: none).
+    Setgroups(Vec<libc::gid_t>),
     Setgid(libc::gid_t),
     Setuid(libc::uid_t),
     /// Restores a signal's default action: ignored signals stay ignored across exec.
@@ -59,11 +114,29 @@ enum Step {
     CloexecAll,
 }
 
+/// An existing object is fine for the steps that create one.
+fn exists_ok(rc: libc::c_int) -> libc::c_int {
+    if rc < 0 && Errno::last_raw() == libc::EEXIST {
+        0
+    } else {
+        rc
+    }
+}
+
+/// Stores a new descriptor in its slot, closing what was there.
+fn keep(slots: &mut [RawFd; SLOTS], slot: Slot, fd: RawFd) {
+    let old = std::mem::replace(&mut slots[slot.index()], fd);
+    if old >= 0 {
+        // SAFETY: the slot owned that descriptor.
+        unsafe { libc::close(old) };
+    }
+}
+
 impl Step {
     /// Runs in the child: raw system calls only.
-    fn apply(&self) -> Result<(), i32> {
+    fn apply(&self, slots: &mut [RawFd; SLOTS]) -> Result<(), i32> {
         // SAFETY: every pointer comes from a CString owned by the plan, which outlives
-        // the call; descriptors are owned by the plan too.
+        // the call; descriptors are owned by the plan or its slots.
         let rc = unsafe {
             match self {
                 Step::Setns { fd, nstype } => libc::setns(fd.as_raw_fd(), *nstype),
@@ -81,39 +154,83 @@ impl Step {
                     *flags,
                     opt_ptr(data).cast(),
                 ),
-                Step::Mkdir(path) => {
-                    let rc = libc::mkdir(path.as_ptr(), 0o755);
-                    if rc < 0 && Errno::last_raw() == libc::EEXIST {
+                Step::OpenDir { path, into } => {
+                    let rc = libc::open(
+                        path.as_ptr(),
+                        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    );
+                    if rc >= 0 {
+                        keep(slots, *into, rc);
                         0
                     } else {
                         rc
                     }
                 }
-                Step::Touch(path) => {
-                    let mut st: libc::stat = std::mem::zeroed();
-                    if libc::stat(path.as_ptr(), &mut st) == 0 {
-                        0
-                    } else {
-                        let fd = libc::open(
-                            path.as_ptr(),
-                            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
-                            0o644,
-                        );
-                        if fd >= 0 {
-                            libc::close(fd);
+                Step::Resolve {
+                    root,
+                    path,
+                    directory,
+                    into,
+                } => {
+                    let flags = libc::O_PATH | if *directory { libc::O_DIRECTORY } else { 0 };
+                    match container_rootfs::raw::open_in_root(slots[root.index()], path, flags) {
+                        Ok(new) => {
+                            keep(slots, *into, new);
                             0
-                        } else {
-                            fd
+                        }
+                        Err(errno) => {
+                            *libc::__errno_location() = errno;
+                            -1
                         }
                     }
                 }
-                Step::Symlink { target, link } => {
-                    let rc = libc::symlink(target.as_ptr(), link.as_ptr());
-                    if rc < 0 && Errno::last_raw() == libc::EEXIST {
+                Step::MountAt {
+                    src,
+                    target,
+                    fstype,
+                    flags,
+                    data,
+                } => {
+                    let mut buf = [0u8; 32];
+                    let target = container_rootfs::raw::fd_path(slots[target.index()], &mut buf);
+                    libc::mount(
+                        opt_ptr(src),
+                        target.as_ptr(),
+                        opt_ptr(fstype),
+                        *flags,
+                        opt_ptr(data).cast(),
+                    )
+                }
+                Step::MkdirAt { dir, name } => {
+                    exists_ok(libc::mkdirat(slots[dir.index()], name.as_ptr(), 0o755))
+                }
+                Step::CreateAt { dir, name } => {
+                    let rc = libc::openat(
+                        slots[dir.index()],
+                        name.as_ptr(),
+                        libc::O_CREAT
+                            | libc::O_EXCL
+                            | libc::O_WRONLY
+                            | libc::O_NOFOLLOW
+                            | libc::O_CLOEXEC,
+                        0o644,
+                    );
+                    if rc >= 0 {
+                        libc::close(rc);
                         0
                     } else {
-                        rc
+                        exists_ok(rc)
                     }
+                }
+                Step::SymlinkAt { target, dir, name } => exists_ok(libc::symlinkat(
+                    target.as_ptr(),
+                    slots[dir.index()],
+                    name.as_ptr(),
+                )),
+                Step::Fchdir(slot) => libc::fchdir(slots[slot.index()]),
+                Step::Close(slot) => {
+                    keep(slots, *slot, -1);
+                    0
                 }
                 Step::Chdir(path) => libc::chdir(path.as_ptr()),
                 Step::PivotRoot => {
@@ -130,7 +247,7 @@ impl Step {
                     }
                 }
                 Step::SetCtty => libc::ioctl(0, libc::TIOCSCTTY, 0),
-                Step::ClearGroups => libc::setgroups(0, std::ptr::null()),
+                Step::Setgroups(groups) => libc::setgroups(groups.len(), groups.as_ptr()),
                 Step::Setgid(gid) => libc::setgid(*gid),
                 Step::Setuid(uid) => libc::setuid(*uid),
                 Step::DefaultSignal(sig) => {
@@ -193,14 +310,30 @@ fn cpath(path: &Path) -> Result<CString, NulError> {
 
 /// The steps a child runs between fork and exec, each with the words that name it in
 /// an error.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Plan {
     steps: Vec<(String, Step)>,
+    /// The child's descriptors (see [`Slot`]); -1 when empty.
+    slots: [RawFd; SLOTS],
+}
+
+impl Default for Plan {
+    fn default() -> Plan {
+        Plan::new()
+    }
 }
 
 impl Plan {
     pub fn new() -> Plan {
-        Plan::default()
+        Plan {
+            steps: Vec::new(),
+            slots: [-1; SLOTS],
+        }
+    }
+
+    /// The steps with their labels, in order: what a test inspects.
+    pub fn steps(&self) -> impl Iterator<Item = (&str, &Step)> {
+        self.steps.iter().map(|(l, s)| (l.as_str(), s))
     }
 
     /// Labels of the steps, in order: what a failure would be reported as.
@@ -258,23 +391,95 @@ impl Plan {
         Ok(self.push(label, step))
     }
 
-    pub fn mkdir(&mut self, path: &Path) -> Result<&mut Plan, NulError> {
-        let label = format!("create directory {}", path.display());
-        Ok(self.push(label, Step::Mkdir(cpath(path)?)))
+    /// Opens the host directory `path` (trusted: looked up normally) into `into`.
+    pub fn open_dir(&mut self, path: &Path, into: Slot) -> Result<&mut Plan, NulError> {
+        let label = format!("open {}", path.display());
+        let path = cpath(path)?;
+        Ok(self.push(label, Step::OpenDir { path, into }))
     }
 
-    pub fn touch(&mut self, path: &Path) -> Result<&mut Plan, NulError> {
-        let label = format!("create {}", path.display());
-        Ok(self.push(label, Step::Touch(cpath(path)?)))
+    /// Looks `path` up inside the root held in `root` into `into`; `shown` is the path
+    /// as the container sees it, for the label.
+    pub fn resolve(
+        &mut self,
+        root: Slot,
+        path: &str,
+        directory: bool,
+        into: Slot,
+        shown: &str,
+    ) -> Result<&mut Plan, NulError> {
+        let step = Step::Resolve {
+            root,
+            path: cstr("path", path.as_bytes())?,
+            directory,
+            into,
+        };
+        Ok(self.push(format!("open {shown} in the root filesystem"), step))
     }
 
-    pub fn symlink(&mut self, target: &str, link: &Path) -> Result<&mut Plan, NulError> {
-        let label = format!("symlink {} -> {target}", link.display());
-        let step = Step::Symlink {
-            target: cstr("link target", target.as_bytes())?,
-            link: cpath(link)?,
+    /// Mounts onto what `target` holds; `shown` names it in the label.
+    pub fn mount_at(
+        &mut self,
+        src: Option<&Path>,
+        target: Slot,
+        shown: &str,
+        fstype: Option<&str>,
+        flags: libc::c_ulong,
+        data: Option<&str>,
+    ) -> Result<&mut Plan, NulError> {
+        let label = match (fstype, src) {
+            (Some(t), _) => format!("mount {t} on {shown}"),
+            (None, Some(s)) => format!("bind mount {} on {shown}", s.display()),
+            (None, None) => format!("change mount {shown}"),
+        };
+        let step = Step::MountAt {
+            src: src.map(cpath).transpose()?,
+            target,
+            fstype: fstype
+                .map(|t| cstr("filesystem type", t.as_bytes()))
+                .transpose()?,
+            flags,
+            data: data
+                .map(|d| cstr("mount options", d.as_bytes()))
+                .transpose()?,
         };
         Ok(self.push(label, step))
+    }
+
+    pub fn mkdir_at(&mut self, dir: Slot, name: &str, shown: &str) -> Result<&mut Plan, NulError> {
+        let name = cstr("file name", name.as_bytes())?;
+        Ok(self.push(
+            format!("create directory {shown}"),
+            Step::MkdirAt { dir, name },
+        ))
+    }
+
+    pub fn create_at(&mut self, dir: Slot, name: &str, shown: &str) -> Result<&mut Plan, NulError> {
+        let name = cstr("file name", name.as_bytes())?;
+        Ok(self.push(format!("create {shown}"), Step::CreateAt { dir, name }))
+    }
+
+    pub fn symlink_at(
+        &mut self,
+        target: &str,
+        dir: Slot,
+        name: &str,
+        shown: &str,
+    ) -> Result<&mut Plan, NulError> {
+        let step = Step::SymlinkAt {
+            target: cstr("link target", target.as_bytes())?,
+            dir,
+            name: cstr("file name", name.as_bytes())?,
+        };
+        Ok(self.push(format!("symlink {shown} -> {target}"), step))
+    }
+
+    pub fn fchdir(&mut self, slot: Slot, shown: &str) -> &mut Plan {
+        self.push(format!("chdir {shown}"), Step::Fchdir(slot))
+    }
+
+    pub fn close(&mut self, slot: Slot) -> &mut Plan {
+        self.push(format!("close {slot:?}"), Step::Close(slot))
     }
 
     pub fn chdir(&mut self, path: &Path) -> Result<&mut Plan, NulError> {
@@ -299,10 +504,13 @@ impl Plan {
         self.push("set controlling terminal", Step::SetCtty)
     }
 
-    /// Drops supplementary groups, then gid, then uid (in that order: after setuid the
-    /// others are no longer allowed).
-    pub fn credentials(&mut self, uid: u32, gid: u32) -> &mut Plan {
-        self.push("setgroups []", Step::ClearGroups);
+    /// Supplementary groups, then gid, then uid (in that order: after setuid the others
+    /// are no longer allowed).
+    pub fn credentials(&mut self, uid: u32, gid: u32, groups: &[u32]) -> &mut Plan {
+        self.push(
+            format!("setgroups {groups:?}"),
+            Step::Setgroups(groups.to_vec()),
+        );
         self.push(format!("setgid {gid}"), Step::Setgid(gid));
         self.push(format!("setuid {uid}"), Step::Setuid(uid))
     }
@@ -323,9 +531,9 @@ impl Plan {
     }
 
     /// Runs in the child. On failure, reports `(index, errno)` on `report`.
-    fn run(&self, report: RawFd) -> io::Result<()> {
+    fn run(&mut self, report: RawFd) -> io::Result<()> {
         for (i, (_, step)) in self.steps.iter().enumerate() {
-            if let Err(errno) = step.apply() {
+            if let Err(errno) = step.apply(&mut self.slots) {
                 let mut buf = [0u8; 8];
                 buf[..4].copy_from_slice(&(i as u32).to_ne_bytes());
                 buf[4..].copy_from_slice(&errno.to_ne_bytes());
@@ -399,7 +607,7 @@ pub fn spawn(launch: Launch) -> Result<tokio::process::Child, SpawnError> {
         stdin,
         stdout,
         stderr,
-        plan,
+        mut plan,
     } = launch;
     let program = args.first().ok_or(SpawnError::NoCommand)?.clone();
     // The plan moves into the child's closure; its labels stay here to name a failure.

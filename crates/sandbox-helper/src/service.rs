@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -21,11 +21,13 @@ use nix::unistd::Pid;
 use tokio::sync::{watch, Notify};
 
 use crate::etc::EtcFiles;
-use crate::launch::{self, Wiring};
+use crate::launch;
 use crate::namespaces::Namespaces;
 use crate::network::Network;
-use crate::process::{self, Launch};
-use crate::rootfs::{self, WorkloadFs};
+use crate::plan::{self, Entry, Filesystem, LaunchSpec};
+use crate::process;
+use crate::rootfs;
+use crate::users;
 
 /// How long shutdown waits for a SIGKILLed workload before going on without it.
 const KILL_GRACE: Duration = Duration::from_secs(10);
@@ -221,41 +223,51 @@ impl SandboxHelper {
                     .with_kind(ErrorKind::Conflict))
             }
         }
-        let rootfs = match &spec.rootfs {
-            Some(r) => Some(
-                std::fs::canonicalize(r).map_err(|e| self.err(step, format!("rootfs {r}: {e}")))?,
-            ),
-            None => None,
-        };
-        let tty = stdio == Stdio::Tty;
-        let plan = rootfs::workload_plan(&WorkloadFs {
-            net: &ns.net,
-            uts: &ns.uts,
-            ipc: &ns.ipc,
-            hostname: &spec.hostname,
-            rootfs: rootfs.as_deref(),
-            etc,
-            process: &spec.process,
-            tty,
-            masked: &self.masked,
-        })
-        .map_err(|e| self.err(step, e))?;
-        let Wiring {
-            stdin,
-            stdout,
-            stderr,
-            master,
-        } = launch::wire(stdio, fds, spec.log_path.as_ref(), None)
-            .map_err(|e| self.err(step, e))?;
         let p = &spec.process;
-        let launch = Launch {
-            args: p.args.clone(),
-            env: launch::environment(&[&p.env], &spec.hostname, p.uid, tty),
-            stdin,
-            stdout,
-            stderr,
-            plan,
+        // The container's files: a root filesystem, or the host's own.
+        let (rootfs, root) = match &spec.rootfs {
+            Some(r) => {
+                let path = std::fs::canonicalize(r)
+                    .map_err(|e| self.err(step, format!("rootfs {r}: {e}")))?;
+                let root = container_rootfs::Root::open(&path)
+                    .map_err(|e| self.err(step, format!("rootfs {e}")).with_kind(e.kind()))?;
+                rootfs::prepare(&root, etc)
+                    .map_err(|e| self.err(step, format!("rootfs {e}")).with_kind(e.kind()))?;
+                (Some(path), root)
+            }
+            None => (
+                None,
+                container_rootfs::Root::open(Path::new("/"))
+                    .map_err(|e| self.err(step, &e).with_kind(e.kind()))?,
+            ),
         };
+        let user =
+            users::resolve(&root, &p.user).map_err(|e| self.err(step, &e).with_kind(e.kind()))?;
+        let fs = match rootfs.as_deref() {
+            Some(path) => Filesystem::Rootfs { path, etc },
+            None => Filesystem::Host {
+                etc,
+                masked: &self.masked,
+            },
+        };
+        let launch_spec = LaunchSpec {
+            entry: Entry::Workload {
+                net: &ns.net,
+                uts: &ns.uts,
+                ipc: &ns.ipc,
+                fs,
+            },
+            args: &p.args,
+            env: &[&p.env],
+            cwd: p.cwd.as_deref(),
+            hostname: &spec.hostname,
+            user: &user,
+            tty: stdio == Stdio::Tty,
+        };
+        let mut wiring = launch::wire(stdio, fds, spec.log_path.as_ref(), None)
+            .map_err(|e| self.err(step, e))?;
+        let master = wiring.master.take();
+        let launch = plan::launch(&launch_spec, wiring).map_err(|e| self.err(step, e))?;
         let mut child = match process::spawn(launch) {
             Ok(child) => child,
             Err(e) => {
@@ -357,28 +369,28 @@ impl SandboxHelper {
         let Some(spec) = self.state().spec.clone() else {
             return Err(self.err(step, "not set up"));
         };
-        let plan = rootfs::exec_plan(pid, &process).map_err(|e| self.err(step, e))?;
+        let root = workload_root(pid).map_err(|e| self.err(step, &e).with_kind(e.kind()))?;
+        // Resolved again: the container's user database is the one it has now.
+        let user = users::resolve(&root, &process.user)
+            .map_err(|e| self.err(step, &e).with_kind(e.kind()))?;
         // With a rootfs the container has its own devpts: take the terminal from it.
-        let ptmx = spec
-            .rootfs
-            .as_ref()
-            .map(|_| PathBuf::from(format!("/proc/{pid}/root/dev/pts/ptmx")));
-        let wiring = launch::wire(stdio, fds, spec.log_path.as_ref(), ptmx.as_deref())
+        let devpts = spec.rootfs.as_ref().map(|_| &root);
+        let mut wiring = launch::wire(stdio, fds, spec.log_path.as_ref(), devpts)
             .map_err(|e| self.err(step, e))?;
-        let launch = Launch {
-            args: process.args.clone(),
-            env: launch::environment(
-                &[&spec.process.env, &process.env],
-                &spec.hostname,
-                process.uid,
-                process.tty,
-            ),
-            stdin: wiring.stdin,
-            stdout: wiring.stdout,
-            stderr: wiring.stderr,
-            plan,
-        };
-        let wiring_master = wiring.master;
+        let wiring_master = wiring.master.take();
+        let launch = plan::launch(
+            &LaunchSpec {
+                entry: Entry::Join { pid },
+                args: &process.args,
+                env: &[&spec.process.env, &process.env],
+                cwd: process.cwd.as_deref(),
+                hostname: &spec.hostname,
+                user: &user,
+                tty: process.tty,
+            },
+            wiring,
+        )
+        .map_err(|e| self.err(step, e))?;
         let mut child = process::spawn(launch).map_err(|e| {
             if self.running(step).is_err() {
                 // Forking into a pid namespace whose init is gone fails with ENOMEM.
@@ -577,6 +589,13 @@ impl SandboxHelper {
             }
         }
     }
+}
+
+/// The running workload's root directory, held by descriptor: what the container's
+/// paths are looked up in.
+fn workload_root(pid: u32) -> Result<container_rootfs::Root, container_rootfs::Error> {
+    let path = PathBuf::from(format!("/proc/{pid}/root"));
+    container_rootfs::Root::open(&path)
 }
 
 impl Service for SandboxHelper {

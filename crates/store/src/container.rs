@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use container_protocol::network::{Allocation, PortMap};
-use container_protocol::sandbox::{InterfaceReport, NetDeviceRecord};
+use container_protocol::sandbox::{InterfaceReport, NetDeviceRecord, UserSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::{read_json, write_json};
@@ -43,14 +43,44 @@ pub struct ProcessConfig {
     pub env: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
-    #[serde(default)]
+    /// `-u USER[:GROUP]`, names or numbers, resolved when a process starts against the
+    /// container's own /etc/passwd and /etc/group. Absent: `uid` and `gid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserSpec>,
+    /// Numeric ids, as records written before `user` hold them (and `--config` files
+    /// may); 0 is not written.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub uid: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub gid: u32,
     #[serde(default)]
     pub tty: bool,
     #[serde(default)]
     pub interactive: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl ProcessConfig {
+    /// Who the process runs as: `user`, or else the numeric `uid:gid`.
+    pub fn user(&self) -> UserSpec {
+        self.user
+            .clone()
+            .unwrap_or_else(|| UserSpec::ids(self.uid, Some(self.gid)))
+    }
+
+    /// `user` and numeric ids together would say two things.
+    pub fn check_user(&self) -> Result<(), String> {
+        match &self.user {
+            Some(user) if self.uid != 0 || self.gid != 0 => Err(format!(
+                "user {user} and uid {}/gid {} given together: give one of them",
+                self.uid, self.gid
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// What the user asked for; the JSON shape `container create --config FILE` accepts.
@@ -200,4 +230,36 @@ pub fn list_containers(paths: &Paths) -> Vec<String> {
         .collect();
     ids.sort();
     ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_with_numeric_ids_still_load_and_new_ones_keep_the_user_as_given() {
+        let old: ProcessConfig =
+            serde_json::from_str(r#"{"args":["sh"],"uid":5,"gid":6,"tty":false}"#).unwrap();
+        assert_eq!(old.user().to_string(), "5:6");
+        assert!(old.check_user().is_ok());
+        let root: ProcessConfig = serde_json::from_str(r#"{"args":["sh"]}"#).unwrap();
+        assert_eq!(root.user(), UserSpec::root());
+
+        let new = ProcessConfig {
+            user: Some(UserSpec::parse("nobody:users").unwrap()),
+            ..root.clone()
+        };
+        let json = serde_json::to_string(&new).unwrap();
+        assert!(json.contains(r#""user":"nobody:users""#), "{json}");
+        assert!(!json.contains("uid"), "{json}");
+        assert_eq!(serde_json::from_str::<ProcessConfig>(&json).unwrap(), new);
+
+        let err = serde_json::from_str::<ProcessConfig>(r#"{"args":["sh"],"user":"a:b:c"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid user"), "{err}");
+        let both: ProcessConfig =
+            serde_json::from_str(r#"{"args":["sh"],"user":"nobody","uid":3}"#).unwrap();
+        assert!(both.check_user().unwrap_err().contains("give one of them"));
+    }
 }

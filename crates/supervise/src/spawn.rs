@@ -46,7 +46,8 @@ impl Spawner {
         &self.paths
     }
 
-    fn binary(&self, kind: HelperKind) -> PathBuf {
+    /// The binary of a helper kind: beside the caller's own, or the libexec one.
+    pub fn binary(&self, kind: HelperKind) -> PathBuf {
         let local = self.helper_dir.join(kind.binary());
         if local.exists() {
             return local;

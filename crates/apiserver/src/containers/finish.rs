@@ -121,67 +121,20 @@ impl Containers {
         }
     }
 
-    /// What a sandbox leaves on the host if it dies before tearing down: host veth ends
-    /// (named deterministically from the container and interface), the netns mount
-    /// (whose removal frees the namespace and what is left in it), its socket and pid
-    /// files. Idempotent. Only called once no process of the sandbox is left.
+    /// What a sandbox leaves on the host if it dies before tearing down: host veth ends,
+    /// the netns mount, its socket and pid files, removed by the sandbox helper's own
+    /// `cleanup` mode (which knows how they are named). Idempotent. Only called once no
+    /// process of the sandbox is left.
     pub(crate) async fn remove_sandbox_remains(&self, id: &str, ifnames: &[String]) {
-        let netlink = self.networks.host_netlink();
-        for ifname in ifnames {
-            let host = container_sandbox_helper::interfaces::veth_host_name(id, ifname);
-            if let Err(e) = netlink.delete_link_by_name(&host).await {
-                tracing::warn!("container {id}: delete {host}: {e}");
-            }
-        }
-        match self.paths.netns(id) {
-            Ok(netns) => {
-                if let Err(e) = container_netlink::NetNs::remove_bound(&netns) {
-                    tracing::warn!("container {id}: remove {}: {e}", netns.display());
-                }
-            }
-            Err(e) => tracing::warn!("container {id}: {e}"),
-        }
-        self.sandboxes
-            .spawner()
-            .remove_leftovers(HelperKind::Sandbox, id);
+        let spawner = self.sandboxes.spawner();
+        crate::sandbox_cleanup::run(spawner, &self.paths, id, ifnames, &[]).await;
     }
 
-    /// The kernel returns a physical device from a dead namespace asynchronously, so
-    /// look for the devices a few times before giving up on the missing ones (virtual
-    /// devices never come back: the kernel destroyed them).
+    /// Net devices the kernel handed back from a dead namespace, restored by the
+    /// sandbox helper's `cleanup` mode (it looks for them a few times: the kernel
+    /// returns them asynchronously).
     async fn restore_net_devices(&self, id: &str, records: &[NetDeviceRecord]) {
-        let netlink = self.networks.host_netlink();
-        let mut pending: Vec<_> = records.to_vec();
-        for _ in 0..20 {
-            match container_sandbox_helper::netdev::restore_returned(netlink, &pending).await {
-                Ok(restored) => {
-                    for name in &restored {
-                        tracing::info!("container {id}: net device {name} restored on the host");
-                    }
-                    pending.retain(|r| !restored.contains(&r.host_name));
-                }
-                Err(e) => tracing::warn!("container {id}: restore net devices: {e}"),
-            }
-            // Back under its host name with its MAC (restored now, or given back by the
-            // helper before it died): done.
-            let mut still = Vec::new();
-            for r in pending {
-                let home = netlink.link_by_name(&r.host_name).await.ok().flatten();
-                if !home.is_some_and(|l| r.mac.is_none() || l.mac == r.mac) {
-                    still.push(r);
-                }
-            }
-            pending = still;
-            if pending.is_empty() {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        for r in pending {
-            tracing::warn!(
-                "container {id}: net device {} did not come back (a virtual device dies with its namespace)",
-                r.host_name
-            );
-        }
+        let spawner = self.sandboxes.spawner();
+        crate::sandbox_cleanup::run(spawner, &self.paths, id, &[], records).await;
     }
 }

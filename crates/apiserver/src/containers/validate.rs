@@ -105,8 +105,7 @@ pub(super) fn process_spec(
         args: args.to_vec(),
         env,
         cwd: config.process.cwd.clone(),
-        uid: config.process.uid,
-        gid: config.process.gid,
+        user: config.process.user(),
         tty: config.process.tty,
     }
 }
@@ -170,6 +169,10 @@ impl Containers {
             return Err(bad(format!("container {id}: no command given")));
         }
         check_env(&config.process.env).map_err(|e| bad(format!("container {id}: {e}")))?;
+        config
+            .process
+            .check_user()
+            .map_err(|e| bad(format!("container {id}: {e}")))?;
         if let Some(rootfs) = &config.rootfs {
             let meta = std::fs::metadata(rootfs)
                 .map_err(|e| bad(format!("container {id}: rootfs {rootfs}: {e}")))?;

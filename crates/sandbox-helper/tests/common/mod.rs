@@ -83,7 +83,7 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
     for applet in [
         "sh", "cat", "ls", "echo", "hostname", "sleep", "readlink", "test", "true", "false", "ps",
-        "stat",
+        "stat", "grep", "mount", "ln", "id",
     ] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
     }
@@ -110,8 +110,7 @@ pub fn process(args: &[&str]) -> ProcessSpec {
         args: args.iter().map(|s| s.to_string()).collect(),
         env: vec![],
         cwd: None,
-        uid: 0,
-        gid: 0,
+        user: container_protocol::sandbox::UserSpec::root(),
         tty: false,
     }
 }
