@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use container_protocol::api::SERVICE;
 use container_protocol::frame::{self, ServerFrame};
-use container_protocol::rpc::{serve, Service};
+use container_protocol::rpc::{refuse_now, serve, Admission, Admitted, Service, BUSY};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -51,7 +51,19 @@ pub fn bind(path: &Path, access: &Access) -> Result<UnixListener, ApiError> {
     Ok(listener)
 }
 
-pub async fn accept_loop<S: Service>(listener: UnixListener, access: Access, service: Arc<S>) {
+/// What the socket grants the connections it accepts.
+#[derive(Clone, Default)]
+pub struct Limits {
+    /// Places and time for connections that have not said hello yet.
+    pub admission: Admission,
+}
+
+pub async fn accept_loop<S: Service>(
+    listener: UnixListener,
+    access: Access,
+    limits: Limits,
+    service: Arc<S>,
+) {
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -69,19 +81,25 @@ pub async fn accept_loop<S: Service>(listener: UnixListener, access: Access, ser
             }
         };
         let (uid, gid, pid) = (cred.uid(), cred.gid(), cred.pid().unwrap_or(0));
+        // Refused clients count as waiting too: their refusal takes a moment to read.
+        let Some(admitted) = limits.admission.try_admit() else {
+            tracing::warn!("{BUSY}: refusing client pid {pid} uid {uid}");
+            refuse_now(&stream, BUSY);
+            continue;
+        };
         if !access.allows(uid, gid) {
             tracing::warn!("refused client pid {pid} uid {uid} gid {gid}");
-            tokio::spawn(refuse(stream, uid, gid));
+            tokio::spawn(refuse(stream, uid, gid, admitted));
             continue;
         }
         let peer = format!("client pid {pid} uid {uid}");
-        tokio::spawn(serve(stream, service.clone(), peer));
+        tokio::spawn(serve(stream, service.clone(), peer, admitted));
     }
 }
 
 /// Sends the refusal without reading the client's request, then lets the client read it
 /// before the socket goes (closing with unread input would reset the connection).
-async fn refuse(mut stream: UnixStream, uid: u32, gid: u32) {
+async fn refuse(mut stream: UnixStream, uid: u32, gid: u32, admitted: Admitted) {
     let frame: ServerFrame<()> = ServerFrame::Refused {
         message: format!("permission denied: uid {uid} gid {gid} may not use the {SERVICE}"),
     };
@@ -93,7 +111,7 @@ async fn refuse(mut stream: UnixStream, uid: u32, gid: u32) {
         nix::sys::socket::Shutdown::Write,
     );
     let mut sink = [0u8; 512];
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+    let _ = tokio::time::timeout(admitted.deadline().min(Duration::from_secs(1)), async {
         let mut total = 0usize;
         while let Ok(n) = stream.read(&mut sink).await {
             total += n;
