@@ -5,10 +5,12 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use container_protocol::api::SERVICE;
+use container_apiserver::server::{connection_budget, TOO_MANY};
+use container_protocol::api::{ApiRequest, ApiResponse, NetworkCreate, SERVICE};
 use container_protocol::frame::{self, ClientFrame, ServerFrame, MAX_FRAME, PROTOCOL_VERSION};
 use container_protocol::rpc::BUSY;
-use container_tests::{eventually, World, HANG};
+use container_protocol::Client;
+use container_tests::{busybox_rootfs, eventually, runtime, World, HANG};
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
@@ -132,6 +134,8 @@ fn connections_without_hello_are_closed_at_the_deadline() {
 fn connections_past_the_pending_cap_are_refused_cleanly() {
     let mut world = World::new();
     world.start_apiserver_with(&[("CONTAINER_MAX_PENDING_HELLOS", "16")]);
+    // Served after the start-up probes, whose places are then free again.
+    world.ok(&["system", "status"]);
     let waiting: Vec<UnixStream> = (0..16)
         .map(|_| UnixStream::connect(world.socket()).expect("connect"))
         .collect();
@@ -148,4 +152,122 @@ fn connections_past_the_pending_cap_are_refused_cleanly() {
     eventually("the apiserver serves again", || {
         world.cli(&["system", "status"]).status.success()
     });
+}
+
+fn soft_nofile(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("Max open files")
+}
+
+/// Issue 18 item 5: started with the soft limit a shell gives (1024), the apiserver
+/// raises it to the hard one, so a thousand idle clients leave room for real work.
+#[test]
+fn a_thousand_idle_connections_leave_room_for_work() {
+    let mut world = World::new();
+    let rootfs = busybox_rootfs(world.iso.dir()).display().to_string();
+    let pid = world.start_apiserver_nofile(1024, 8192);
+    assert_eq!(
+        soft_nofile(pid),
+        8192,
+        "the soft limit is raised to the hard one"
+    );
+    let idle: Vec<UnixStream> = (0..1000).map(|_| greeted(&world)).collect();
+    world.ok(&["network", "create", "--subnet", "10.91.0.0/24", "n1"]);
+    let out = world.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "n1",
+        "--rootfs",
+        &rootfs,
+        "--",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(out.trim(), "hi");
+    assert!(!world.apiserver_log().contains("Too many open files"));
+    drop(idle);
+}
+
+/// Issue 18 item 5: when client connections reach the budget, the next clients are
+/// refused in one clear line before the descriptors kept for the work are touched, and
+/// a client already connected still gets its work done.
+#[test]
+fn past_the_descriptor_budget_clients_are_refused_and_work_goes_on() {
+    let mut world = World::new();
+    let rootfs = busybox_rootfs(world.iso.dir()).display().to_string();
+    world.start_apiserver_nofile(700, 700);
+    let rt = runtime();
+    let client: Client<ApiRequest, ApiResponse> = rt.block_on(async {
+        let stream = tokio::net::UnixStream::connect(world.socket())
+            .await
+            .expect("connect");
+        Client::connect(stream, SERVICE, "apiserver")
+            .await
+            .expect("hello")
+    });
+
+    let mut idle = Vec::new();
+    let refusal = loop {
+        assert!(idle.len() < 700, "700 connections in 700 descriptors");
+        let mut s = UnixStream::connect(world.socket()).expect("connect");
+        s.set_read_timeout(Some(HANG)).expect("timeout");
+        s.write_all(&hello()).expect("hello");
+        match read_frame(&mut s) {
+            ServerFrame::Hello { .. } => idle.push(s),
+            ServerFrame::Refused { message } => break message,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(refusal, TOO_MANY);
+    assert_eq!(
+        idle.len() + 1,
+        connection_budget(700),
+        "the budget is used, no more"
+    );
+    let err = world.fails(&["system", "status"]);
+    assert!(err.contains(TOO_MANY) && err.lines().count() == 1, "{err}");
+
+    // Work on a connection that is already open draws on the reserve.
+    let created = rt.block_on(client.call(ApiRequest::NetworkCreate(NetworkCreate {
+        name: "n1".into(),
+        plugin: None,
+        subnet: Some("10.92.0.0/24".into()),
+        gateway: None,
+        subnet_v6: None,
+        gateway_v6: None,
+        internal: false,
+        labels: vec![],
+        options: vec![],
+    })));
+    assert!(created.is_ok(), "network create while full: {created:?}");
+
+    // A few clients go; new ones get their places and run containers.
+    idle.truncate(idle.len() - 4);
+    eventually("a place frees", || {
+        world.cli(&["system", "status"]).status.success()
+    });
+    let out = world.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "n1",
+        "--rootfs",
+        &rootfs,
+        "--",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(out.trim(), "hi");
+    assert!(
+        !world.apiserver_log().contains("Too many open files"),
+        "{}",
+        world.apiserver_log()
+    );
+    drop(idle);
 }

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use container_apiserver::daemon::{run, Options};
-use container_apiserver::server::{Access, Limits};
+use container_apiserver::server::{self, Access, Limits};
 use container_protocol::rpc::{Admission, HELLO_TIMEOUT, MAX_PENDING_HELLOS};
 use container_store::paths::{self, Paths};
 use container_supervise::{default_helper_dir, Deadlines};
@@ -57,6 +57,19 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let max_connections = match server::raise_nofile_limit() {
+        Ok(limit) => {
+            tracing::info!(
+                "descriptors: {limit}, of which {} kept for the work",
+                server::descriptor_reserve(limit)
+            );
+            Some(server::connection_budget(limit))
+        }
+        Err(e) => {
+            tracing::warn!("RLIMIT_NOFILE: {e}; connections are not bounded");
+            None
+        }
+    };
     let mut gids = args.allow_gid;
     gids.extend(args.socket_group);
     let opts = Options {
@@ -75,6 +88,7 @@ fn main() -> anyhow::Result<()> {
                 args.max_pending_hellos,
                 Duration::from_millis(args.hello_timeout_ms),
             ),
+            max_connections,
         },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

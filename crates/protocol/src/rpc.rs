@@ -92,7 +92,13 @@ pub fn refuse_now(stream: &UnixStream, message: impl Into<String>) {
         message: message.into(),
     };
     if let Ok(bytes) = frame::encode(&frame) {
-        let _ = stream.try_write(&bytes);
+        // Straight to the socket: tokio's `try_write` gives up on a fresh stream whose
+        // readiness it has not learnt yet.
+        let _ = nix::sys::socket::send(
+            stream.as_raw_fd(),
+            &bytes,
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT | nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        );
     }
 }
 
