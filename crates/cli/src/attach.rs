@@ -55,6 +55,9 @@ impl RawMode {
         let mut raw = saved.clone();
         termios::cfmakeraw(&mut raw);
         let _ = termios::tcsetattr(stdin.as_fd(), termios::SetArg::TCSANOW, &raw);
+        // Dying of SIGPIPE here would leave the terminal raw: a closed stdout ends the
+        // session through its write error instead, and the mode is restored.
+        set_sigpipe(nix::sys::signal::SigHandler::SigIgn);
         RawMode { saved: Some(saved) }
     }
 }
@@ -63,8 +66,14 @@ impl Drop for RawMode {
     fn drop(&mut self) {
         if let Some(saved) = &self.saved {
             let _ = termios::tcsetattr(std::io::stdin().as_fd(), termios::SetArg::TCSANOW, saved);
+            set_sigpipe(nix::sys::signal::SigHandler::SigDfl);
         }
     }
+}
+
+pub fn set_sigpipe(handler: nix::sys::signal::SigHandler) {
+    // SAFETY: SIG_DFL and SIG_IGN run no code of ours in the handler.
+    let _ = unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, handler) };
 }
 
 fn window_size() -> Option<(u16, u16)> {

@@ -152,7 +152,17 @@ enum SystemCommand {
     },
 }
 
+/// Dies of SIGPIPE when its reader goes away (`container ls | head -1`), as coreutils
+/// do: the shell sees 141 and prints nothing. Rust ignores SIGPIPE by default, which
+/// turns the closed pipe into a panic in `println!` or a "Broken pipe" error. Writes to
+/// the apiserver's socket are unaffected: they pass MSG_NOSIGNAL.
+/// A terminal session ignores it again while the terminal is raw (`attach::RawMode`).
+fn die_quietly_on_closed_pipe() {
+    attach::set_sigpipe(nix::sys::signal::SigHandler::SigDfl);
+}
+
 fn main() -> ExitCode {
+    die_quietly_on_closed_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
