@@ -57,3 +57,54 @@ fn a_closed_pipe_ends_the_cli_quietly() {
         );
     }
 }
+
+/// Issue 19 item 10: a 70,000-character cell made `ls` panic (a `format!` width past
+/// 65,535) for everyone. The table cuts long cells, as Docker cuts its command column;
+/// `--no-trunc` shows them whole.
+#[test]
+fn ls_cuts_long_cells_and_shows_them_whole_on_request() {
+    let s = setup();
+    let w = &s.world;
+    let long = "x".repeat(70_000);
+    w.ok(&[
+        "create", "--name", "wide", "--rootfs", &s.rootfs, "--", "echo", &long,
+    ]);
+    let table = w.ok(&["ls", "-a"]);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("wide"))
+        .unwrap_or_else(|| panic!("no row for wide: {table}"));
+    assert!(row.contains("echo xxx") && row.contains('…'), "{row}");
+    assert!(row.chars().count() < 200, "cut to a readable width: {row}");
+    let whole = w.ok(&["ls", "-a", "--no-trunc"]);
+    assert!(whole.contains(&format!("echo {long}")));
+    let header = whole.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("ID") && header.contains("COMMAND"),
+        "{header}"
+    );
+}
+
+/// Issue 17 item 10: ids came from reading /dev/urandom by hand, and were all zeros
+/// when it could not be read, so the second unnamed container clashed with the first.
+/// With /dev/urandom unreadable (in this test's own mount namespace) ids stay random.
+#[test]
+fn ids_are_random_without_dev_urandom() {
+    let mut world = World::new();
+    let rootfs = busybox_rootfs(world.iso.dir()).display().to_string();
+    nix::mount::mount(
+        Some("/dev/null"),
+        "/dev/urandom",
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .expect("bind /dev/null over /dev/urandom");
+    world.start_apiserver();
+    let a = world.ok(&["create", "--rootfs", &rootfs, "--", "true"]);
+    let b = world.ok(&["create", "--rootfs", &rootfs, "--", "true"]);
+    let (a, b) = (a.trim(), b.trim());
+    assert_eq!(a.len(), 12, "{a}");
+    assert_ne!(a, b);
+    assert_ne!(a, "000000000000");
+}

@@ -393,7 +393,13 @@ pub async fn rm(paths: &Paths, ids: Vec<String>, force: bool) -> Result<i32> {
     Ok(if failed { 1 } else { 0 })
 }
 
-pub async fn ls(paths: &Paths, all: bool, quiet: bool, format: Format) -> Result<i32> {
+pub async fn ls(
+    paths: &Paths,
+    all: bool,
+    quiet: bool,
+    no_trunc: bool,
+    format: Format,
+) -> Result<i32> {
     let client = connect(&paths.apiserver_socket()).await?;
     let ApiResponse::Containers(list) = call(&client, ApiRequest::ContainerList { all }).await?
     else {
@@ -424,6 +430,12 @@ pub async fn ls(paths: &Paths, all: bool, quiet: bool, format: Format) -> Result
                         .collect::<Vec<_>>()
                         .join(","),
                 ]
+                .into_iter()
+                .map(|cell| match no_trunc {
+                    true => cell,
+                    false => output::truncate(&cell, output::CELL_WIDTH),
+                })
+                .collect()
             })
             .collect();
         output::table(&["ID", "COMMAND", "STATUS", "NETWORKS", "ADDRESSES"], &rows);

@@ -95,6 +95,9 @@ enum Command {
         /// Only ids.
         #[arg(short = 'q', long)]
         quiet: bool,
+        /// Show long cells whole (a table cuts them to 40 characters).
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -230,7 +233,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Stop { time, signal, ids } => container::stop(&paths, ids, time, &signal).await,
         Command::Kill { signal, ids } => container::kill(&paths, ids, &signal).await,
         Command::Rm { force, ids } => container::rm(&paths, ids, force).await,
-        Command::Ls { all, quiet, format } => container::ls(&paths, all, quiet, format).await,
+        Command::Ls {
+            all,
+            quiet,
+            no_trunc,
+            format,
+        } => container::ls(&paths, all, quiet, no_trunc, format).await,
         Command::Inspect { ids } => container::inspect(&paths, ids).await,
         Command::Logs { follow, tail, id } => {
             let client = client::connect(&paths.apiserver_socket()).await?;

@@ -44,12 +44,10 @@ pub(super) fn check_env(env: &[String]) -> Result<(), String> {
     }
 }
 
-fn random_id() -> String {
+fn random_id() -> Result<String, ApiError> {
     let mut bytes = [0u8; 6];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    getrandom::fill(&mut bytes).map_err(|e| ApiError::io("random id")(e.into()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn valid_hostname(h: &str) -> bool {
@@ -159,7 +157,7 @@ impl Containers {
     /// Checks a configuration and fills in what defaults to something; changes nothing.
     async fn validate(&self, mut config: ContainerConfig) -> Result<ContainerConfig, ApiError> {
         if config.id.is_empty() {
-            config.id = random_id();
+            config.id = random_id()?;
         }
         validate_id(NameKind::Container, &config.id)?;
         let id = config.id.clone();
