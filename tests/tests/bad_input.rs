@@ -2057,7 +2057,9 @@ fn frame_seeds() -> Vec<Vec<u8>> {
             id: 5,
             fds: 0,
             body: ApiRequest::ContainerCreate {
-                config: r#"{"process":{"args":["true"]}}"#.into(),
+                config: Box::new(
+                    serde_json::from_str(r#"{"process":{"args":["true"]}}"#).expect("config"),
+                ),
             },
         },
         ClientFrame::Call {

@@ -108,3 +108,104 @@ fn ids_are_random_without_dev_urandom() {
     assert_ne!(a, b);
     assert_ne!(a, "000000000000");
 }
+
+fn config_file(world: &World, name: &str, json: &str) -> String {
+    let path = world.iso.dir().join(name);
+    std::fs::write(&path, json).expect("write config");
+    path.display().to_string()
+}
+
+/// Issue 19 item 8: `linux.netDevices` (OCI's position, seed 003) was ignored and
+/// unknown keys were dropped silently; a typo must not pass for a setting.
+#[test]
+fn create_config_reads_linux_net_devices_and_names_unknown_keys() {
+    let s = setup();
+    let w = &s.world;
+    let ip = |args: &[&str]| {
+        let ok = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .expect("ip");
+        assert!(ok.success(), "ip {args:?}");
+    };
+    ip(&["link", "add", "nd0", "type", "veth", "peer", "name", "nd0p"]);
+
+    let typo = config_file(
+        w,
+        "typo.json",
+        &format!(
+            r#"{{"id": "typo", "rootfs": "{}", "process": {{"args": ["true"]}},
+                "linux": {{"netdevices": {{"nd0": {{"name": "data0"}}}}}}}}"#,
+            s.rootfs
+        ),
+    );
+    let err = w.fails(&["create", "--config", &typo]);
+    assert!(err.contains("unknown key linux.netdevices"), "{err}");
+    assert!(
+        w.ok(&["ls", "-a", "-q"]).trim().is_empty(),
+        "nothing created"
+    );
+
+    let oci = config_file(
+        w,
+        "oci.json",
+        &format!(
+            r#"{{"id": "oci", "rootfs": "{}", "network": "none",
+                "process": {{"args": ["cat", "/proc/net/dev"]}},
+                "linux": {{"netDevices": {{"nd0": {{"name": "data0"}}}}}}}}"#,
+            s.rootfs
+        ),
+    );
+    w.ok(&["create", "--config", &oci]);
+    let out = w.ok(&["start", "-a", "oci"]);
+    assert!(
+        out.contains("data0:"),
+        "the device is in the container: {out}"
+    );
+}
+
+/// Issue 19 item 15: a file without `networks` joins the default network, as the flags
+/// do; `{"network": "none"}` is loopback only; a relative rootfs is the caller's.
+#[test]
+fn create_config_networks_and_rootfs_as_the_flags_have_them() {
+    let s = setup();
+    let w = &s.world;
+    let plain = config_file(
+        w,
+        "plain.json",
+        r#"{"id": "plain", "rootfs": "rootfs", "process": {"args": ["true"]}}"#,
+    );
+    // Relative to where the user runs the CLI, not to the apiserver's directory.
+    let out = w
+        .cli_command(&["create", "--config", &plain])
+        .current_dir(w.iso.dir())
+        .output()
+        .expect("create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record = w.json(&["inspect", "plain"]);
+    assert_eq!(
+        record[0]["config"]["rootfs"].as_str(),
+        Some(s.rootfs.as_str())
+    );
+    assert_eq!(
+        record[0]["config"]["networks"][0]["network"].as_str(),
+        Some("default"),
+        "{record}"
+    );
+
+    let none = config_file(
+        w,
+        "none.json",
+        &format!(
+            r#"{{"id": "lonely", "rootfs": "{}", "network": "none", "process": {{"args": ["true"]}}}}"#,
+            s.rootfs
+        ),
+    );
+    w.ok(&["create", "--config", &none]);
+    let record = w.json(&["inspect", "lonely"]);
+    assert_eq!(record[0]["config"]["networks"], serde_json::json!([]));
+}

@@ -5,6 +5,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use anyhow::{bail, Context, Result};
 use container_protocol::api::{ApiRequest, ApiResponse};
+use container_protocol::container::ContainerConfig;
 use container_protocol::sandbox::Stdio;
 use nix::sys::termios;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -98,7 +99,7 @@ fn window_size() -> Option<(u16, u16)> {
 /// it, whatever happens to this process), then waits; returns the workload's exit code.
 pub async fn run_attached(
     client: &ApiClient,
-    config: String,
+    config: Box<ContainerConfig>,
     tty: bool,
     interactive: bool,
 ) -> Result<i32> {
@@ -131,7 +132,7 @@ pub async fn run_attached(
 }
 
 /// `run -d`: creates and starts in one call; returns the container's id.
-pub async fn run_detached(client: &ApiClient, config: String) -> Result<String> {
+pub async fn run_detached(client: &ApiClient, config: Box<ContainerConfig>) -> Result<String> {
     let reply = call(
         client,
         ApiRequest::ContainerRun {

@@ -15,6 +15,7 @@ use container_store::Paths;
 
 use crate::attach;
 use crate::client::{call, connect, ApiClient};
+use crate::config_file;
 use crate::output::{self, Format};
 
 #[derive(Args, Clone)]
@@ -71,7 +72,7 @@ pub struct CreateArgs {
     pub command: Vec<String>,
 }
 
-fn parse_network(spec: &str) -> Result<NetworkAttachmentConfig> {
+pub fn parse_network(spec: &str) -> Result<NetworkAttachmentConfig> {
     let mut parts = spec.split(',');
     let network = parts.next().unwrap_or_default().to_string();
     if network.is_empty() {
@@ -140,10 +141,7 @@ fn parse_publish(spec: &str) -> Result<PortMap> {
 /// Builds the configuration the apiserver receives, from flags or from `--config`.
 pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
     if let Some(path) = &a.config {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-        let mut config: ContainerConfig = serde_json::from_str(&text)
-            .map_err(|e| anyhow!("invalid container configuration {}: {e}", path.display()))?;
+        let mut config = config_file::load(path)?;
         if let Some(name) = &a.name {
             config.id = name.clone();
         }
@@ -200,13 +198,7 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         }
     };
     let networks = if a.networks.is_empty() {
-        vec![NetworkAttachmentConfig {
-            network: "default".into(),
-            ip: None,
-            ip6: None,
-            mac: None,
-            ifname: None,
-        }]
+        vec![config_file::default_network()]
     } else if a.networks.iter().any(|n| n == "none") {
         if a.networks.len() > 1 {
             bail!("--network none cannot be combined with other networks");
@@ -240,12 +232,7 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         .map(|l| crate::network::key_value("label", l))
         .collect::<Result<BTreeMap<_, _>>>()?;
     let rootfs = match &a.rootfs {
-        Some(p) => Some(
-            std::fs::canonicalize(p)
-                .with_context(|| format!("rootfs {}", p.display()))?
-                .display()
-                .to_string(),
-        ),
+        Some(p) => Some(config_file::absolute_rootfs(p)?),
         None => None,
     };
     Ok(ContainerConfig {
@@ -277,8 +264,10 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
 }
 
 pub async fn create(client: &ApiClient, config: &ContainerConfig) -> Result<String> {
-    let json = serde_json::to_string(config)?;
-    match call(client, ApiRequest::ContainerCreate { config: json }).await? {
+    let req = ApiRequest::ContainerCreate {
+        config: Box::new(config.clone()),
+    };
+    match call(client, req).await? {
         ApiResponse::Created { id } => Ok(id),
         _ => bail!("unexpected answer from the apiserver"),
     }
@@ -288,12 +277,12 @@ pub async fn run(paths: &Paths, args: CreateArgs, detach: bool) -> Result<i32> {
     let client = connect(&paths.apiserver_socket()).await?;
     let config = build_config(&args)?;
     let (tty, interactive) = (config.process.tty, config.process.interactive);
-    let json = serde_json::to_string(&config)?;
+    let config = Box::new(config);
     if detach {
-        println!("{}", attach::run_detached(&client, json).await?);
+        println!("{}", attach::run_detached(&client, config).await?);
         return Ok(0);
     }
-    attach::run_attached(&client, json, tty, interactive).await
+    attach::run_attached(&client, config, tty, interactive).await
 }
 
 pub async fn create_cmd(paths: &Paths, args: CreateArgs) -> Result<i32> {

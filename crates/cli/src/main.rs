@@ -2,6 +2,7 @@
 
 mod attach;
 mod client;
+mod config_file;
 mod container;
 mod network;
 mod output;

@@ -125,12 +125,6 @@ pub(super) fn claims_of(config: &ContainerConfig) -> Vec<Claim> {
 }
 
 impl Containers {
-    pub async fn create_json(self: &Arc<Self>, json: &str) -> Result<String, ApiError> {
-        let config: ContainerConfig = serde_json::from_str(json)
-            .map_err(|e| bad(format!("invalid container configuration: {e}")))?;
-        self.create(config).await
-    }
-
     pub async fn create(self: &Arc<Self>, config: ContainerConfig) -> Result<String, ApiError> {
         if config.version > CONTAINER_RECORD_VERSION {
             return Err(bad(format!(

@@ -1,0 +1,85 @@
+//! A container's configuration: what the user asked for. The CLI builds it (from flags
+//! or a `--config` file), the apiserver validates it and keeps it as
+//! `<root>/containers/<id>/config.json`.
+//!
+//! It travels in bincode, which is not self-describing: no field may be skipped when
+//! serialising (`skip_serializing_if`), or the reader would read the next field in its
+//! place. The JSON record therefore spells out empty fields too; `default` lets records
+//! that omit them load.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::network::PortMap;
+
+/// One `--network NET[,ip=..][,ip6=..][,mac=..][,ifname=..]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkAttachmentConfig {
+    pub network: String,
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub mac: Option<String>,
+    #[serde(default)]
+    pub ifname: Option<String>,
+}
+
+/// OCI `linux.netDevices` entry: keyed by the host interface name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetDeviceConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessConfig {
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub interactive: bool,
+}
+
+/// What the user asked for, with the CLI's defaults filled in. `create --config FILE`
+/// reads this shape with a few more forms (see the CLI's `config_file`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    #[serde(default)]
+    pub version: u32,
+    #[serde(default)]
+    pub id: String,
+    pub process: ProcessConfig,
+    #[serde(default)]
+    pub rootfs: Option<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub dns: Vec<IpAddr>,
+    /// The networks to join, in order (`eth0`, `eth1`, …); empty: loopback only. The CLI
+    /// sends the `default` network when none is named, as Docker does.
+    #[serde(default)]
+    pub networks: Vec<NetworkAttachmentConfig>,
+    #[serde(default, rename = "netDevices")]
+    pub net_devices: BTreeMap<String, NetDeviceConfig>,
+    /// Published ports, forwarded to the first network's address.
+    #[serde(default)]
+    pub ports: Vec<PortMap>,
+    #[serde(default)]
+    pub auto_remove: bool,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub created: u64,
+}
