@@ -209,3 +209,106 @@ fn create_config_networks_and_rootfs_as_the_flags_have_them() {
     let record = w.json(&["inspect", "lonely"]);
     assert_eq!(record[0]["config"]["networks"], serde_json::json!([]));
 }
+
+/// Issue 19 item 18: an env-file line `export D=4` set the key `export D`. As Docker
+/// and compose read such a file, `export ` is dropped; comments and blank lines skipped.
+#[test]
+fn env_file_lines_may_start_with_export() {
+    let s = setup();
+    let w = &s.world;
+    let file = w.iso.dir().join("env");
+    std::fs::write(&file, "# settings\n\nexport D=4\n  export   F=6\nE=5\n").expect("env file");
+    let out = w.ok(&[
+        "run",
+        "--rm",
+        "--env-file",
+        &file.display().to_string(),
+        "--rootfs",
+        &s.rootfs,
+        "--",
+        "sh",
+        "-c",
+        "echo \"$D $E $F\"",
+    ]);
+    assert_eq!(out.trim(), "4 5 6");
+}
+
+/// Issue 19 item 18: `inspect a nosuch` printed nothing for `a`. As Docker: `a`'s record,
+/// `nosuch` reported as not found, exit 1.
+#[test]
+fn inspect_prints_what_it_finds_and_reports_the_rest() {
+    let s = setup();
+    let w = &s.world;
+    w.ok(&["create", "--name", "a", "--rootfs", &s.rootfs, "--", "true"]);
+    let out = w.cli(&["inspect", "a", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    let records: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(records.as_array().map(Vec::len), Some(1), "{records}");
+    assert_eq!(records[0]["config"]["id"].as_str(), Some("a"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nosuch not found") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+/// Issue 19 item 18: `--network n1 --network n1` gave two interfaces on one network. The
+/// CLI refuses it, and so does the apiserver, which a client may reach without the CLI.
+#[test]
+fn a_network_is_joined_once() {
+    use container_protocol::api::{ApiRequest, ApiResponse, SERVICE};
+    use container_protocol::Client;
+
+    let s = setup();
+    let w = &s.world;
+    w.ok(&["network", "create", "--subnet", "10.93.0.0/24", "n1"]);
+    let err = w.fails(&[
+        "create",
+        "--network",
+        "n1",
+        "--network",
+        "n1,ip=10.93.0.9",
+        "--rootfs",
+        &s.rootfs,
+        "--",
+        "true",
+    ]);
+    assert!(err.contains("--network n1 is given twice"), "{err}");
+    let dup = config_file(
+        w,
+        "dup.json",
+        r#"{"process": {"args": ["true"]}, "networks": ["n1", {"network": "n1"}]}"#,
+    );
+    let err = w.fails(&["create", "--config", &dup]);
+    assert!(err.contains("given twice"), "{err}");
+
+    let config: container_store::container::ContainerConfig = serde_json::from_str(&format!(
+        r#"{{"id": "twice", "rootfs": "{}", "process": {{"args": ["true"]}},
+            "networks": [{{"network": "n1"}}, {{"network": "n1"}}]}}"#,
+        s.rootfs
+    ))
+    .expect("config");
+    let rt = container_tests::runtime();
+    let reply = rt.block_on(async {
+        let stream = tokio::net::UnixStream::connect(w.socket())
+            .await
+            .expect("connect");
+        let client: Client<ApiRequest, ApiResponse> = Client::connect(stream, SERVICE, "apiserver")
+            .await
+            .expect("hello");
+        client
+            .call(ApiRequest::ContainerCreate {
+                config: Box::new(config),
+            })
+            .await
+    });
+    let err = reply.expect_err("the apiserver refuses a network joined twice");
+    assert!(
+        err.to_string().contains("network n1 is given twice"),
+        "{err}"
+    );
+    assert!(
+        w.ok(&["ls", "-a", "-q"]).trim().is_empty(),
+        "nothing created"
+    );
+}

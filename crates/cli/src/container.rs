@@ -138,6 +138,20 @@ fn parse_publish(spec: &str) -> Result<PortMap> {
     })
 }
 
+/// A container joins a network once: twice would give it two interfaces on one
+/// bridge, and two addresses of one subnet (the apiserver refuses it too).
+fn once_per_network(networks: &[NetworkAttachmentConfig]) -> Result<()> {
+    for (i, att) in networks.iter().enumerate() {
+        if networks[..i].iter().any(|a| a.network == att.network) {
+            bail!(
+                "--network {} is given twice: a container joins a network once",
+                att.network
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Builds the configuration the apiserver receives, from flags or from `--config`.
 pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
     if let Some(path) = &a.config {
@@ -145,6 +159,7 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         if let Some(name) = &a.name {
             config.id = name.clone();
         }
+        once_per_network(&config.networks)?;
         return Ok(config);
     }
     if a.command.is_empty() {
@@ -159,6 +174,11 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
         {
+            // As Docker and compose read a shell-style file: `export D=4` sets D.
+            let line = line
+                .strip_prefix("export ")
+                .map(str::trim_start)
+                .unwrap_or(line);
             if !line.contains('=') {
                 bail!(
                     "env file {}: invalid line {line:?}: expected KEY=VALUE",
@@ -210,6 +230,7 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
             .map(|n| parse_network(n))
             .collect::<Result<_>>()?
     };
+    once_per_network(&networks)?;
     let mut net_devices = BTreeMap::new();
     for d in &a.net_devices {
         let (host, name) = match d.split_once('=') {
@@ -432,12 +453,28 @@ pub async fn ls(
     Ok(0)
 }
 
+/// As Docker: the records found, as one array, and an error on stderr for each name
+/// that is not; the exit code is then that error's (1 for not found).
 pub async fn inspect(paths: &Paths, ids: Vec<String>) -> Result<i32> {
     let client = connect(&paths.apiserver_socket()).await?;
-    if let ApiResponse::Json(j) = call(&client, ApiRequest::ContainerInspect(ids)).await? {
-        println!("{j}");
+    let mut found = Vec::new();
+    let mut code = 0;
+    for id in ids {
+        match call(&client, ApiRequest::ContainerInspect(vec![id])).await {
+            Ok(ApiResponse::Json(j)) => {
+                let records: Vec<serde_json::Value> = serde_json::from_str(&j)
+                    .context("the apiserver sent an inspect answer that is not JSON")?;
+                found.extend(records);
+            }
+            Ok(_) => bail!("unexpected answer from the apiserver"),
+            Err(e) => {
+                eprintln!("container: error: {e:#}");
+                code = code.max(i32::from(crate::client::exit_code(&e)));
+            }
+        }
     }
-    Ok(0)
+    output::json(&found)?;
+    Ok(code)
 }
 
 pub async fn wait(paths: &Paths, ids: Vec<String>) -> Result<i32> {

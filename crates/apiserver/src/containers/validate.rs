@@ -187,8 +187,16 @@ impl Containers {
         config.hostname = Some(hostname);
 
         let mut ifnames: Vec<String> = Vec::new();
+        let mut joined: Vec<String> = Vec::new();
         for (i, att) in config.networks.iter_mut().enumerate() {
             validate_id(NameKind::Network, &att.network)?;
+            if joined.contains(&att.network) {
+                return Err(bad(format!(
+                    "container {id}: network {} is given twice: a container joins a network once",
+                    att.network
+                )));
+            }
+            joined.push(att.network.clone());
             let net = self.networks.config(&att.network)?;
             if net.removing {
                 return Err(ApiError::Conflict(format!(
