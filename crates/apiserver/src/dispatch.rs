@@ -104,8 +104,8 @@ impl ApiServer {
             ApiRequest::ContainerList { all } => ApiResponse::Containers(c.list(all)),
             ApiRequest::ContainerInspect(ids) => ApiResponse::Json(c.inspect(ids)?),
             ApiRequest::ContainerLogs { id } => {
-                let (running, fd) = c.logs(&id)?;
-                return Ok((ApiResponse::Log { running }, vec![fd]));
+                let (running, fds) = c.logs(&id)?;
+                return Ok((ApiResponse::Log { running }, fds));
             }
             ApiRequest::ContainerExec { id, args, env, tty } => {
                 return Ok(match c.exec(&id, args, env, tty, fds).await? {

@@ -19,7 +19,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use container_protocol::network::PortMap;
 use container_store::container::{
-    ContainerConfig, NetDeviceConfig, NetworkAttachmentConfig, ProcessConfig,
+    ContainerConfig, LogConfig, NetDeviceConfig, NetworkAttachmentConfig, ProcessConfig,
 };
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -53,6 +53,8 @@ struct File {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     created: u64,
+    #[serde(default)]
+    log: LogConfig,
 }
 
 /// The part of OCI's `linux` object this runtime reads.
@@ -185,6 +187,7 @@ pub fn parse(text: &str, origin: &str) -> Result<ContainerConfig> {
         auto_remove: file.auto_remove,
         labels: file.labels,
         created: file.created,
+        log: file.log,
     })
 }
 
@@ -298,7 +301,8 @@ mod tests {
             "env": [], "cwd": null, "uid": 0, "gid": 0, "tty": false, "interactive": false},
             "rootfs": null, "hostname": "c1", "dns": [],
             "networks": [{"network": "default", "ip": null, "ip6": null, "mac": null, "ifname": "eth0"}],
-            "netDevices": {}, "ports": [], "auto_remove": false, "labels": {}, "created": 5}"#;
+            "netDevices": {}, "ports": [], "auto_remove": false, "labels": {}, "created": 5,
+            "log": {"max_size": 65536, "max_files": 2}}"#;
         let config = parsed(record).expect("a record");
         assert_eq!(
             serde_json::to_value(&config).expect("json"),

@@ -9,7 +9,7 @@ use clap::Args;
 use container_protocol::api::{ApiRequest, ApiResponse};
 use container_protocol::network::{PortMap, PortProtocol};
 use container_store::container::{
-    ContainerConfig, NetDeviceConfig, NetworkAttachmentConfig, ProcessConfig,
+    ContainerConfig, LogConfig, NetDeviceConfig, NetworkAttachmentConfig, ProcessConfig,
 };
 use container_store::Paths;
 
@@ -64,6 +64,10 @@ pub struct CreateArgs {
     /// Allocate a pseudo-terminal.
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Log limits, as Docker's `local` driver: max-size=SIZE (64k, 10m, 1g; default
+    /// 10m), max-file=N (1 to 8; default 3). Repeatable.
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opts: Vec<String>,
     /// A JSON container configuration (the on-disk shape) instead of flags.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -160,6 +164,7 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
             config.id = name.clone();
         }
         once_per_network(&config.networks)?;
+        config.log = log_config(config.log, &a.log_opts)?;
         return Ok(config);
     }
     if a.command.is_empty() {
@@ -281,7 +286,47 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         auto_remove: a.rm,
         labels,
         created: 0,
+        log: log_config(LogConfig::default(), &a.log_opts)?,
     })
+}
+
+/// `10m`, `64k`, `1g`, or bytes; units of 1024, as Docker's.
+fn parse_size(text: &str) -> Option<u64> {
+    let lower = text.to_ascii_lowercase();
+    let digits = lower.trim_end_matches('b');
+    let (number, unit) = match digits.char_indices().last()? {
+        (i, 'k') => (&digits[..i], 1 << 10),
+        (i, 'm') => (&digits[..i], 1 << 20),
+        (i, 'g') => (&digits[..i], 1 << 30),
+        _ => (digits, 1),
+    };
+    number.parse::<u64>().ok()?.checked_mul(unit)
+}
+
+/// The `--log-opt` flags over `base`; the apiserver checks the limits.
+fn log_config(base: LogConfig, opts: &[String]) -> Result<LogConfig> {
+    let mut log = base;
+    for opt in opts {
+        let (k, v) = opt
+            .split_once('=')
+            .ok_or_else(|| anyhow!("invalid --log-opt {opt:?}: expected KEY=VALUE"))?;
+        match k {
+            "max-size" => {
+                log.max_size = parse_size(v).ok_or_else(|| {
+                    anyhow!("invalid --log-opt {opt:?}: {v:?} is not a size (64k, 10m, 1g)")
+                })?
+            }
+            "max-file" => {
+                log.max_files = v.parse().map_err(|_| {
+                    anyhow!("invalid --log-opt {opt:?}: {v:?} is not a number of files")
+                })?
+            }
+            other => bail!(
+                "invalid --log-opt {opt:?}: unknown option {other:?} (use max-size, max-file)"
+            ),
+        }
+    }
+    Ok(log)
 }
 
 pub async fn create(client: &ApiClient, config: &ContainerConfig) -> Result<String> {

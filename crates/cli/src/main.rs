@@ -4,6 +4,7 @@ mod attach;
 mod client;
 mod config_file;
 mod container;
+mod logs;
 mod network;
 mod output;
 mod system;
@@ -243,7 +244,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Inspect { ids } => container::inspect(&paths, ids).await,
         Command::Logs { follow, tail, id } => {
             let client = client::connect(&paths.apiserver_socket()).await?;
-            attach::logs(&client, &id, follow, tail).await
+            logs::logs(&client, &id, follow, tail).await
         }
         Command::Wait { ids } => container::wait(&paths, ids).await,
         Command::Exec {

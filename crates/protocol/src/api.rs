@@ -70,7 +70,7 @@ pub enum ApiRequest {
     },
     /// Replies `Json` with an array of container records.
     ContainerInspect(Vec<String>),
-    /// Replies `Log` with the log file's descriptor.
+    /// Replies `Log` with the log's files as descriptors, oldest first.
     ContainerLogs {
         id: String,
     },

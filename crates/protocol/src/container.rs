@@ -82,4 +82,54 @@ pub struct ContainerConfig {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub created: u64,
+    /// How much of the workload's output is kept (`--log-opt`).
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Docker's `local` log driver habits: the output goes to `container.log`, which is
+/// rotated at `max_size` bytes into `container.log.1`, `.2`, …, keeping `max_files`
+/// files in all; the oldest goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    pub max_size: u64,
+    pub max_files: u32,
+}
+
+/// 10 MiB × 3: a chatty container keeps at most 30 MiB, a quiet one its whole story.
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
+pub const DEFAULT_LOG_MAX_FILES: u32 = 3;
+/// The copier reads at most this much at once, and never splits one read over a limit
+/// it fits in: with files at least this big, no file ever exceeds `max_size`.
+pub const MIN_LOG_SIZE: u64 = 64 * 1024;
+/// Every file of a log travels in one `logs` reply, as one descriptor each.
+pub const MAX_LOG_FILES: u32 = crate::frame::MAX_FDS_PER_FRAME as u32;
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            max_size: DEFAULT_LOG_MAX_SIZE,
+            max_files: DEFAULT_LOG_MAX_FILES,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Why these limits cannot be used, if they cannot.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_size < MIN_LOG_SIZE {
+            return Err(format!(
+                "log max-size {} is below the minimum of {MIN_LOG_SIZE} bytes (64k)",
+                self.max_size
+            ));
+        }
+        if !(1..=MAX_LOG_FILES).contains(&self.max_files) {
+            return Err(format!(
+                "log max-file {} is not between 1 and {MAX_LOG_FILES}",
+                self.max_files
+            ));
+        }
+        Ok(())
+    }
 }

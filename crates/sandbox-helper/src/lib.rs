@@ -11,6 +11,7 @@
 pub mod etc;
 pub mod interfaces;
 pub mod launch;
+pub mod logs;
 pub mod namespaces;
 pub mod netdev;
 pub mod network;

@@ -245,7 +245,7 @@ impl SandboxHelper {
             stdout,
             stderr,
             master,
-        } = launch::wire(stdio, fds, spec.log_path.as_ref(), None)
+        } = launch::wire(stdio, fds, spec.log_path.as_ref(), spec.log, None)
             .map_err(|e| self.err(step, e))?;
         let p = &spec.process;
         let launch = Launch {
@@ -277,9 +277,13 @@ impl SandboxHelper {
         drop(st);
         tracing::info!("container {}: workload started (pid {pid})", self.id());
         let helper = self.clone();
+        let log_path = PathBuf::from(&spec.log_path);
         tokio::spawn(async move {
             let status = match child.wait().await {
-                Ok(s) => launch::exit_status(s),
+                Ok(s) => {
+                    crate::logs::drained(&log_path);
+                    launch::exit_status(s)
+                }
                 Err(e) => {
                     tracing::error!("container {}: wait for pid {pid}: {e}", helper.id());
                     ExitStatus {
@@ -363,8 +367,14 @@ impl SandboxHelper {
             .rootfs
             .as_ref()
             .map(|_| PathBuf::from(format!("/proc/{pid}/root/dev/pts/ptmx")));
-        let wiring = launch::wire(stdio, fds, spec.log_path.as_ref(), ptmx.as_deref())
-            .map_err(|e| self.err(step, e))?;
+        let wiring = launch::wire(
+            stdio,
+            fds,
+            spec.log_path.as_ref(),
+            spec.log,
+            ptmx.as_deref(),
+        )
+        .map_err(|e| self.err(step, e))?;
         let launch = Launch {
             args: process.args.clone(),
             env: launch::environment(
@@ -400,8 +410,10 @@ impl SandboxHelper {
             None => None,
         };
         let (tx, rx) = watch::channel(None);
+        let log_path = PathBuf::from(&spec.log_path);
         tokio::spawn(async move {
             let status = child.wait().await.ok().map(launch::exit_status);
+            crate::logs::drained(&log_path);
             let _ = tx.send(Some(status.unwrap_or(ExitStatus {
                 code: 137,
                 signal: None,

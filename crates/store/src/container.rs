@@ -15,7 +15,7 @@ pub const CONTAINER_RECORD_VERSION: u32 = 1;
 /// The configuration travels typed from the CLI to the apiserver, so its types live
 /// with the protocol; the record on disk is the same shape, in JSON.
 pub use container_protocol::container::{
-    ContainerConfig, NetDeviceConfig, NetworkAttachmentConfig, ProcessConfig,
+    ContainerConfig, LogConfig, NetDeviceConfig, NetworkAttachmentConfig, ProcessConfig,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

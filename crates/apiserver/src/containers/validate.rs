@@ -162,6 +162,10 @@ impl Containers {
             return Err(bad(format!("container {id}: no command given")));
         }
         check_env(&config.process.env).map_err(|e| bad(format!("container {id}: {e}")))?;
+        config
+            .log
+            .check()
+            .map_err(|e| bad(format!("container {id}: {e}")))?;
         if let Some(rootfs) = &config.rootfs {
             let meta = std::fs::metadata(rootfs)
                 .map_err(|e| bad(format!("container {id}: rootfs {rootfs}: {e}")))?;
