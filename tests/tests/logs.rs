@@ -300,3 +300,48 @@ fn the_apiserver_log_rotates() {
     });
     w.ok(&["system", "stop"]);
 }
+
+/// Issue 18 item 7: a helper's own log under `<run>/helpers/` rotates too, its rotated
+/// files go with it, and `system check` counts them as its log.
+#[test]
+fn a_helper_log_rotates_and_goes_with_its_container() {
+    let mut world = World::new();
+    let rootfs = busybox_rootfs(world.iso.dir()).display().to_string();
+    world.start_apiserver_with(&[
+        ("CONTAINER_DAEMON_LOG_MAX_SIZE", "200"),
+        ("CONTAINER_DAEMON_LOG_MAX_FILES", "2"),
+    ]);
+    let w = &world;
+    w.ok(&[
+        "run", "-d", "--name", "talky", "--rootfs", &rootfs, "--", "sleep", "1000",
+    ]);
+    for _ in 0..5 {
+        w.ok(&["exec", "talky", "true"]);
+    }
+    let dir = w.run_dir().join("helpers/sandbox");
+    let log = dir.join("talky.log");
+    let older = dir.join("talky.log.1");
+    assert!(older.exists(), "the sandbox helper's log rotated");
+    for p in [&log, &older] {
+        let size = std::fs::metadata(p).expect("log").len();
+        // A line that does not fit goes whole into a fresh file.
+        assert!(size < 1024, "{} is {size} bytes", p.display());
+    }
+    assert!(!dir.join("talky.log.2").exists());
+    let check = w.cli(&["system", "check"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    w.ok(&["rm", "-f", "talky"]);
+    eventually("the helper's logs are gone with it", || {
+        !log.exists() && !older.exists()
+    });
+    let check = w.cli(&["system", "check"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
