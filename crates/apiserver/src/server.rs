@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use container_protocol::api::SERVICE;
 use container_protocol::frame::{self, ServerFrame};
-use container_protocol::rpc::{refuse_now, serve, Admission, Admitted, Service, BUSY};
+use container_protocol::rpc::{
+    refuse_now, serve, Admission, Admitted, Service, ADMISSION_WAIT, BUSY,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -118,13 +120,22 @@ pub async fn accept_loop<S: Service>(
         let (uid, gid, pid) = (cred.uid(), cred.gid(), cred.pid().unwrap_or(0));
         // Refuse before the reserve is touched: the accept above used one of its
         // descriptors, and gives it back now.
-        let Ok(slot) = connections.clone().try_acquire_owned() else {
+        // As for places before the hello (`Admission::admit`): a moment for the slots of
+        // connections already gone to come back.
+        let slot = match connections.clone().try_acquire_owned() {
+            Ok(slot) => Ok(slot),
+            Err(_) => tokio::time::timeout(ADMISSION_WAIT, connections.clone().acquire_owned())
+                .await
+                .map_err(|_| ())
+                .and_then(|r| r.map_err(|_| ())),
+        };
+        let Ok(slot) = slot else {
             tracing::warn!("{TOO_MANY}: refusing client pid {pid} uid {uid}");
             refuse_now(&stream, TOO_MANY);
             continue;
         };
         // Refused clients count as waiting too: their refusal takes a moment to read.
-        let Some(admitted) = limits.admission.try_admit() else {
+        let Some(admitted) = limits.admission.admit().await else {
             tracing::warn!("{BUSY}: refusing client pid {pid} uid {uid}");
             refuse_now(&stream, BUSY);
             continue;

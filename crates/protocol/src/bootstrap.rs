@@ -121,7 +121,7 @@ pub async fn serve_bootstrap<S: Service>(
     }
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => match vendor.admission.try_admit() {
+            Ok((stream, _)) => match vendor.admission.admit().await {
                 Some(admitted) => {
                     tokio::spawn(serve(
                         stream,

@@ -33,6 +33,9 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// peer says hello at once, so these are connections that are slow, stuck or hostile.
 pub const MAX_PENDING_HELLOS: usize = 128;
 
+/// How long an accept loop waits for a place before it refuses a connection.
+pub const ADMISSION_WAIT: Duration = Duration::from_millis(250);
+
 /// What a server grants connections that have not said hello yet: a bounded number of
 /// them, each for a bounded time, each reading at most one small frame. Past the hello
 /// a connection is someone the server chose to talk to.
@@ -54,6 +57,25 @@ impl Admission {
     /// taken (refuse the connection: accepting it would let waiting ones pile up).
     pub fn try_admit(&self) -> Option<Admitted> {
         let permit = self.pending.clone().try_acquire_owned().ok()?;
+        Some(Admitted {
+            _permit: permit,
+            deadline: self.deadline,
+        })
+    }
+
+    /// Like [`Admission::try_admit`], waiting a moment for a place to free. Places held
+    /// by connections whose peers are already gone come back as soon as the server has
+    /// read their EOF; a burst of dropped connections must not turn the next client
+    /// away. An accept loop waits here, so meanwhile new connections wait in the
+    /// kernel's backlog, not in this process.
+    pub async fn admit(&self) -> Option<Admitted> {
+        if let Some(admitted) = self.try_admit() {
+            return Some(admitted);
+        }
+        let permit = tokio::time::timeout(ADMISSION_WAIT, self.pending.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()?;
         Some(Admitted {
             _permit: permit,
             deadline: self.deadline,
