@@ -51,6 +51,33 @@ impl World {
 
     /// Like [`World::start_apiserver`], with extra environment (fault points).
     pub fn start_apiserver_with(&mut self, env: &[(&str, &str)]) -> u32 {
+        self.start_apiserver_configured(env, |_| {})
+    }
+
+    /// Like [`World::start_apiserver`], with the descriptor limits a shell or a
+    /// supervisor would have given it.
+    pub fn start_apiserver_nofile(&mut self, soft: u64, hard: u64) -> u32 {
+        self.start_apiserver_configured(&[], |cmd| {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sys::resource::setrlimit(
+                        nix::sys::resource::Resource::RLIMIT_NOFILE,
+                        soft,
+                        hard,
+                    )
+                    .map_err(std::io::Error::from)
+                });
+            }
+        })
+    }
+
+    fn start_apiserver_configured(
+        &mut self,
+        env: &[(&str, &str)],
+        configure: impl FnOnce(&mut Command),
+    ) -> u32 {
         if let Some(mut old) = self.apiserver.take() {
             let _ = old.wait();
         }
@@ -59,7 +86,9 @@ impl World {
             .append(true)
             .open(self.iso.dir().join("apiserver.log"))
             .expect("apiserver log");
-        let child = Command::new(bin("container-apiserver"))
+        let mut cmd = Command::new(bin("container-apiserver"));
+        configure(&mut cmd);
+        let child = cmd
             .envs(env.iter().copied())
             .arg("--root")
             .arg(self.root())

@@ -1653,7 +1653,7 @@ fn malformed_wire_input_closes_one_connection_and_the_daemon_keeps_serving() {
     assert_eq!(echo, [1, 1, 0, 0, 0x55], "bincode layout of a call");
 
     let cases = vec![
-        wire("a frame announcing MAX_FRAME + 1 bytes", "frame size too big", {
+        wire("a frame announcing MAX_FRAME + 1 bytes", "is over the limit of", {
             let sock = sock.clone();
             move |_| {
                 let mut c = Raw::connect(&sock);
@@ -2061,7 +2061,9 @@ fn frame_seeds() -> Vec<Vec<u8>> {
             id: 5,
             fds: 0,
             body: ApiRequest::ContainerCreate {
-                config: r#"{"process":{"args":["true"]}}"#.into(),
+                config: Box::new(
+                    serde_json::from_str(r#"{"process":{"args":["true"]}}"#).expect("config"),
+                ),
             },
         },
         ClientFrame::Call {

@@ -30,6 +30,7 @@ pub struct Options {
     pub helper_dir: PathBuf,
     pub access: Access,
     pub deadlines: Deadlines,
+    pub limits: server::Limits,
 }
 
 pub struct ApiServer {
@@ -124,6 +125,7 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
     let accepting = tokio::spawn(server::accept_loop(
         listener,
         opts.access.clone(),
+        opts.limits.clone(),
         server.clone(),
     ));
     {

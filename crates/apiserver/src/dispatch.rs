@@ -74,13 +74,10 @@ impl ApiServer {
             ApiRequest::NetworkPrune => ApiResponse::Names(n.prune().await?),
             ApiRequest::NetworkGc(name) => ApiResponse::Collected(n.gc(name).await?),
             ApiRequest::ContainerCreate { config } => ApiResponse::Created {
-                id: c.create_json(&config).await?,
+                id: c.create(*config).await?,
             },
             ApiRequest::ContainerRun { config, stdio } => {
-                let config = serde_json::from_str(&config).map_err(|e| {
-                    ApiError::Invalid(format!("invalid container configuration: {e}"))
-                })?;
-                let (id, pid, fds) = c.run(config, stdio, fds).await?;
+                let (id, pid, fds) = c.run(*config, stdio, fds).await?;
                 return Ok((ApiResponse::Started { id, pid }, fds));
             }
             ApiRequest::ContainerStart { id, stdio } => {
@@ -107,8 +104,8 @@ impl ApiServer {
             ApiRequest::ContainerList { all } => ApiResponse::Containers(c.list(all)),
             ApiRequest::ContainerInspect(ids) => ApiResponse::Json(c.inspect(ids)?),
             ApiRequest::ContainerLogs { id } => {
-                let (running, fd) = c.logs(&id)?;
-                return Ok((ApiResponse::Log { running }, vec![fd]));
+                let (running, fds) = c.logs(&id)?;
+                return Ok((ApiResponse::Log { running }, fds));
             }
             ApiRequest::ContainerExec { id, args, env, tty } => {
                 return Ok(match c.exec(&id, args, env, tty, fds).await? {

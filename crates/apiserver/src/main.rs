@@ -1,8 +1,10 @@
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use container_apiserver::daemon::{run, Options};
-use container_apiserver::server::Access;
+use container_apiserver::server::{self, Access, Limits};
+use container_protocol::rpc::{Admission, HELLO_TIMEOUT, MAX_PENDING_HELLOS};
 use container_store::paths::{self, Paths};
 use container_supervise::{default_helper_dir, Deadlines};
 
@@ -36,17 +38,43 @@ struct Args {
         default_value_t = 10_000
     )]
     call_timeout_ms: u64,
+    /// How long a new connection may take to say hello before it is closed.
+    #[arg(long = "hello-timeout-ms", env = "CONTAINER_HELLO_TIMEOUT_MS",
+          default_value_t = HELLO_TIMEOUT.as_millis() as u64)]
+    hello_timeout_ms: u64,
+    /// How many connections may wait for their hello at once; more are refused.
+    #[arg(long = "max-pending-hellos", env = "CONTAINER_MAX_PENDING_HELLOS",
+          default_value_t = MAX_PENDING_HELLOS)]
+    max_pending_hellos: usize,
 }
 
 fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // `system start` points our stderr at this file; we rotate it. Under a supervisor
+    // stderr is its journal, and nothing rotates here.
+    let log = container_store::logfile::SelfLog::stderr(
+        &Paths::new(args.root.clone(), args.run_dir.clone()).apiserver_log(),
+    );
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CONTAINER_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(move || log.clone())
         .init();
-    let args = Args::parse();
+    let max_connections = match server::raise_nofile_limit() {
+        Ok(limit) => {
+            tracing::info!(
+                "descriptors: {limit}, of which {} kept for the work",
+                server::descriptor_reserve(limit)
+            );
+            Some(server::connection_budget(limit))
+        }
+        Err(e) => {
+            tracing::warn!("RLIMIT_NOFILE: {e}; connections are not bounded");
+            None
+        }
+    };
     let mut gids = args.allow_gid;
     gids.extend(args.socket_group);
     let opts = Options {
@@ -60,6 +88,13 @@ fn main() -> anyhow::Result<()> {
         deadlines: Deadlines::from_quick(std::time::Duration::from_millis(
             args.call_timeout_ms.max(1),
         )),
+        limits: Limits {
+            admission: Admission::new(
+                args.max_pending_hellos,
+                Duration::from_millis(args.hello_timeout_ms),
+            ),
+            max_connections,
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -5,6 +5,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use anyhow::{bail, Context, Result};
 use container_protocol::api::{ApiRequest, ApiResponse};
+use container_protocol::container::ContainerConfig;
 use container_protocol::sandbox::Stdio;
 use nix::sys::termios;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -55,6 +56,9 @@ impl RawMode {
         let mut raw = saved.clone();
         termios::cfmakeraw(&mut raw);
         let _ = termios::tcsetattr(stdin.as_fd(), termios::SetArg::TCSANOW, &raw);
+        // Dying of SIGPIPE here would leave the terminal raw: a closed stdout ends the
+        // session through its write error instead, and the mode is restored.
+        set_sigpipe(nix::sys::signal::SigHandler::SigIgn);
         RawMode { saved: Some(saved) }
     }
 }
@@ -63,8 +67,14 @@ impl Drop for RawMode {
     fn drop(&mut self) {
         if let Some(saved) = &self.saved {
             let _ = termios::tcsetattr(std::io::stdin().as_fd(), termios::SetArg::TCSANOW, saved);
+            set_sigpipe(nix::sys::signal::SigHandler::SigDfl);
         }
     }
+}
+
+pub fn set_sigpipe(handler: nix::sys::signal::SigHandler) {
+    // SAFETY: SIG_DFL and SIG_IGN run no code of ours in the handler.
+    let _ = unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, handler) };
 }
 
 fn window_size() -> Option<(u16, u16)> {
@@ -89,7 +99,7 @@ fn window_size() -> Option<(u16, u16)> {
 /// it, whatever happens to this process), then waits; returns the workload's exit code.
 pub async fn run_attached(
     client: &ApiClient,
-    config: String,
+    config: Box<ContainerConfig>,
     tty: bool,
     interactive: bool,
 ) -> Result<i32> {
@@ -122,7 +132,7 @@ pub async fn run_attached(
 }
 
 /// `run -d`: creates and starts in one call; returns the container's id.
-pub async fn run_detached(client: &ApiClient, config: String) -> Result<String> {
+pub async fn run_detached(client: &ApiClient, config: Box<ContainerConfig>) -> Result<String> {
     let reply = call(
         client,
         ApiRequest::ContainerRun {
@@ -277,79 +287,6 @@ async fn copy(
             break;
         }
         let _ = to.flush().await;
-    }
-}
-
-/// `logs [-f] [-n N]`: the apiserver hands over the log file; we read it here.
-pub async fn logs(client: &ApiClient, id: &str, follow: bool, tail: Option<usize>) -> Result<i32> {
-    let (reply, mut fds) = call_fds(
-        client,
-        ApiRequest::ContainerLogs { id: id.to_string() },
-        vec![],
-    )
-    .await?;
-    let ApiResponse::Log { running } = reply else {
-        bail!("unexpected answer from the apiserver")
-    };
-    let Some(fd) = fds.pop() else {
-        bail!("no log came back from the apiserver")
-    };
-    let mut file = tokio::fs::File::from_std(std::fs::File::from(fd));
-    let mut text = Vec::new();
-    file.read_to_end(&mut text).await?;
-    let mut out = tokio::io::stdout();
-    let start = match tail {
-        Some(n) => {
-            let mut count = 0;
-            let mut pos = text.len();
-            let body = text.strip_suffix(b"\n").unwrap_or(&text);
-            for (i, b) in body.iter().enumerate().rev() {
-                if *b == b'\n' {
-                    count += 1;
-                    if count == n {
-                        pos = i + 1;
-                        break;
-                    }
-                }
-            }
-            if count < n {
-                0
-            } else {
-                pos
-            }
-        }
-        None => 0,
-    };
-    out.write_all(&text[start..]).await?;
-    out.flush().await?;
-    if !(follow && running) {
-        return Ok(0);
-    }
-    let waiter = client.clone();
-    let wait_id = id.to_string();
-    let mut wait =
-        Box::pin(async move { call(&waiter, ApiRequest::ContainerWait { id: wait_id }).await });
-    let mut buf = vec![0u8; 16384];
-    loop {
-        let n = file.read(&mut buf).await?;
-        if n > 0 {
-            out.write_all(&buf[..n]).await?;
-            out.flush().await?;
-            continue;
-        }
-        tokio::select! {
-            _ = &mut wait => {
-                // Drain what the workload wrote last.
-                loop {
-                    let n = file.read(&mut buf).await?;
-                    if n == 0 { break; }
-                    out.write_all(&buf[..n]).await?;
-                }
-                out.flush().await?;
-                return Ok(0);
-            }
-            _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
-        }
     }
 }
 

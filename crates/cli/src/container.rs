@@ -10,12 +10,13 @@ use container_protocol::api::{ApiRequest, ApiResponse};
 use container_protocol::network::{PortMap, PortProtocol};
 use container_protocol::sandbox::UserSpec;
 use container_store::container::{
-    ContainerConfig, NetDeviceConfig, NetworkAttachmentConfig, ProcessConfig,
+    ContainerConfig, LogConfig, NetDeviceConfig, NetworkAttachmentConfig, ProcessConfig,
 };
 use container_store::Paths;
 
 use crate::attach;
 use crate::client::{call, connect, ApiClient};
+use crate::config_file;
 use crate::output::{self, Format};
 
 #[derive(Args, Clone)]
@@ -65,6 +66,10 @@ pub struct CreateArgs {
     /// Allocate a pseudo-terminal.
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Log limits, as Docker's `local` driver: max-size=SIZE (64k, 10m, 1g; default
+    /// 10m), max-file=N (1 to 8; default 3). Repeatable.
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opts: Vec<String>,
     /// A JSON container configuration (the on-disk shape) instead of flags.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -73,7 +78,7 @@ pub struct CreateArgs {
     pub command: Vec<String>,
 }
 
-fn parse_network(spec: &str) -> Result<NetworkAttachmentConfig> {
+pub fn parse_network(spec: &str) -> Result<NetworkAttachmentConfig> {
     let mut parts = spec.split(',');
     let network = parts.next().unwrap_or_default().to_string();
     if network.is_empty() {
@@ -139,16 +144,29 @@ fn parse_publish(spec: &str) -> Result<PortMap> {
     })
 }
 
+/// A container joins a network once: twice would give it two interfaces on one
+/// bridge, and two addresses of one subnet (the apiserver refuses it too).
+fn once_per_network(networks: &[NetworkAttachmentConfig]) -> Result<()> {
+    for (i, att) in networks.iter().enumerate() {
+        if networks[..i].iter().any(|a| a.network == att.network) {
+            bail!(
+                "--network {} is given twice: a container joins a network once",
+                att.network
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Builds the configuration the apiserver receives, from flags or from `--config`.
 pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
     if let Some(path) = &a.config {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-        let mut config: ContainerConfig = serde_json::from_str(&text)
-            .map_err(|e| anyhow!("invalid container configuration {}: {e}", path.display()))?;
+        let mut config = config_file::load(path)?;
         if let Some(name) = &a.name {
             config.id = name.clone();
         }
+        once_per_network(&config.networks)?;
+        config.log = log_config(config.log, &a.log_opts)?;
         return Ok(config);
     }
     if a.command.is_empty() {
@@ -163,6 +181,11 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
         {
+            // As Docker and compose read a shell-style file: `export D=4` sets D.
+            let line = line
+                .strip_prefix("export ")
+                .map(str::trim_start)
+                .unwrap_or(line);
             if !line.contains('=') {
                 bail!(
                     "env file {}: invalid line {line:?}: expected KEY=VALUE",
@@ -196,13 +219,7 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
             )
         })?;
     let networks = if a.networks.is_empty() {
-        vec![NetworkAttachmentConfig {
-            network: "default".into(),
-            ip: None,
-            ip6: None,
-            mac: None,
-            ifname: None,
-        }]
+        vec![config_file::default_network()]
     } else if a.networks.iter().any(|n| n == "none") {
         if a.networks.len() > 1 {
             bail!("--network none cannot be combined with other networks");
@@ -214,6 +231,7 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
             .map(|n| parse_network(n))
             .collect::<Result<_>>()?
     };
+    once_per_network(&networks)?;
     let mut net_devices = BTreeMap::new();
     for d in &a.net_devices {
         let (host, name) = match d.split_once('=') {
@@ -236,12 +254,7 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         .map(|l| crate::network::key_value("label", l))
         .collect::<Result<BTreeMap<_, _>>>()?;
     let rootfs = match &a.rootfs {
-        Some(p) => Some(
-            std::fs::canonicalize(p)
-                .with_context(|| format!("rootfs {}", p.display()))?
-                .display()
-                .to_string(),
-        ),
+        Some(p) => Some(config_file::absolute_rootfs(p)?),
         None => None,
     };
     Ok(ContainerConfig {
@@ -270,12 +283,54 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         auto_remove: a.rm,
         labels,
         created: 0,
+        log: log_config(LogConfig::default(), &a.log_opts)?,
     })
 }
 
+/// `10m`, `64k`, `1g`, or bytes; units of 1024, as Docker's.
+fn parse_size(text: &str) -> Option<u64> {
+    let lower = text.to_ascii_lowercase();
+    let digits = lower.trim_end_matches('b');
+    let (number, unit) = match digits.char_indices().last()? {
+        (i, 'k') => (&digits[..i], 1 << 10),
+        (i, 'm') => (&digits[..i], 1 << 20),
+        (i, 'g') => (&digits[..i], 1 << 30),
+        _ => (digits, 1),
+    };
+    number.parse::<u64>().ok()?.checked_mul(unit)
+}
+
+/// The `--log-opt` flags over `base`; the apiserver checks the limits.
+fn log_config(base: LogConfig, opts: &[String]) -> Result<LogConfig> {
+    let mut log = base;
+    for opt in opts {
+        let (k, v) = opt
+            .split_once('=')
+            .ok_or_else(|| anyhow!("invalid --log-opt {opt:?}: expected KEY=VALUE"))?;
+        match k {
+            "max-size" => {
+                log.max_size = parse_size(v).ok_or_else(|| {
+                    anyhow!("invalid --log-opt {opt:?}: {v:?} is not a size (64k, 10m, 1g)")
+                })?
+            }
+            "max-file" => {
+                log.max_files = v.parse().map_err(|_| {
+                    anyhow!("invalid --log-opt {opt:?}: {v:?} is not a number of files")
+                })?
+            }
+            other => bail!(
+                "invalid --log-opt {opt:?}: unknown option {other:?} (use max-size, max-file)"
+            ),
+        }
+    }
+    Ok(log)
+}
+
 pub async fn create(client: &ApiClient, config: &ContainerConfig) -> Result<String> {
-    let json = serde_json::to_string(config)?;
-    match call(client, ApiRequest::ContainerCreate { config: json }).await? {
+    let req = ApiRequest::ContainerCreate {
+        config: Box::new(config.clone()),
+    };
+    match call(client, req).await? {
         ApiResponse::Created { id } => Ok(id),
         _ => bail!("unexpected answer from the apiserver"),
     }
@@ -285,12 +340,12 @@ pub async fn run(paths: &Paths, args: CreateArgs, detach: bool) -> Result<i32> {
     let client = connect(&paths.apiserver_socket()).await?;
     let config = build_config(&args)?;
     let (tty, interactive) = (config.process.tty, config.process.interactive);
-    let json = serde_json::to_string(&config)?;
+    let config = Box::new(config);
     if detach {
-        println!("{}", attach::run_detached(&client, json).await?);
+        println!("{}", attach::run_detached(&client, config).await?);
         return Ok(0);
     }
-    attach::run_attached(&client, json, tty, interactive).await
+    attach::run_attached(&client, config, tty, interactive).await
 }
 
 pub async fn create_cmd(paths: &Paths, args: CreateArgs) -> Result<i32> {
@@ -390,7 +445,13 @@ pub async fn rm(paths: &Paths, ids: Vec<String>, force: bool) -> Result<i32> {
     Ok(if failed { 1 } else { 0 })
 }
 
-pub async fn ls(paths: &Paths, all: bool, quiet: bool, format: Format) -> Result<i32> {
+pub async fn ls(
+    paths: &Paths,
+    all: bool,
+    quiet: bool,
+    no_trunc: bool,
+    format: Format,
+) -> Result<i32> {
     let client = connect(&paths.apiserver_socket()).await?;
     let ApiResponse::Containers(list) = call(&client, ApiRequest::ContainerList { all }).await?
     else {
@@ -421,6 +482,12 @@ pub async fn ls(paths: &Paths, all: bool, quiet: bool, format: Format) -> Result
                         .collect::<Vec<_>>()
                         .join(","),
                 ]
+                .into_iter()
+                .map(|cell| match no_trunc {
+                    true => cell,
+                    false => output::truncate(&cell, output::CELL_WIDTH),
+                })
+                .collect()
             })
             .collect();
         output::table(&["ID", "COMMAND", "STATUS", "NETWORKS", "ADDRESSES"], &rows);
@@ -428,12 +495,28 @@ pub async fn ls(paths: &Paths, all: bool, quiet: bool, format: Format) -> Result
     Ok(0)
 }
 
+/// As Docker: the records found, as one array, and an error on stderr for each name
+/// that is not; the exit code is then that error's (1 for not found).
 pub async fn inspect(paths: &Paths, ids: Vec<String>) -> Result<i32> {
     let client = connect(&paths.apiserver_socket()).await?;
-    if let ApiResponse::Json(j) = call(&client, ApiRequest::ContainerInspect(ids)).await? {
-        println!("{j}");
+    let mut found = Vec::new();
+    let mut code = 0;
+    for id in ids {
+        match call(&client, ApiRequest::ContainerInspect(vec![id])).await {
+            Ok(ApiResponse::Json(j)) => {
+                let records: Vec<serde_json::Value> = serde_json::from_str(&j)
+                    .context("the apiserver sent an inspect answer that is not JSON")?;
+                found.extend(records);
+            }
+            Ok(_) => bail!("unexpected answer from the apiserver"),
+            Err(e) => {
+                eprintln!("container: error: {e:#}");
+                code = code.max(i32::from(crate::client::exit_code(&e)));
+            }
+        }
     }
-    Ok(0)
+    output::json(&found)?;
+    Ok(code)
 }
 
 pub async fn wait(paths: &Paths, ids: Vec<String>) -> Result<i32> {

@@ -2,7 +2,9 @@
 
 mod attach;
 mod client;
+mod config_file;
 mod container;
+mod logs;
 mod network;
 mod output;
 mod system;
@@ -95,6 +97,9 @@ enum Command {
         /// Only ids.
         #[arg(short = 'q', long)]
         quiet: bool,
+        /// Show long cells whole (a table cuts them to 40 characters).
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -152,7 +157,17 @@ enum SystemCommand {
     },
 }
 
+/// Dies of SIGPIPE when its reader goes away (`container ls | head -1`), as coreutils
+/// do: the shell sees 141 and prints nothing. Rust ignores SIGPIPE by default, which
+/// turns the closed pipe into a panic in `println!` or a "Broken pipe" error. Writes to
+/// the apiserver's socket are unaffected: they pass MSG_NOSIGNAL.
+/// A terminal session ignores it again while the terminal is raw (`attach::RawMode`).
+fn die_quietly_on_closed_pipe() {
+    attach::set_sigpipe(nix::sys::signal::SigHandler::SigDfl);
+}
+
 fn main() -> ExitCode {
+    die_quietly_on_closed_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -220,11 +235,16 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Stop { time, signal, ids } => container::stop(&paths, ids, time, &signal).await,
         Command::Kill { signal, ids } => container::kill(&paths, ids, &signal).await,
         Command::Rm { force, ids } => container::rm(&paths, ids, force).await,
-        Command::Ls { all, quiet, format } => container::ls(&paths, all, quiet, format).await,
+        Command::Ls {
+            all,
+            quiet,
+            no_trunc,
+            format,
+        } => container::ls(&paths, all, quiet, no_trunc, format).await,
         Command::Inspect { ids } => container::inspect(&paths, ids).await,
         Command::Logs { follow, tail, id } => {
             let client = client::connect(&paths.apiserver_socket()).await?;
-            attach::logs(&client, &id, follow, tail).await
+            logs::logs(&client, &id, follow, tail).await
         }
         Command::Wait { ids } => container::wait(&paths, ids).await,
         Command::Exec {

@@ -87,7 +87,16 @@ pub async fn start(paths: &Paths) -> Result<()> {
 }
 
 fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    // The last few KiB hold the last lines: the log may be 10 MiB.
+    use std::io::{Read, Seek, SeekFrom};
+    let mut bytes = Vec::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        let _ = file
+            .seek(SeekFrom::End(-4096))
+            .or_else(|_| file.seek(SeekFrom::Start(0)));
+        let _ = file.take(4096).read_to_end(&mut bytes);
+    }
+    let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.lines().rev().take(3).collect();
     if lines.is_empty() {
         return String::new();

@@ -7,14 +7,21 @@ use container_store::Paths;
 use tokio::sync::Notify;
 
 fn main() -> anyhow::Result<()> {
+    let args = HelperArgs::parse(std::env::args().skip(1)).map_err(anyhow::Error::msg)?;
+    // The apiserver points our stderr at this file; we rotate it.
+    // (An id the store refuses has no such file: then nothing rotates.)
+    let log = container_store::logfile::SelfLog::stderr(
+        &container_store::Paths::new(args.root.clone(), args.run_dir.clone())
+            .helper_file(HelperKind::Network, &args.id, "log")
+            .unwrap_or_default(),
+    );
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CONTAINER_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(move || log.clone())
         .init();
-    let args = HelperArgs::parse(std::env::args().skip(1)).map_err(anyhow::Error::msg)?;
     // One thread is plenty for one network's calls and keeps the helper small.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

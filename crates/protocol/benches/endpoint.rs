@@ -44,7 +44,10 @@ fn pair() -> (tokio::net::UnixStream, tokio::net::UnixStream) {
 async fn vended_client() -> Client<Ping, Ping> {
     let (boot_client, boot_server) = pair();
     let vendor = Vendor::new(Arc::new(Echo), "bench");
-    tokio::spawn(serve(boot_server, vendor, "bootstrap".into()));
+    let admitted = container_protocol::rpc::Admission::default()
+        .try_admit()
+        .expect("a place");
+    tokio::spawn(serve(boot_server, vendor, "bootstrap".into(), admitted));
     let bootstrap = container_protocol::bootstrap::bootstrap_client(boot_client, "bench")
         .await
         .expect("bootstrap");

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::container::ContainerConfig;
 use crate::helper::HelperKind;
 use crate::network::ReservationInfo;
 use crate::sandbox::{ExitStatus, Stdio};
@@ -29,9 +30,9 @@ pub enum ApiRequest {
     /// IPAM GC now: on one network, or all.
     NetworkGc(Option<String>),
 
-    /// `config` is a container configuration in JSON (the on-disk shape).
+    /// Built by the CLI; the apiserver validates all of it.
     ContainerCreate {
-        config: String,
+        config: Box<ContainerConfig>,
     },
     /// Bootstrap and start. With `Stdio::Inherit` the call carries stdin, stdout and
     /// stderr; with `Stdio::Tty` the reply carries the pty master.
@@ -43,7 +44,7 @@ pub enum ApiRequest {
     /// created container behind, and a failed start removes what was created. Replies
     /// `Started`; with `Stdio::Tty` the reply carries the pty master.
     ContainerRun {
-        config: String,
+        config: Box<ContainerConfig>,
         stdio: Stdio,
     },
     /// Resolves when the container next stops (at once if it is stopped, or if it was
@@ -69,7 +70,7 @@ pub enum ApiRequest {
     },
     /// Replies `Json` with an array of container records.
     ContainerInspect(Vec<String>),
-    /// Replies `Log` with the log file's descriptor.
+    /// Replies `Log` with the log's files as descriptors, oldest first.
     ContainerLogs {
         id: String,
     },

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::error::{ProtocolError, RemoteError};
-use crate::rpc::{serve, Client, Service};
+use crate::rpc::{refuse_now, serve, Admission, Client, Service, BUSY};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum BootstrapRequest {
@@ -35,13 +35,24 @@ pub type BootstrapClient = Client<BootstrapRequest, BootstrapResponse>;
 pub struct Vendor<S> {
     service: Arc<S>,
     label: String,
+    /// Shared by the bootstrap connections and the endpoints vended on them.
+    admission: Admission,
 }
 
 impl<S: Service> Vendor<S> {
     pub fn new(service: Arc<S>, label: impl Into<String>) -> Arc<Self> {
+        Vendor::with_admission(service, label, Admission::default())
+    }
+
+    pub fn with_admission(
+        service: Arc<S>,
+        label: impl Into<String>,
+        admission: Admission,
+    ) -> Arc<Self> {
         Arc::new(Vendor {
             service,
             label: label.into(),
+            admission,
         })
     }
 }
@@ -57,6 +68,10 @@ impl<S: Service> Service for Vendor<S> {
         _fds: Vec<OwnedFd>,
     ) -> Result<(BootstrapResponse, Vec<OwnedFd>), RemoteError> {
         let BootstrapRequest::CreateEndpoint = req;
+        let admitted = self
+            .admission
+            .try_admit()
+            .ok_or_else(|| RemoteError::new(crate::ErrorKind::Unavailable, BUSY))?;
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
             SockType::Stream,
@@ -66,7 +81,12 @@ impl<S: Service> Service for Vendor<S> {
         .map_err(|e| RemoteError::internal(format!("create endpoint: socketpair: {e}")))?;
         let stream =
             into_tokio(ours).map_err(|e| RemoteError::internal(format!("create endpoint: {e}")))?;
-        tokio::spawn(serve(stream, self.service.clone(), self.label.clone()));
+        tokio::spawn(serve(
+            stream,
+            self.service.clone(),
+            self.label.clone(),
+            admitted,
+        ));
         Ok((BootstrapResponse::Endpoint, vec![theirs]))
     }
 }
@@ -86,22 +106,35 @@ pub async fn serve_bootstrap<S: Service>(
     vendor: Arc<Vendor<S>>,
 ) {
     if let Some(fd) = inherited {
-        match into_tokio(fd) {
-            Ok(stream) => {
+        match (into_tokio(fd), vendor.admission.try_admit()) {
+            (Ok(stream), Some(admitted)) => {
                 tokio::spawn(serve(
                     stream,
                     vendor.clone(),
                     "bootstrap (inherited)".into(),
+                    admitted,
                 ));
             }
-            Err(e) => tracing::error!("inherited bootstrap socket unusable: {e}"),
+            (Ok(_), None) => tracing::error!("no place for the inherited bootstrap socket"),
+            (Err(e), _) => tracing::error!("inherited bootstrap socket unusable: {e}"),
         }
     }
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(serve(stream, vendor.clone(), "bootstrap (path)".into()));
-            }
+            Ok((stream, _)) => match vendor.admission.admit().await {
+                Some(admitted) => {
+                    tokio::spawn(serve(
+                        stream,
+                        vendor.clone(),
+                        "bootstrap (path)".into(),
+                        admitted,
+                    ));
+                }
+                None => {
+                    tracing::warn!("bootstrap: {BUSY}; refusing a connection");
+                    refuse_now(&stream, BUSY);
+                }
+            },
             Err(e) => {
                 tracing::error!("bootstrap accept: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;

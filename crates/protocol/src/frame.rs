@@ -1,11 +1,10 @@
-//! Frame layout: a 4-byte big-endian length (tokio-util's `LengthDelimitedCodec`) and a
-//! bincode-2 body. File descriptors ride as `SCM_RIGHTS` on the first byte of the frame
+//! Frame layout: a 4-byte big-endian length and a bincode-2 body. File descriptors ride as `SCM_RIGHTS` on the first byte of the frame
 //! that announces them (see `transport`).
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio_util::codec::{Encoder, LengthDelimitedCodec};
+use tokio_util::codec::Decoder;
 
 /// Bumped on any incompatible change of the frame or message layout.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -18,10 +17,63 @@ pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 /// Most descriptors one frame may carry (stdio of an attached run needs three).
 pub const MAX_FDS_PER_FRAME: usize = 8;
 
-pub fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .max_frame_length(MAX_FRAME)
-        .new_codec()
+/// Largest frame a server reads before the peer's hello: the hello is a version and a
+/// service name, so a connection that has not said who it is costs almost nothing.
+pub const MAX_HELLO_FRAME: usize = 1024;
+
+/// Bytes of the length prefix.
+const HEAD: usize = 4;
+
+/// Cuts a byte stream into frames without allocating ahead of the bytes that arrived.
+///
+/// tokio-util's `LengthDelimitedCodec` reserves the announced length as soon as it has
+/// read a header, so a peer that sends only "4 MiB follows" makes the reader hold 4 MiB.
+/// Here the buffer grows only as the reader fills it.
+#[derive(Debug, Clone)]
+pub struct FrameCodec {
+    max: usize,
+}
+
+impl FrameCodec {
+    pub fn new(max: usize) -> Self {
+        FrameCodec { max }
+    }
+
+    /// Changes the limit for the frames after this one (a server lifts it after the hello).
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = BytesMut;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, std::io::Error> {
+        let Some(head) = src.get(..HEAD) else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if len > self.max {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "a frame of {len} bytes is over the limit of {} bytes",
+                    self.max
+                ),
+            ));
+        }
+        if src.len() < HEAD + len {
+            return Ok(None);
+        }
+        src.advance(HEAD);
+        Ok(Some(src.split_to(len)))
+    }
+}
+
+/// The codec every reader uses once a connection is past its hello.
+pub fn codec() -> FrameCodec {
+    FrameCodec::new(MAX_FRAME)
 }
 
 fn config() -> impl bincode::config::Config {
@@ -62,10 +114,15 @@ pub enum ServerFrame<Resp> {
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Bytes, String> {
     let body = bincode::serde::encode_to_vec(value, config()).map_err(|e| e.to_string())?;
-    let mut out = BytesMut::with_capacity(body.len() + 4);
-    codec()
-        .encode(Bytes::from(body), &mut out)
-        .map_err(|e| e.to_string())?;
+    if body.len() > MAX_FRAME {
+        return Err(format!(
+            "a frame of {} bytes is over the limit of {MAX_FRAME} bytes",
+            body.len()
+        ));
+    }
+    let mut out = BytesMut::with_capacity(body.len() + HEAD);
+    out.put_u32(body.len() as u32);
+    out.put_slice(&body);
     Ok(out.freeze())
 }
 
@@ -76,4 +133,48 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
         return Err(format!("{} trailing bytes", body.len() - used));
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header announcing 4 MiB − 1 must not make the reader reserve 4 MiB: the buffer
+    /// grows only with what arrives.
+    #[test]
+    fn a_bare_header_reserves_nothing() {
+        let mut codec = codec();
+        let mut buf = BytesMut::with_capacity(64);
+        buf.put_u32((MAX_FRAME - 1) as u32);
+        buf.put_slice(b"abc");
+        assert!(codec.decode(&mut buf).expect("valid header").is_none());
+        assert!(
+            buf.capacity() < 4096,
+            "the codec reserved {} bytes ahead of the data",
+            buf.capacity()
+        );
+    }
+
+    #[test]
+    fn frames_over_the_limit_are_refused_and_whole_frames_come_out() {
+        let mut hello = FrameCodec::new(MAX_HELLO_FRAME);
+        let mut buf = BytesMut::new();
+        buf.put_u32(MAX_HELLO_FRAME as u32 + 1);
+        assert!(hello.decode(&mut buf).is_err());
+
+        let frame = encode(&ClientFrame::<()>::Hello {
+            version: PROTOCOL_VERSION,
+            service: "x".into(),
+        })
+        .expect("encode");
+        let mut buf = BytesMut::from(&frame[..]);
+        buf.extend_from_slice(&frame[..3]);
+        let body = hello.decode(&mut buf).expect("decode").expect("a frame");
+        assert!(matches!(
+            decode::<ClientFrame<()>>(&body),
+            Ok(ClientFrame::Hello { .. })
+        ));
+        assert!(hello.decode(&mut buf).expect("partial").is_none());
+        assert_eq!(buf.len(), 3);
+    }
 }

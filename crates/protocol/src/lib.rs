@@ -5,9 +5,11 @@
 //! * `rpc`: correlated calls (many in flight on one endpoint) and the server loop.
 //! * `bootstrap`: endpoint vending — the only request a helper's bootstrap socket answers.
 //! * `api`, `network`, `sandbox`, `helper`: the messages of each service.
+//! * `container`: a container's configuration, as the CLI sends it and the store keeps it.
 
 pub mod api;
 pub mod bootstrap;
+pub mod container;
 mod error;
 pub mod fault;
 pub mod frame;

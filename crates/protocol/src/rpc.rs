@@ -14,16 +14,118 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::UnixStream;
 use tokio::sync::{oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
-use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
+use tokio_util::codec::FramedRead;
 
 use crate::error::{ProtocolError, RemoteError};
-use crate::frame::{self, ClientFrame, ServerFrame, MAX_FDS_PER_FRAME, PROTOCOL_VERSION};
+use crate::frame::{
+    self, ClientFrame, FrameCodec, ServerFrame, MAX_FDS_PER_FRAME, MAX_FRAME, MAX_HELLO_FRAME,
+    PROTOCOL_VERSION,
+};
 use crate::transport::{send_frame, FdReader, FrameWriter};
 
 /// How long a peer may take to answer the opening hello before the connection is
 /// abandoned: a live peer answers in microseconds, a wedged one must not hang us.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many connections a server lets wait for their hello at once, by default. A live
+/// peer says hello at once, so these are connections that are slow, stuck or hostile.
+pub const MAX_PENDING_HELLOS: usize = 128;
+
+/// How long an accept loop waits for a place before it refuses a connection.
+pub const ADMISSION_WAIT: Duration = Duration::from_millis(250);
+
+/// What a server grants connections that have not said hello yet: a bounded number of
+/// them, each for a bounded time, each reading at most one small frame. Past the hello
+/// a connection is someone the server chose to talk to.
+#[derive(Clone)]
+pub struct Admission {
+    pending: Arc<Semaphore>,
+    deadline: Duration,
+}
+
+impl Admission {
+    pub fn new(max_pending: usize, deadline: Duration) -> Self {
+        Admission {
+            pending: Arc::new(Semaphore::new(max_pending)),
+            deadline,
+        }
+    }
+
+    /// A place for one more connection until its hello, or `None` when every place is
+    /// taken (refuse the connection: accepting it would let waiting ones pile up).
+    pub fn try_admit(&self) -> Option<Admitted> {
+        let permit = self.pending.clone().try_acquire_owned().ok()?;
+        Some(Admitted {
+            _permit: permit,
+            deadline: self.deadline,
+        })
+    }
+
+    /// Like [`Admission::try_admit`], waiting a moment for a place to free. Places held
+    /// by connections whose peers are already gone come back as soon as the server has
+    /// read their EOF; a burst of dropped connections must not turn the next client
+    /// away. An accept loop waits here, so meanwhile new connections wait in the
+    /// kernel's backlog, not in this process.
+    pub async fn admit(&self) -> Option<Admitted> {
+        if let Some(admitted) = self.try_admit() {
+            return Some(admitted);
+        }
+        let permit = tokio::time::timeout(ADMISSION_WAIT, self.pending.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()?;
+        Some(Admitted {
+            _permit: permit,
+            deadline: self.deadline,
+        })
+    }
+
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+}
+
+impl Default for Admission {
+    fn default() -> Self {
+        Admission::new(MAX_PENDING_HELLOS, HELLO_TIMEOUT)
+    }
+}
+
+/// One connection's place among those waiting for their hello; freed by the hello.
+pub struct Admitted {
+    _permit: OwnedSemaphorePermit,
+    deadline: Duration,
+}
+
+impl Admitted {
+    /// How long this connection may take to say hello.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+}
+
+/// Tells a connection the server has no place for it, without reading from it or
+/// waiting for it: one non-blocking write, then the caller drops the stream. Anything
+/// slower would give the connections being turned away a cost of their own.
+pub fn refuse_now(stream: &UnixStream, message: impl Into<String>) {
+    let frame: ServerFrame<()> = ServerFrame::Refused {
+        message: message.into(),
+    };
+    if let Ok(bytes) = frame::encode(&frame) {
+        // Straight to the socket: tokio's `try_write` gives up on a fresh stream whose
+        // readiness it has not learnt yet.
+        let _ = nix::sys::socket::send(
+            stream.as_raw_fd(),
+            &bytes,
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT | nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        );
+    }
+}
+
+/// What a full server tells the connections it turns away.
+pub const BUSY: &str = "too many connections are waiting for their hello; try again";
 
 /// One side of a service: decodes requests, answers them. Each call runs as its own task.
 pub trait Service: Send + Sync + 'static {
@@ -48,9 +150,15 @@ pub trait Service: Send + Sync + 'static {
 }
 
 /// Serves one connection until the peer closes it or sends something malformed. Errors
-/// are logged here and end only this connection.
-pub async fn serve<S: Service>(stream: UnixStream, service: Arc<S>, peer: String) {
-    if let Err(e) = serve_inner(stream, service, &peer).await {
+/// are logged here and end only this connection. `admitted` is the connection's place
+/// until its hello: it bounds how long the hello may take, and is freed once it came.
+pub async fn serve<S: Service>(
+    stream: UnixStream,
+    service: Arc<S>,
+    peer: String,
+    admitted: Admitted,
+) {
+    if let Err(e) = serve_inner(stream, service, &peer, admitted).await {
         tracing::warn!(peer = %peer, "connection closed: {e}");
     }
 }
@@ -59,9 +167,13 @@ async fn serve_inner<S: Service>(
     stream: UnixStream,
     service: Arc<S>,
     peer: &str,
+    admitted: Admitted,
 ) -> Result<(), ProtocolError> {
     let sock = Arc::new(stream);
-    let mut reader = FramedRead::new(FdReader::new(sock.clone()), frame::codec());
+    let mut reader = FramedRead::new(
+        FdReader::new(sock.clone()),
+        FrameCodec::new(MAX_HELLO_FRAME),
+    );
     let writer = Arc::new(FrameWriter::new(sock.clone()));
     let malformed = |message: String| ProtocolError::Malformed {
         peer: peer.to_string(),
@@ -76,10 +188,19 @@ async fn serve_inner<S: Service>(
         }
     };
 
-    let Some(first) = reader.next().await else {
-        return Ok(());
+    let first = match tokio::time::timeout(admitted.deadline, reader.next()).await {
+        Err(_) => {
+            return Err(ProtocolError::Io {
+                peer: peer.to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no hello within {:?}", admitted.deadline),
+                ),
+            })
+        }
+        Ok(None) => return Ok(()),
+        Ok(Some(first)) => first.map_err(|e| malformed(e.to_string()))?,
     };
-    let first = first.map_err(|e| malformed(e.to_string()))?;
     match frame::decode::<ClientFrame<S::Req>>(&first) {
         Ok(ClientFrame::Hello {
             version,
@@ -105,6 +226,8 @@ async fn serve_inner<S: Service>(
                 return Err(malformed(message));
             }
             send(ServerFrame::Hello { version }).await;
+            reader.decoder_mut().set_max(MAX_FRAME);
+            drop(admitted);
         }
         Ok(ClientFrame::Call { .. }) => return Err(malformed("call before hello".into())),
         Err(e) => return Err(malformed(e)),
@@ -459,7 +582,7 @@ impl<Resp> Drop for PendingEntry<'_, Resp> {
 }
 
 async fn read_replies<Resp: DeserializeOwned>(
-    mut reader: FramedRead<FdReader, LengthDelimitedCodec>,
+    mut reader: FramedRead<FdReader, FrameCodec>,
     shared: Arc<Shared<Resp>>,
 ) {
     while let Some(next) = reader.next().await {

@@ -162,6 +162,9 @@ pub struct SandboxSpec {
     pub process: ProcessSpec,
     /// Where a detached workload's stdout/stderr go.
     pub log_path: String,
+    /// When and how far `log_path` is rotated.
+    #[serde(default)]
+    pub log: crate::container::LogConfig,
     /// Labels, passed through for inspection.
     pub labels: BTreeMap<String, String>,
 }

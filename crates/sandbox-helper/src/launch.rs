@@ -1,10 +1,10 @@
 //! What a process gets besides its plan: environment, stdio, and how its end reads.
 
-use std::fs::OpenOptions;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::Stdio as StdStdio;
 
+use container_protocol::container::LogConfig;
 use container_protocol::sandbox::{ExitStatus, Stdio};
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -53,7 +53,7 @@ pub struct Wiring {
     pub master: Option<OwnedFd>,
 }
 
-/// Wires stdio as asked: the log (appended; stdin empty), the caller's three
+/// Wires stdio as asked: the log (a pipe into it, see `logs`; stdin empty), the caller's three
 /// descriptors, or a new pty.
 /// `root`: the running container's root, whose own devpts gives the terminal, if not
 /// the helper's.
@@ -61,19 +61,12 @@ pub fn wire(
     stdio: Stdio,
     fds: Vec<OwnedFd>,
     log_path: &Path,
+    log_config: LogConfig,
     root: Option<&container_rootfs::Root>,
 ) -> Result<Wiring, String> {
     match stdio {
         Stdio::Log => {
-            if let Some(dir) = log_path.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("create {}: {e}", dir.display()))?;
-            }
-            let log = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log_path)
-                .map_err(|e| format!("open log {}: {e}", log_path.display()))?;
+            let log = crate::logs::pipe_into(log_path, log_config)?;
             let log2 = log
                 .try_clone()
                 .map_err(|e| format!("duplicate log descriptor: {e}"))?;

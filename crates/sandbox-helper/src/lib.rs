@@ -16,6 +16,7 @@ pub mod cleanup;
 pub mod etc;
 pub mod interfaces;
 pub mod launch;
+pub mod logs;
 pub mod namespaces;
 pub mod netdev;
 pub mod network;

@@ -8,20 +8,35 @@ use container_sandbox_helper::service::SandboxHelper;
 use tokio::sync::Notify;
 
 fn main() -> anyhow::Result<()> {
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("cleanup") {
+        argv.remove(0);
+        // The apiserver reads this mode's stderr as its error: plain, not rotated.
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("CONTAINER_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+        let args = HelperArgs::parse(argv).map_err(anyhow::Error::msg)?;
+        return cleanup(args);
+    }
+    let args = HelperArgs::parse(argv).map_err(anyhow::Error::msg)?;
+    // The apiserver points our stderr at this file; we rotate it.
+    // (An id the store refuses has no such file: then nothing rotates.)
+    let log = container_store::logfile::SelfLog::stderr(
+        &container_store::Paths::new(args.root.clone(), args.run_dir.clone())
+            .helper_file(HelperKind::Sandbox, &args.id, "log")
+            .unwrap_or_default(),
+    );
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CONTAINER_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(move || log.clone())
         .init();
-    let mut argv: Vec<String> = std::env::args().skip(1).collect();
-    if argv.first().map(String::as_str) == Some("cleanup") {
-        argv.remove(0);
-        let args = HelperArgs::parse(argv).map_err(anyhow::Error::msg)?;
-        return cleanup(args);
-    }
-    let args = HelperArgs::parse(argv).map_err(anyhow::Error::msg)?;
     // A live twin owns the netns mount we are about to (re)create: leave it alone.
     let socket = args
         .run_dir

@@ -264,7 +264,7 @@ impl SandboxHelper {
             user: &user,
             tty: stdio == Stdio::Tty,
         };
-        let mut wiring = launch::wire(stdio, fds, spec.log_path.as_ref(), None)
+        let mut wiring = launch::wire(stdio, fds, spec.log_path.as_ref(), spec.log, None)
             .map_err(|e| self.err(step, e))?;
         let master = wiring.master.take();
         let launch = plan::launch(&launch_spec, wiring).map_err(|e| self.err(step, e))?;
@@ -289,9 +289,13 @@ impl SandboxHelper {
         drop(st);
         tracing::info!("container {}: workload started (pid {pid})", self.id());
         let helper = self.clone();
+        let log_path = PathBuf::from(&spec.log_path);
         tokio::spawn(async move {
             let status = match child.wait().await {
-                Ok(s) => launch::exit_status(s),
+                Ok(s) => {
+                    crate::logs::drained(&log_path);
+                    launch::exit_status(s)
+                }
                 Err(e) => {
                     tracing::error!("container {}: wait for pid {pid}: {e}", helper.id());
                     ExitStatus {
@@ -375,7 +379,7 @@ impl SandboxHelper {
             .map_err(|e| self.err(step, &e).with_kind(e.kind()))?;
         // With a rootfs the container has its own devpts: take the terminal from it.
         let devpts = spec.rootfs.as_ref().map(|_| &root);
-        let mut wiring = launch::wire(stdio, fds, spec.log_path.as_ref(), devpts)
+        let mut wiring = launch::wire(stdio, fds, spec.log_path.as_ref(), spec.log, devpts)
             .map_err(|e| self.err(step, e))?;
         let wiring_master = wiring.master.take();
         let launch = plan::launch(
@@ -412,8 +416,10 @@ impl SandboxHelper {
             None => None,
         };
         let (tx, rx) = watch::channel(None);
+        let log_path = PathBuf::from(&spec.log_path);
         tokio::spawn(async move {
             let status = child.wait().await.ok().map(launch::exit_status);
+            crate::logs::drained(&log_path);
             let _ = tx.send(Some(status.unwrap_or(ExitStatus {
                 code: 137,
                 signal: None,

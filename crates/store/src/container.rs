@@ -1,11 +1,8 @@
 //! Container records: `<root>/containers/<id>/config.json` (what the user asked for)
 //! and `state.json` (what happened), each written atomically.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-use container_protocol::network::{Allocation, PortMap};
-use container_protocol::sandbox::{InterfaceReport, NetDeviceRecord, UserSpec};
+use container_protocol::network::Allocation;
+use container_protocol::sandbox::{InterfaceReport, NetDeviceRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::{read_json, write_json};
@@ -15,107 +12,11 @@ use crate::StoreError;
 
 pub const CONTAINER_RECORD_VERSION: u32 = 1;
 
-/// One `--network NET[,ip=..][,ip6=..][,mac=..][,ifname=..]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetworkAttachmentConfig {
-    pub network: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip: Option<Ipv4Addr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip6: Option<Ipv6Addr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mac: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ifname: Option<String>,
-}
-
-/// OCI `linux.netDevices` entry: keyed by the host interface name.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetDeviceConfig {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcessConfig {
-    pub args: Vec<String>,
-    #[serde(default)]
-    pub env: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cwd: Option<String>,
-    /// `-u USER[:GROUP]`, names or numbers, resolved when a process starts against the
-    /// container's own /etc/passwd and /etc/group. Absent: `uid` and `gid`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<UserSpec>,
-    /// Numeric ids, as records written before `user` hold them (and `--config` files
-    /// may); 0 is not written.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub uid: u32,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub gid: u32,
-    #[serde(default)]
-    pub tty: bool,
-    #[serde(default)]
-    pub interactive: bool,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-impl ProcessConfig {
-    /// Who the process runs as: `user`, or else the numeric `uid:gid`.
-    pub fn user(&self) -> UserSpec {
-        self.user
-            .clone()
-            .unwrap_or_else(|| UserSpec::ids(self.uid, Some(self.gid)))
-    }
-
-    /// `user` and numeric ids together would say two things.
-    pub fn check_user(&self) -> Result<(), String> {
-        match &self.user {
-            Some(user) if self.uid != 0 || self.gid != 0 => Err(format!(
-                "user {user} and uid {}/gid {} given together: give one of them",
-                self.uid, self.gid
-            )),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// What the user asked for; the JSON shape `container create --config FILE` accepts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerConfig {
-    #[serde(default)]
-    pub version: u32,
-    #[serde(default)]
-    pub id: String,
-    pub process: ProcessConfig,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rootfs: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-    #[serde(default)]
-    pub dns: Vec<IpAddr>,
-    /// No entry: the `default` network. `none` alone: loopback only.
-    #[serde(default)]
-    pub networks: Vec<NetworkAttachmentConfig>,
-    #[serde(
-        default,
-        rename = "netDevices",
-        skip_serializing_if = "BTreeMap::is_empty"
-    )]
-    pub net_devices: BTreeMap<String, NetDeviceConfig>,
-    /// Published ports, forwarded to the first network's address.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ports: Vec<PortMap>,
-    #[serde(default)]
-    pub auto_remove: bool,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub created: u64,
-}
+/// The configuration travels typed from the CLI to the apiserver, so its types live
+/// with the protocol; the record on disk is the same shape, in JSON.
+pub use container_protocol::container::{
+    ContainerConfig, LogConfig, NetDeviceConfig, NetworkAttachmentConfig, ProcessConfig,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -235,6 +136,7 @@ pub fn list_containers(paths: &Paths) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use container_protocol::sandbox::UserSpec;
 
     #[test]
     fn records_with_numeric_ids_still_load_and_new_ones_keep_the_user_as_given() {
@@ -251,7 +153,6 @@ mod tests {
         };
         let json = serde_json::to_string(&new).unwrap();
         assert!(json.contains(r#""user":"nobody:users""#), "{json}");
-        assert!(!json.contains("uid"), "{json}");
         assert_eq!(serde_json::from_str::<ProcessConfig>(&json).unwrap(), new);
 
         let err = serde_json::from_str::<ProcessConfig>(r#"{"args":["sh"],"user":"a:b:c"}"#)
@@ -261,5 +162,17 @@ mod tests {
         let both: ProcessConfig =
             serde_json::from_str(r#"{"args":["sh"],"user":"nobody","uid":3}"#).unwrap();
         assert!(both.check_user().unwrap_err().contains("give one of them"));
+    }
+
+    /// Records written before the configuration travelled typed left empty fields out.
+    #[test]
+    fn records_that_leave_empty_fields_out_still_load() {
+        let old = r#"{"version": 1, "id": "c1", "process": {"args": ["sleep", "1"]},
+            "hostname": "c1", "dns": [], "networks": [{"network": "default", "ifname": "eth0"}],
+            "auto_remove": false, "labels": {}, "created": 5}"#;
+        let config: ContainerConfig = serde_json::from_str(old).expect("an old record");
+        assert_eq!(config.rootfs, None);
+        assert!(config.net_devices.is_empty() && config.ports.is_empty());
+        assert_eq!(config.networks[0].ifname.as_deref(), Some("eth0"));
     }
 }

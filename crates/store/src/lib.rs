@@ -2,6 +2,7 @@
 
 mod atomic;
 pub mod container;
+pub mod logfile;
 pub mod names;
 pub mod network;
 pub mod paths;

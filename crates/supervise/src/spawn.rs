@@ -182,7 +182,12 @@ impl Spawner {
     /// Removes a helper's log, once nothing it logged can matter (its object is gone).
     pub fn remove_log(&self, kind: HelperKind, id: &str) {
         if let Ok(path) = self.paths.helper_file(kind, id, "log") {
-            let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_file(&path);
+            // And what the helper rotated: `<id>.log.1`, `.2`, …
+            let mut n = 1;
+            while std::fs::remove_file(container_store::logfile::older(&path, n)).is_ok() {
+                n += 1;
+            }
         }
     }
 

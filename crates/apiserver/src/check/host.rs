@@ -129,7 +129,13 @@ impl Check<'_> {
                 continue;
             };
             for e in entries.flatten() {
-                let file = e.file_name().to_string_lossy().into_owned();
+                let mut file = e.file_name().to_string_lossy().into_owned();
+                // A rotated log, `<id>.log.<n>`, goes with the log.
+                if let Some((log, n)) = file.rsplit_once('.') {
+                    if log.ends_with(".log") && n.parse::<u32>().is_ok() {
+                        file = log.to_string();
+                    }
+                }
                 let Some((id, ext)) = file.rsplit_once('.') else {
                     continue;
                 };

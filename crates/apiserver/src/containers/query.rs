@@ -49,16 +49,19 @@ impl Containers {
         serde_json::to_string_pretty(&out).map_err(|e| bad(format!("encode: {e}")))
     }
 
-    pub fn logs(&self, id: &str) -> Result<(bool, OwnedFd), ApiError> {
-        let (_, state) = self.load(id)?;
+    /// The log's files, oldest first (the current one last), for the CLI to read.
+    pub fn logs(&self, id: &str) -> Result<(bool, Vec<OwnedFd>), ApiError> {
+        let (config, state) = self.load(id)?;
         let path = self.log_path(id)?;
-        let file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::File::open("/dev/null").map_err(ApiError::io("open /dev/null"))?
+        let mut fds = Vec::new();
+        for file in container_store::logfile::files(&path, config.log.max_files) {
+            match std::fs::File::open(&file) {
+                Ok(f) => fds.push(OwnedFd::from(f)),
+                // Rotated away between listing and opening: the next one is newer.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ApiError::io(format!("open {}", file.display()))(e)),
             }
-            Err(e) => return Err(ApiError::io(format!("open {}", path.display()))(e)),
-        };
-        Ok((state.status == Status::Running, OwnedFd::from(file)))
+        }
+        Ok((state.status == Status::Running, fds))
     }
 }

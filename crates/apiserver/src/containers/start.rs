@@ -213,6 +213,7 @@ impl Containers {
             net_devices: net_device_specs(config),
             process: process_spec(config, &config.process.args, &[]),
             log_path: self.log_path(&id)?.display().to_string(),
+            log: config.log,
             labels: config.labels.clone(),
         };
         let report = helper.setup(spec).await?;

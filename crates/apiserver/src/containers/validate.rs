@@ -44,12 +44,10 @@ pub(super) fn check_env(env: &[String]) -> Result<(), String> {
     }
 }
 
-fn random_id() -> String {
+fn random_id() -> Result<String, ApiError> {
     let mut bytes = [0u8; 6];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    getrandom::fill(&mut bytes).map_err(|e| ApiError::io("random id")(e.into()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn valid_hostname(h: &str) -> bool {
@@ -126,12 +124,6 @@ pub(super) fn claims_of(config: &ContainerConfig) -> Vec<Claim> {
 }
 
 impl Containers {
-    pub async fn create_json(self: &Arc<Self>, json: &str) -> Result<String, ApiError> {
-        let config: ContainerConfig = serde_json::from_str(json)
-            .map_err(|e| bad(format!("invalid container configuration: {e}")))?;
-        self.create(config).await
-    }
-
     pub async fn create(self: &Arc<Self>, config: ContainerConfig) -> Result<String, ApiError> {
         if config.version > CONTAINER_RECORD_VERSION {
             return Err(bad(format!(
@@ -158,7 +150,7 @@ impl Containers {
     /// Checks a configuration and fills in what defaults to something; changes nothing.
     async fn validate(&self, mut config: ContainerConfig) -> Result<ContainerConfig, ApiError> {
         if config.id.is_empty() {
-            config.id = random_id();
+            config.id = random_id()?;
         }
         validate_id(NameKind::Container, &config.id)?;
         let id = config.id.clone();
@@ -172,6 +164,10 @@ impl Containers {
         config
             .process
             .check_user()
+            .map_err(|e| bad(format!("container {id}: {e}")))?;
+        config
+            .log
+            .check()
             .map_err(|e| bad(format!("container {id}: {e}")))?;
         if let Some(rootfs) = &config.rootfs {
             let meta = std::fs::metadata(rootfs)
@@ -198,8 +194,16 @@ impl Containers {
         config.hostname = Some(hostname);
 
         let mut ifnames: Vec<String> = Vec::new();
+        let mut joined: Vec<String> = Vec::new();
         for (i, att) in config.networks.iter_mut().enumerate() {
             validate_id(NameKind::Network, &att.network)?;
+            if joined.contains(&att.network) {
+                return Err(bad(format!(
+                    "container {id}: network {} is given twice: a container joins a network once",
+                    att.network
+                )));
+            }
+            joined.push(att.network.clone());
             let net = self.networks.config(&att.network)?;
             if net.removing {
                 return Err(ApiError::Conflict(format!(

@@ -101,6 +101,7 @@ pub fn spec(id: &str, args: &[&str], log: &Path) -> SandboxSpec {
         net_devices: vec![],
         process: process(args),
         log_path: log.display().to_string(),
+        log: Default::default(),
         labels: BTreeMap::new(),
     }
 }

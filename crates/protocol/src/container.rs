@@ -1,0 +1,163 @@
+//! A container's configuration: what the user asked for. The CLI builds it (from flags
+//! or a `--config` file), the apiserver validates it and keeps it as
+//! `<root>/containers/<id>/config.json`.
+//!
+//! It travels in bincode, which is not self-describing: no field may be skipped when
+//! serialising (`skip_serializing_if`), or the reader would read the next field in its
+//! place. The JSON record therefore spells out empty fields too; `default` lets records
+//! that omit them load.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::sandbox::UserSpec;
+
+use crate::network::PortMap;
+
+/// One `--network NET[,ip=..][,ip6=..][,mac=..][,ifname=..]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkAttachmentConfig {
+    pub network: String,
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub mac: Option<String>,
+    #[serde(default)]
+    pub ifname: Option<String>,
+}
+
+/// OCI `linux.netDevices` entry: keyed by the host interface name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetDeviceConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessConfig {
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// `-u USER[:GROUP]`, names or numbers, resolved when a process starts against the
+    /// container's own /etc/passwd and /etc/group. Absent: `uid` and `gid`.
+    #[serde(default)]
+    pub user: Option<UserSpec>,
+    /// Numeric ids, as records written before `user` hold them (and `--config` files
+    /// may).
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub interactive: bool,
+}
+
+impl ProcessConfig {
+    /// Who the process runs as: `user`, or else the numeric `uid:gid`.
+    pub fn user(&self) -> UserSpec {
+        self.user
+            .clone()
+            .unwrap_or_else(|| UserSpec::ids(self.uid, Some(self.gid)))
+    }
+
+    /// `user` and numeric ids together would say two things.
+    pub fn check_user(&self) -> Result<(), String> {
+        match &self.user {
+            Some(user) if self.uid != 0 || self.gid != 0 => Err(format!(
+                "user {user} and uid {}/gid {} given together: give one of them",
+                self.uid, self.gid
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What the user asked for, with the CLI's defaults filled in. `create --config FILE`
+/// reads this shape with a few more forms (see the CLI's `config_file`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    #[serde(default)]
+    pub version: u32,
+    #[serde(default)]
+    pub id: String,
+    pub process: ProcessConfig,
+    #[serde(default)]
+    pub rootfs: Option<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub dns: Vec<IpAddr>,
+    /// The networks to join, in order (`eth0`, `eth1`, …); empty: loopback only. The CLI
+    /// sends the `default` network when none is named, as Docker does.
+    #[serde(default)]
+    pub networks: Vec<NetworkAttachmentConfig>,
+    #[serde(default, rename = "netDevices")]
+    pub net_devices: BTreeMap<String, NetDeviceConfig>,
+    /// Published ports, forwarded to the first network's address.
+    #[serde(default)]
+    pub ports: Vec<PortMap>,
+    #[serde(default)]
+    pub auto_remove: bool,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub created: u64,
+    /// How much of the workload's output is kept (`--log-opt`).
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Docker's `local` log driver habits: the output goes to `container.log`, which is
+/// rotated at `max_size` bytes into `container.log.1`, `.2`, …, keeping `max_files`
+/// files in all; the oldest goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    pub max_size: u64,
+    pub max_files: u32,
+}
+
+/// 10 MiB × 3: a chatty container keeps at most 30 MiB, a quiet one its whole story.
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
+pub const DEFAULT_LOG_MAX_FILES: u32 = 3;
+/// The copier reads at most this much at once, and never splits one read over a limit
+/// it fits in: with files at least this big, no file ever exceeds `max_size`.
+pub const MIN_LOG_SIZE: u64 = 64 * 1024;
+/// Every file of a log travels in one `logs` reply, as one descriptor each.
+pub const MAX_LOG_FILES: u32 = crate::frame::MAX_FDS_PER_FRAME as u32;
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            max_size: DEFAULT_LOG_MAX_SIZE,
+            max_files: DEFAULT_LOG_MAX_FILES,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Why these limits cannot be used, if they cannot.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_size < MIN_LOG_SIZE {
+            return Err(format!(
+                "log max-size {} is below the minimum of {MIN_LOG_SIZE} bytes (64k)",
+                self.max_size
+            ));
+        }
+        if !(1..=MAX_LOG_FILES).contains(&self.max_files) {
+            return Err(format!(
+                "log max-file {} is not between 1 and {MAX_LOG_FILES}",
+                self.max_files
+            ));
+        }
+        Ok(())
+    }
+}
