@@ -1,26 +1,25 @@
 use std::path::PathBuf;
 
+use container_protocol::network::PluginKind;
+
 /// Why a plugin refused a configuration or failed a step. Every variant names the object
 /// at fault (plugin, option, link, file), so the service only has to prefix the network
 /// and the step.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
-    #[error("unknown network plugin {name:?} (known: {})", crate::plugins::PLUGINS.join(", "))]
-    UnknownPlugin { name: String },
-
     #[error(
         "plugin {plugin}: unknown option {key:?} (known: {})",
         known_list(known)
     )]
     UnknownOption {
-        plugin: &'static str,
+        plugin: PluginKind,
         key: String,
         known: &'static [&'static str],
     },
 
     #[error("plugin {plugin}: invalid value {value:?} for option {key}: {reason}")]
     InvalidOption {
-        plugin: &'static str,
+        plugin: PluginKind,
         key: &'static str,
         value: String,
         reason: String,
@@ -28,16 +27,13 @@ pub enum PluginError {
 
     #[error("plugin {plugin}: option {key} is required")]
     MissingOption {
-        plugin: &'static str,
+        plugin: PluginKind,
         key: &'static str,
     },
 
     /// The network config itself (subnets, gateways) does not fit the plugin.
     #[error("plugin {plugin}: {reason}")]
-    InvalidConfig {
-        plugin: &'static str,
-        reason: String,
-    },
+    InvalidConfig { plugin: PluginKind, reason: String },
 
     #[error("macvlan parent link {parent} does not exist")]
     ParentMissing { parent: String },
@@ -47,10 +43,7 @@ pub enum PluginError {
 
     /// The attachment asks for something this plugin cannot give.
     #[error("plugin {plugin}: {reason}")]
-    Unsupported {
-        plugin: &'static str,
-        reason: String,
-    },
+    Unsupported { plugin: PluginKind, reason: String },
 
     #[error(transparent)]
     Netlink(#[from] container_netlink::Error),
@@ -118,8 +111,7 @@ impl PluginError {
         use container_ipam::IpamError as I;
         use container_protocol::ErrorKind as K;
         match self {
-            PluginError::UnknownPlugin { .. }
-            | PluginError::UnknownOption { .. }
+            PluginError::UnknownOption { .. }
             | PluginError::InvalidOption { .. }
             | PluginError::MissingOption { .. }
             | PluginError::InvalidConfig { .. }

@@ -278,9 +278,12 @@ impl Containers {
             )));
         };
         let net = self.networks.config(&first.network)?;
-        if net.plugin != "bridge" {
+        let publishes = container_network_helper::Plugin::for_config(&net)
+            .map_err(|e| bad(format!("container {id}: network {}: {e}", first.network)))?
+            .publishes_ports();
+        if !publishes {
             return Err(bad(format!(
-                "container {id}: ports are published on the first network, and {} is a {} network (use a bridge network first)",
+                "container {id}: ports are published on the first network, and {} is a {} network, which cannot publish them (use a bridge network first)",
                 first.network, net.plugin
             )));
         }

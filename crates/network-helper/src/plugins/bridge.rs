@@ -4,17 +4,20 @@
 use container_firewall::{Firewall, NetworkRules, PortForward, Protocol};
 use container_ipam::Allocated;
 use container_netlink::Netlink;
-use container_protocol::network::{Allocation, Attachment, PluginData, PortMap, PortProtocol};
+use container_protocol::network::{
+    Allocation, Attachment, PluginData, PluginKind, PortMap, PortProtocol, ReservationInfo,
+};
 use container_store::NetworkConfig;
 use ipnet::IpNet;
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::options::Opts;
-use super::{gateway_addresses, ipam_allocation, HostEnv, LinkState};
+use super::{gateway_addresses, ipam_allocation, HostDevice, HostEnv, LinkState, NetworkPlugin};
 use crate::error::PluginError;
 use crate::{mac, sysctl};
 
-pub const NAME: &str = "bridge";
+const NAME: PluginKind = PluginKind::Bridge;
 const KNOWN: &[&str] = &["bridge", "mtu"];
 const PREFIX: &str = "cbr-";
 /// Ids up to this long are used as they are: `cbr-` + 10 = 14 bytes, one short of the
@@ -60,7 +63,7 @@ pub fn derive_name(id: &str) -> String {
     }
     // Ids are ASCII ([a-z0-9._-]); taking chars keeps this total for any input.
     let head: String = id.chars().take(HASHED_KEEP).collect();
-    let hash = fnv1a(id.as_bytes()) & 0xff_ffff;
+    let hash = container_netlink::name_hash(id.bytes()) & 0xff_ffff;
     let mut name = format!("{PREFIX}{head}{hash:06x}");
     while name.len() > 15 {
         name.remove(PREFIX.len());
@@ -68,16 +71,7 @@ pub fn derive_name(id: &str) -> String {
     name
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-pub async fn check_host(opts: &Options, netlink: &Netlink) -> Result<(), PluginError> {
+async fn check_host(opts: &Options, netlink: &Netlink) -> Result<(), PluginError> {
     match netlink.link_by_name(&opts.bridge).await? {
         Some(link) if link.kind.as_deref() != Some("bridge") => Err(PluginError::NotABridge {
             name: link.name,
@@ -96,8 +90,19 @@ pub struct Bridge {
     firewall: Firewall,
 }
 
-impl Bridge {
-    pub fn new(config: &NetworkConfig) -> Result<Bridge, PluginError> {
+impl NetworkPlugin for Bridge {
+    const KIND: PluginKind = NAME;
+    const USES_IPAM: bool = true;
+
+    fn validate(config: &NetworkConfig) -> Result<(), PluginError> {
+        Options::parse(config).map(drop)
+    }
+
+    async fn check_host(config: &NetworkConfig, netlink: &Netlink) -> Result<(), PluginError> {
+        check_host(&Options::parse(config)?, netlink).await
+    }
+
+    fn new(config: &NetworkConfig) -> Result<Bridge, PluginError> {
         let gateways = gateway_addresses(config);
         if gateways.is_empty() {
             return Err(PluginError::InvalidConfig {
@@ -114,17 +119,23 @@ impl Bridge {
         })
     }
 
-    /// Tests point the firewall at their own table.
-    pub fn with_firewall(mut self, firewall: Firewall) -> Self {
-        self.firewall = firewall;
-        self
+    fn publishes_ports(&self) -> bool {
+        true
     }
 
-    pub fn bridge(&self) -> &str {
-        &self.opts.bridge
+    fn serves_dns(&self) -> bool {
+        false
     }
 
-    pub async fn setup(&self, env: HostEnv<'_>) -> Result<(), PluginError> {
+    fn host_device(&self) -> Option<HostDevice<'_>> {
+        Some(HostDevice::Bridge(&self.opts.bridge))
+    }
+
+    fn declared_subnets(&self) -> Vec<IpNet> {
+        Vec::new()
+    }
+
+    async fn setup(&self, env: HostEnv<'_>) -> Result<(), PluginError> {
         let nl = env.netlink;
         let name = &self.opts.bridge;
         check_host(&self.opts, nl).await?;
@@ -173,23 +184,7 @@ impl Bridge {
         Ok(())
     }
 
-    fn sysctls(&self) -> Result<(), PluginError> {
-        // Published ports reached via 127.0.0.1 are DNATed to the bridge: the kernel
-        // drops such martians unless route_localnet allows them.
-        if self.gateways.iter().any(|g| g.addr().is_ipv4()) {
-            sysctl::set(
-                &format!("net/ipv4/conf/{}/route_localnet", self.opts.bridge),
-                "1",
-            )?;
-            sysctl::set("net/ipv4/ip_forward", "1")?;
-        }
-        if self.gateways.iter().any(|g| g.addr().is_ipv6()) {
-            sysctl::set("net/ipv6/conf/all/forwarding", "1")?;
-        }
-        Ok(())
-    }
-
-    pub async fn teardown(&self, env: HostEnv<'_>) -> Result<(), PluginError> {
+    async fn teardown(&self, env: HostEnv<'_>) -> Result<(), PluginError> {
         let mut errors = Vec::new();
         let fw = self.firewall.clone();
         let id = self.id.clone();
@@ -209,13 +204,13 @@ impl Bridge {
         PluginError::collect(errors)
     }
 
-    pub fn allocate(
+    async fn allocate(
         &self,
+        _env: HostEnv<'_>,
         att: &Attachment,
         addrs: &[Allocated],
     ) -> Result<Allocation, PluginError> {
         let mut alloc = ipam_allocation(
-            NAME,
             att,
             addrs,
             self.internal,
@@ -230,13 +225,76 @@ impl Bridge {
                 .unwrap_or_else(|| mac::generate(addrs.first().map(|a| a.address.addr()))),
         );
         alloc.mtu = self.opts.mtu;
+        if !att.ports.is_empty() {
+            self.publish(&att.container_id, &att.ports, &alloc).await?;
+        }
         Ok(alloc)
+    }
+
+    async fn release(
+        &self,
+        _env: HostEnv<'_>,
+        container_id: &str,
+        _ifname: &str,
+        _netns: Option<&str>,
+    ) -> Result<Vec<IpAddr>, PluginError> {
+        self.unpublish(container_id).await.map(|()| Vec::new())
+    }
+
+    /// Nothing beyond IPAM to collect: forwards go with the reservations the service's
+    /// IPAM GC releases.
+    async fn gc(
+        &self,
+        _env: HostEnv<'_>,
+        _live: &HashSet<(String, String)>,
+    ) -> Result<Vec<ReservationInfo>, PluginError> {
+        Ok(Vec::new())
+    }
+
+    fn reservations(&self, _env: HostEnv<'_>) -> Result<Vec<ReservationInfo>, PluginError> {
+        Ok(Vec::new())
+    }
+
+    async fn state(&self, env: HostEnv<'_>) -> Result<LinkState, PluginError> {
+        let link = env.netlink.link_by_name(&self.opts.bridge).await?;
+        Ok(LinkState {
+            link: Some(self.opts.bridge.clone()),
+            up: link.map(|l| l.up),
+        })
+    }
+}
+
+impl Bridge {
+    /// Tests point the firewall at their own table.
+    pub fn with_firewall(mut self, firewall: Firewall) -> Self {
+        self.firewall = firewall;
+        self
+    }
+
+    pub fn bridge(&self) -> &str {
+        &self.opts.bridge
+    }
+
+    fn sysctls(&self) -> Result<(), PluginError> {
+        // Published ports reached via 127.0.0.1 are DNATed to the bridge: the kernel
+        // drops such martians unless route_localnet allows them.
+        if self.gateways.iter().any(|g| g.addr().is_ipv4()) {
+            sysctl::set(
+                &format!("net/ipv4/conf/{}/route_localnet", self.opts.bridge),
+                "1",
+            )?;
+            sysctl::set("net/ipv4/ip_forward", "1")?;
+        }
+        if self.gateways.iter().any(|g| g.addr().is_ipv6()) {
+            sysctl::set("net/ipv6/conf/all/forwarding", "1")?;
+        }
+        Ok(())
     }
 
     /// Forwards the attachment's published ports to its address (IPv4 first, as the
     /// addresses a user types for `-p` are). One nftables transaction replaces the
     /// container's forwards on this network.
-    pub async fn publish(
+    async fn publish(
         &self,
         container_id: &str,
         ports: &[PortMap],
@@ -279,7 +337,7 @@ impl Bridge {
     }
 
     /// Removes a container's forwards on this network; a container with none is fine.
-    pub async fn unpublish(&self, container_id: &str) -> Result<(), PluginError> {
+    async fn unpublish(&self, container_id: &str) -> Result<(), PluginError> {
         let (fw, id, container) = (
             self.firewall.clone(),
             self.id.clone(),
@@ -289,14 +347,6 @@ impl Bridge {
             fw.remove_port_forwards(&id, &container)
         })
         .await
-    }
-
-    pub async fn state(&self, env: HostEnv<'_>) -> Result<LinkState, PluginError> {
-        let link = env.netlink.link_by_name(&self.opts.bridge).await?;
-        Ok(LinkState {
-            link: Some(self.opts.bridge.clone()),
-            up: link.map(|l| l.up),
-        })
     }
 }
 
@@ -333,7 +383,7 @@ mod tests {
         NetworkConfig {
             version: 1,
             id: id.into(),
-            plugin: NAME.into(),
+            plugin: NAME,
             subnet: Some("10.1.0.0/24".parse().unwrap()),
             gateway: None,
             subnet_v6: None,

@@ -11,8 +11,13 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use container_protocol::network::{Allocation, Attachment, PluginData, ReservationInfo};
+use container_ipam::Allocated;
+use container_netlink::Netlink;
+use container_protocol::network::{
+    Allocation, Attachment, PluginData, PluginKind, ReservationInfo,
+};
 use container_store::NetworkConfig;
+use ipnet::IpNet;
 use serde_json::Value;
 
 pub use cache::Record;
@@ -20,12 +25,12 @@ pub use conflist::Conflist;
 pub use exec::Command;
 
 use super::options::Opts;
-use super::HostEnv;
+use super::{HostDevice, HostEnv, LinkState, NetworkPlugin};
 use crate::error::PluginError;
 use cache::Cache;
 use exec::Invocation;
 
-pub const NAME: &str = "cni";
+const NAME: PluginKind = PluginKind::Cni;
 const KNOWN: &[&str] = &["conflist", "cni_path"];
 pub const DEFAULT_CNI_PATH: &str = "/usr/lib/cni:/opt/cni/bin";
 
@@ -88,21 +93,46 @@ pub struct Cni {
     opts: Options,
 }
 
-impl Cni {
-    pub fn new(config: &NetworkConfig) -> Result<Cni, PluginError> {
+impl NetworkPlugin for Cni {
+    const KIND: PluginKind = NAME;
+    /// A conflist carries its own IPAM.
+    const USES_IPAM: bool = false;
+
+    fn validate(config: &NetworkConfig) -> Result<(), PluginError> {
+        Options::parse(config).map(drop)
+    }
+
+    async fn check_host(_config: &NetworkConfig, _netlink: &Netlink) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    fn new(config: &NetworkConfig) -> Result<Cni, PluginError> {
         Ok(Cni {
             network: config.id.clone(),
             opts: Options::parse(config)?,
         })
     }
 
-    fn cache(&self, env: HostEnv<'_>) -> Cache {
-        Cache::new(env.paths, &self.network)
+    fn publishes_ports(&self) -> bool {
+        false
+    }
+
+    fn serves_dns(&self) -> bool {
+        false
+    }
+
+    /// The CNI plugins own whatever they build on the host.
+    fn host_device(&self) -> Option<HostDevice<'_>> {
+        None
+    }
+
+    fn declared_subnets(&self) -> Vec<IpNet> {
+        Vec::new()
     }
 
     /// The conflist may have changed since create: read it again and check that every
     /// plugin binary is there, so a missing one is a setup error naming it.
-    pub async fn setup(&self, _env: HostEnv<'_>) -> Result<(), PluginError> {
+    async fn setup(&self, _env: HostEnv<'_>) -> Result<(), PluginError> {
         let list = Conflist::load(&self.opts.conflist.path)?;
         for entry in &list.plugins {
             let t = conflist::plugin_type(entry);
@@ -119,10 +149,11 @@ impl Cni {
 
     /// ADD through the whole chain. On failure, DELs the plugins already run (and the
     /// failing one, which may have left half its work) in reverse order.
-    pub async fn allocate(
+    async fn allocate(
         &self,
         env: HostEnv<'_>,
         att: &Attachment,
+        _addrs: &[Allocated],
     ) -> Result<Allocation, PluginError> {
         let netns = att.netns.as_deref().ok_or(PluginError::Unsupported {
             plugin: NAME,
@@ -189,7 +220,6 @@ impl Cni {
         }
         Ok(Allocation {
             network: att.network.clone(),
-            plugin: NAME.to_string(),
             container_id: att.container_id.clone(),
             ifname: att.ifname.clone(),
             addresses: parsed.addresses,
@@ -204,33 +234,10 @@ impl Cni {
         })
     }
 
-    /// DEL through the first `count` plugins in reverse, going on past failures.
-    async fn del_chain(
-        &self,
-        inv: &Invocation<'_>,
-        prev: Option<&Value>,
-        count: usize,
-    ) -> Result<(), PluginError> {
-        let list = &self.opts.conflist;
-        let del = Invocation {
-            command: Command::Del,
-            ..*inv
-        };
-        let mut errors = Vec::new();
-        for entry in list.plugins.iter().take(count).rev() {
-            let t = conflist::plugin_type(entry);
-            let stdin = exec::stdin_config(entry, &list.name, &list.cni_version, prev);
-            if let Err(e) = exec::run(t, stdin, &del).await {
-                errors.push(e);
-            }
-        }
-        PluginError::collect(errors)
-    }
-
     /// DEL of one attachment, with the cached result as `prevResult`. Runs even with no
     /// cache (plugins treat DEL of what is gone as success), so an ADD whose result was
     /// lost in a crash is still undone. Returns the addresses the cached result held.
-    pub async fn release(
+    async fn release(
         &self,
         env: HostEnv<'_>,
         container_id: &str,
@@ -257,6 +264,100 @@ impl Cni {
             .await?;
         cache.remove(container_id, ifname)?;
         Ok(prev.map(result::addresses).unwrap_or_default())
+    }
+
+    /// Seed 004 for CNI: DEL every recorded attachment not in `live`.
+    async fn gc(
+        &self,
+        env: HostEnv<'_>,
+        live: &HashSet<(String, String)>,
+    ) -> Result<Vec<ReservationInfo>, PluginError> {
+        let mut released = Vec::new();
+        let mut errors = Vec::new();
+        for record in self.cache(env).list()? {
+            if live.contains(&(record.container_id.clone(), record.ifname.clone())) {
+                continue;
+            }
+            match self
+                .release(env, &record.container_id, &record.ifname, None)
+                .await
+            {
+                Ok(ips) => {
+                    for ip in ips {
+                        tracing::info!(network = %self.network, %ip, container_id = %record.container_id,
+                            ifname = %record.ifname, "released CNI attachment of a container that is not live");
+                        released.push(ReservationInfo {
+                            ip,
+                            container_id: record.container_id.clone(),
+                            ifname: record.ifname.clone(),
+                        });
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        PluginError::collect(errors).map(|()| released)
+    }
+
+    fn reservations(&self, env: HostEnv<'_>) -> Result<Vec<ReservationInfo>, PluginError> {
+        let mut out = Vec::new();
+        for record in self.cache(env).list()? {
+            for ip in result::addresses(&record.result) {
+                out.push(ReservationInfo {
+                    ip,
+                    container_id: record.container_id.clone(),
+                    ifname: record.ifname.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// DELs whatever is still recorded, then drops the cache directory.
+    async fn teardown(&self, env: HostEnv<'_>) -> Result<(), PluginError> {
+        let mut errors = Vec::new();
+        if let Err(e) = self.gc(env, &HashSet::new()).await {
+            errors.push(e);
+        }
+        if errors.is_empty() {
+            if let Err(e) = self.cache(env).remove_all() {
+                errors.push(e);
+            }
+        }
+        PluginError::collect(errors)
+    }
+
+    async fn state(&self, _env: HostEnv<'_>) -> Result<LinkState, PluginError> {
+        Ok(LinkState::default())
+    }
+}
+
+impl Cni {
+    fn cache(&self, env: HostEnv<'_>) -> Cache {
+        Cache::new(env.paths, &self.network)
+    }
+
+    /// DEL through the first `count` plugins in reverse, going on past failures.
+    async fn del_chain(
+        &self,
+        inv: &Invocation<'_>,
+        prev: Option<&Value>,
+        count: usize,
+    ) -> Result<(), PluginError> {
+        let list = &self.opts.conflist;
+        let del = Invocation {
+            command: Command::Del,
+            ..*inv
+        };
+        let mut errors = Vec::new();
+        for entry in list.plugins.iter().take(count).rev() {
+            let t = conflist::plugin_type(entry);
+            let stdin = exec::stdin_config(entry, &list.name, &list.cni_version, prev);
+            if let Err(e) = exec::run(t, stdin, &del).await {
+                errors.push(e);
+            }
+        }
+        PluginError::collect(errors)
     }
 
     /// CHECK of one attachment against its cached result (CNI 0.4.0 and later, unless
@@ -295,67 +396,6 @@ impl Cni {
             exec::run(t, stdin, &inv).await?;
         }
         Ok(())
-    }
-
-    /// Seed 004 for CNI: DEL every recorded attachment not in `live`.
-    pub async fn gc(
-        &self,
-        env: HostEnv<'_>,
-        live: &HashSet<(String, String)>,
-    ) -> Result<Vec<ReservationInfo>, PluginError> {
-        let mut released = Vec::new();
-        let mut errors = Vec::new();
-        for record in self.cache(env).list()? {
-            if live.contains(&(record.container_id.clone(), record.ifname.clone())) {
-                continue;
-            }
-            match self
-                .release(env, &record.container_id, &record.ifname, None)
-                .await
-            {
-                Ok(ips) => {
-                    for ip in ips {
-                        tracing::info!(network = %self.network, %ip, container_id = %record.container_id,
-                            ifname = %record.ifname, "released CNI attachment of a container that is not live");
-                        released.push(ReservationInfo {
-                            ip,
-                            container_id: record.container_id.clone(),
-                            ifname: record.ifname.clone(),
-                        });
-                    }
-                }
-                Err(e) => errors.push(e),
-            }
-        }
-        PluginError::collect(errors).map(|()| released)
-    }
-
-    pub fn reservations(&self, env: HostEnv<'_>) -> Result<Vec<ReservationInfo>, PluginError> {
-        let mut out = Vec::new();
-        for record in self.cache(env).list()? {
-            for ip in result::addresses(&record.result) {
-                out.push(ReservationInfo {
-                    ip,
-                    container_id: record.container_id.clone(),
-                    ifname: record.ifname.clone(),
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    /// DELs whatever is still recorded, then drops the cache directory.
-    pub async fn teardown(&self, env: HostEnv<'_>) -> Result<(), PluginError> {
-        let mut errors = Vec::new();
-        if let Err(e) = self.gc(env, &HashSet::new()).await {
-            errors.push(e);
-        }
-        if errors.is_empty() {
-            if let Err(e) = self.cache(env).remove_all() {
-                errors.push(e);
-            }
-        }
-        PluginError::collect(errors)
     }
 }
 
