@@ -166,7 +166,7 @@ impl NetworkPlugin for Bridge {
             if have.contains(gw) {
                 continue;
             }
-            match nl.add_address(index, *gw).await {
+            match nl.add_address_nodad(index, *gw).await {
                 Err(e) if !e.is_exists() => return Err(e.into()),
                 _ => {}
             }

@@ -185,7 +185,8 @@ pub async fn remove(host: &Netlink, report: &InterfaceReport) -> Result<(), Inte
     Ok(())
 }
 
-/// What bridge and macvlan share once the link exists inside: addresses, up, routes.
+/// What bridge and macvlan share once the link exists inside: addresses (from IPAM, so
+/// IPv6 ones without DAD and usable at once), up, routes.
 /// Addresses go on before the link is up so nothing talks from an unaddressed link;
 /// routes come after, since the kernel needs the link's connected routes to accept a
 /// gateway.
@@ -198,7 +199,7 @@ pub(crate) async fn configure_inside(
 ) -> Result<(), InterfaceError> {
     for net in &alloc.addresses {
         inside
-            .add_address(index, *net)
+            .add_address_nodad(index, *net)
             .await
             .map_err(cx.step(format!("add address {net}")))?;
     }
