@@ -11,6 +11,7 @@ use container_store::NetworkConfig;
 use ipnet::IpNet;
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use super::options::Opts;
 use super::{gateway_addresses, ipam_allocation, HostDevice, HostEnv, LinkState, NetworkPlugin};
@@ -28,6 +29,8 @@ const HASHED_KEEP: usize = 5;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     pub bridge: String,
+    /// The name came from `--opt bridge=`: the link may be the user's.
+    pub named: bool,
     pub mtu: Option<u32>,
 }
 
@@ -43,6 +46,7 @@ impl Options {
         };
         Ok(Options {
             bridge,
+            named: opts.get("bridge").is_some(),
             mtu: opts.mtu(config.subnet_v6.is_some())?,
         })
     }
@@ -146,15 +150,25 @@ impl NetworkPlugin for Bridge {
                 }
                 link.index
             }
-            None => match nl.create_bridge(name, self.opts.mtu).await {
-                Ok(index) => index,
-                // Another setup raced us; what matters is that it is there now.
-                Err(e) if e.is_exists() => match nl.link_by_name(name).await? {
-                    Some(link) => link.index,
-                    None => return Err(e.into()),
-                },
-                Err(e) => return Err(e.into()),
-            },
+            None => {
+                // Recorded before the create, so a crash between the two still leaves the
+                // bridge known as ours; undone if the create fails.
+                self.record_created(env)?;
+                match nl.create_bridge(name, self.opts.mtu).await {
+                    Ok(index) => index,
+                    // Another setup raced us; what matters is that it is there now.
+                    Err(e) if e.is_exists() => match nl.link_by_name(name).await? {
+                        Some(link) => link.index,
+                        None => return Err(e.into()),
+                    },
+                    Err(e) => {
+                        if let Err(undo) = self.forget_created(env) {
+                            tracing::warn!(bridge = %name, "undo: {undo}");
+                        }
+                        return Err(e.into());
+                    }
+                }
+            }
         };
         let have: Vec<IpNet> = nl
             .addresses(index)
@@ -191,8 +205,15 @@ impl NetworkPlugin for Bridge {
         if let Err(e) = blocking("nftables teardown", move || fw.teardown_network(&id)).await {
             errors.push(e);
         }
-        // Only a bridge: a link of another kind under this name is not ours to delete.
-        match env.netlink.link_by_name(&self.opts.bridge).await {
+        // Only a bridge we made: a user's bridge (`--opt bridge=` naming a link that was
+        // there before) and a link of another kind under this name stay.
+        let link = if self.created_by_us(env) {
+            env.netlink.link_by_name(&self.opts.bridge).await
+        } else {
+            tracing::info!(bridge = %self.opts.bridge, "bridge was there before the network: left in place");
+            Ok(None)
+        };
+        match link {
             Ok(Some(link)) if link.kind.as_deref() == Some("bridge") => {
                 if let Err(e) = env.netlink.delete_link_by_name(&self.opts.bridge).await {
                     errors.push(e.into());
@@ -200,6 +221,13 @@ impl NetworkPlugin for Bridge {
             }
             Ok(_) => {}
             Err(e) => errors.push(e.into()),
+        }
+        // Only once the bridge is gone: a teardown that failed above is retried with
+        // the record still saying the bridge is ours.
+        if errors.is_empty() {
+            if let Err(e) = self.forget_created(env) {
+                errors.push(e);
+            }
         }
         PluginError::collect(errors)
     }
@@ -273,6 +301,39 @@ impl Bridge {
 
     pub fn bridge(&self) -> &str {
         &self.opts.bridge
+    }
+
+    /// Whether the bridge is the runtime's to remove. A derived name (`cbr-…`) always
+    /// is: nobody else picks it. A name given by `--opt bridge=` is only when setup
+    /// created the link, which it records in `<root>/networks/<id>.bridge`, where a
+    /// restarted helper finds it again.
+    pub fn created_by_us(&self, env: HostEnv<'_>) -> bool {
+        !self.opts.named || self.created_record(env).exists()
+    }
+
+    fn created_record(&self, env: HostEnv<'_>) -> PathBuf {
+        env.paths.networks().join(format!("{}.bridge", self.id))
+    }
+
+    fn record_created(&self, env: HostEnv<'_>) -> Result<(), PluginError> {
+        if !self.opts.named {
+            return Ok(());
+        }
+        let bytes = format!("{}\n", self.opts.bridge);
+        container_store::write_atomic(&self.created_record(env), bytes.as_bytes(), 0o644)?;
+        Ok(())
+    }
+
+    fn forget_created(&self, env: HostEnv<'_>) -> Result<(), PluginError> {
+        let path = self.created_record(env);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(PluginError::Io {
+                path,
+                step: "remove the record of a created bridge",
+                source: e,
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn sysctls(&self) -> Result<(), PluginError> {
@@ -420,6 +481,7 @@ mod tests {
             o,
             Options {
                 bridge: "cbr-n1".into(),
+                named: false,
                 mtu: Some(1400)
             }
         );
