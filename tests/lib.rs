@@ -281,3 +281,25 @@ pub fn links() -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Reads what a TCP server at `addr` says first, retrying while it comes up.
+pub fn read_from(addr: &str) -> String {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + HANG;
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .expect("timeout");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if !out.is_empty() {
+                return out;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing answered on {addr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

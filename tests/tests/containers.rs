@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use container_tests::{alive, busybox_rootfs, eventually, links, World};
+use container_tests::{alive, busybox_rootfs, eventually, links, read_from, World};
 
 struct Setup {
     world: World,
@@ -509,28 +509,6 @@ fn run_and_exec_with_a_terminal() {
     assert_eq!(status, 3, "{out}");
     assert!(out.contains("/dev/pts/"), "{out}");
     w.ok(&["rm", "-f", "t1"]);
-}
-
-/// Reads what a TCP server at `addr` says first, retrying while it comes up.
-fn read_from(addr: &str) -> String {
-    use std::io::Read;
-    let deadline = std::time::Instant::now() + container_tests::HANG;
-    loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
-            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-                .expect("timeout");
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out);
-            if !out.is_empty() {
-                return out;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing answered on {addr}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
 }
 
 fn nft_ruleset() -> String {

@@ -2,7 +2,7 @@
 //! ports on both families, the host's loopback kept from containers, bridges the user
 //! owns, and what a CNI conflist declares. All inside the test's private namespace.
 
-use container_tests::{busybox_rootfs, links, World};
+use container_tests::{busybox_rootfs, links, read_from, World};
 
 struct Setup {
     world: World,
@@ -137,4 +137,88 @@ fn network_rm_leaves_a_users_bridge_and_removes_its_own() {
     ]);
     w.ok(&["network", "rm", "again"]);
     assert!(links().contains(&"userbr0".to_string()));
+}
+
+/// Issue 19.14: on a dual-stack network a port without a host address is published on
+/// both families, an IPv6 host address works, and a host address that is not local is
+/// refused at create.
+#[test]
+fn ports_are_published_on_ipv6_and_only_on_local_addresses() {
+    let s = setup();
+    let w = &s.world;
+    // A host address of the test's "host" namespace to publish on.
+    ip(&["addr", "add", "fd99::1/128", "dev", "lo", "nodad"]);
+    w.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.74.0.0/24",
+        "--subnet-v6",
+        "fd74::/64",
+        "dual",
+    ]);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "dual",
+        "-p",
+        "8080:7000",
+        "-p",
+        "[fd99::1]:8081:7000",
+        "--rootfs",
+        &s.rootfs,
+        "--",
+        "sh",
+        "-c",
+        "while true; do echo hello | nc -l -p 7000; done",
+    ]);
+    assert_eq!(read_from("10.74.0.1:8080").trim(), "hello");
+    assert_eq!(read_from("[fd74::1]:8080").trim(), "hello");
+    assert_eq!(read_from("[fd99::1]:8081").trim(), "hello");
+
+    for (spec, ip) in [
+        ("192.0.2.99:8090:80", "192.0.2.99"),
+        ("[fd98::5]:8091:80", "fd98::5"),
+    ] {
+        let out = w.cli(&[
+            "create",
+            "--network",
+            "dual",
+            "-p",
+            spec,
+            "--rootfs",
+            &s.rootfs,
+            "--",
+            "true",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "invalid: {err}");
+        assert!(
+            err.contains(&format!(
+                "cannot publish on {ip}: not an address of this host"
+            )),
+            "{err}"
+        );
+    }
+    let err = w.fails(&[
+        "create",
+        "-p",
+        "[fd99::1]:8092:80",
+        "--rootfs",
+        &s.rootfs,
+        "--",
+        "true",
+    ]);
+    assert!(err.contains("has no IPv6 subnet"), "{err}");
+    assert_eq!(
+        w.json(&["ls", "-a", "--format", "json"])
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "nothing was created"
+    );
+    w.ok(&["rm", "-f", "web"]);
 }

@@ -120,6 +120,19 @@ impl Netlink {
         Ok(msgs.iter().filter_map(parse_address).collect())
     }
 
+    /// Every address of every link in the namespace: what "a local address" means.
+    pub async fn all_addresses(&self) -> Result<Vec<AddressInfo>> {
+        let msgs: Vec<AddressMessage> =
+            self.handle
+                .address()
+                .get()
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| Error::netlink(self.label.clone(), "list addresses", e))?;
+        Ok(msgs.iter().filter_map(parse_address).collect())
+    }
+
     /// Adds `net` (address and prefix length, e.g. `10.88.0.2/16`) to a link.
     pub async fn add_address(&self, index: u32, net: IpNet) -> Result<()> {
         self.add_address_flags(index, net, AddressFlags::empty())

@@ -9,7 +9,7 @@ use container_store::container::{
     remove_container, save_config, save_state, ContainerConfig, ContainerState,
     CONTAINER_RECORD_VERSION,
 };
-use container_store::{unix_now, validate_id, NameKind};
+use container_store::{unix_now, validate_id, NameKind, NetworkConfig};
 
 use super::Containers;
 use crate::claims::Claim;
@@ -240,7 +240,7 @@ impl Containers {
             }
         }
         if !config.ports.is_empty() {
-            self.check_ports(&config)?;
+            self.check_ports(&config).await?;
         }
         for (host, dev) in &config.net_devices {
             let target = dev.name.clone().unwrap_or_else(|| host.clone());
@@ -270,7 +270,7 @@ impl Containers {
 
     /// Published ports need a bridge network first and distinct non-zero ports. Whether
     /// another container holds a host port is decided when this one starts.
-    fn check_ports(&self, config: &ContainerConfig) -> Result<(), ApiError> {
+    async fn check_ports(&self, config: &ContainerConfig) -> Result<(), ApiError> {
         let id = &config.id;
         let Some(first) = config.networks.first() else {
             return Err(bad(format!(
@@ -287,6 +287,7 @@ impl Containers {
                 first.network, net.plugin
             )));
         }
+        self.check_host_ips(config, &net).await?;
         let clash = |a: &PortMap, b: &PortMap| {
             a.host_port == b.host_port
                 && a.protocol == b.protocol
@@ -302,6 +303,52 @@ impl Containers {
                     p.host_port
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// A host address a port is published on must be one this host has (or `0.0.0.0`,
+    /// `::`), of a family the network carries: a forward to any other would never see
+    /// a packet.
+    async fn check_host_ips(
+        &self,
+        config: &ContainerConfig,
+        net: &NetworkConfig,
+    ) -> Result<(), ApiError> {
+        let id = &config.id;
+        let wanted: Vec<IpAddr> = config.ports.iter().filter_map(|p| p.host_ip).collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        for ip in &wanted {
+            if (ip.is_ipv4() && net.subnet.is_none()) || (ip.is_ipv6() && net.subnet_v6.is_none()) {
+                let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+                return Err(bad(format!(
+                    "container {id}: host address {ip}: network {} has no {family} subnet",
+                    net.id
+                )));
+            }
+        }
+        let local: Vec<IpAddr> = self
+            .networks
+            .host_netlink()
+            .all_addresses()
+            .await
+            .map_err(|e| {
+                ApiError::io(format!("container {id}: list host addresses"))(std::io::Error::other(
+                    e,
+                ))
+            })?
+            .into_iter()
+            .map(|a| a.address.addr())
+            .collect();
+        if let Some(ip) = wanted
+            .iter()
+            .find(|ip| !ip.is_unspecified() && !local.contains(ip))
+        {
+            return Err(bad(format!(
+                "container {id}: cannot publish on {ip}: not an address of this host"
+            )));
         }
         Ok(())
     }

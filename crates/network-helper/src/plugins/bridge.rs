@@ -352,40 +352,16 @@ impl Bridge {
         Ok(())
     }
 
-    /// Forwards the attachment's published ports to its address (IPv4 first, as the
-    /// addresses a user types for `-p` are). One nftables transaction replaces the
-    /// container's forwards on this network.
+    /// Forwards the attachment's published ports to its addresses. One nftables
+    /// transaction replaces the container's forwards on this network.
     async fn publish(
         &self,
         container_id: &str,
         ports: &[PortMap],
         alloc: &Allocation,
     ) -> Result<(), PluginError> {
-        let Some(container_ip) = alloc
-            .addresses
-            .iter()
-            .map(|a| a.addr())
-            .find(IpAddr::is_ipv4)
-            .or_else(|| alloc.addresses.first().map(|a| a.addr()))
-        else {
-            return Err(PluginError::Unsupported {
-                plugin: NAME,
-                reason: "published ports need an address".into(),
-            });
-        };
-        let forwards: Vec<PortForward> = ports
-            .iter()
-            .map(|p| PortForward {
-                host_ip: p.host_ip,
-                host_port: p.host_port,
-                container_ip,
-                container_port: p.container_port,
-                protocol: match p.protocol {
-                    PortProtocol::Tcp => Protocol::Tcp,
-                    PortProtocol::Udp => Protocol::Udp,
-                },
-            })
-            .collect();
+        let addresses: Vec<IpAddr> = alloc.addresses.iter().map(|a| a.addr()).collect();
+        let forwards = port_forwards(ports, &addresses)?;
         let (fw, id, container) = (
             self.firewall.clone(),
             self.id.clone(),
@@ -409,6 +385,55 @@ impl Bridge {
         })
         .await
     }
+}
+
+/// The forwards of `ports` to a container with `addresses`. A port without a host
+/// address is published on every family the container has (IPv4 and IPv6 on a
+/// dual-stack network); one with a host address (or `0.0.0.0`, `::`) on its family.
+fn port_forwards(ports: &[PortMap], addresses: &[IpAddr]) -> Result<Vec<PortForward>, PluginError> {
+    let mut forwards = Vec::new();
+    for p in ports {
+        let targets: Vec<IpAddr> = match p.host_ip {
+            None => {
+                let v4 = addresses.iter().find(|a| a.is_ipv4());
+                let v6 = addresses.iter().find(|a| a.is_ipv6());
+                v4.into_iter().chain(v6).copied().collect()
+            }
+            Some(host) => addresses
+                .iter()
+                .find(|a| a.is_ipv4() == host.is_ipv4())
+                .copied()
+                .into_iter()
+                .collect(),
+        };
+        if targets.is_empty() {
+            let family = match p.host_ip {
+                Some(IpAddr::V6(_)) => "an IPv6 address",
+                Some(IpAddr::V4(_)) => "an IPv4 address",
+                None => "an address",
+            };
+            return Err(PluginError::Unsupported {
+                plugin: NAME,
+                reason: format!(
+                    "host port {} is published to {family}, and the container has none here",
+                    p.host_port
+                ),
+            });
+        }
+        for container_ip in targets {
+            forwards.push(PortForward {
+                host_ip: p.host_ip,
+                host_port: p.host_port,
+                container_ip,
+                container_port: p.container_port,
+                protocol: match p.protocol {
+                    PortProtocol::Tcp => Protocol::Tcp,
+                    PortProtocol::Udp => Protocol::Udp,
+                },
+            });
+        }
+    }
+    Ok(forwards)
 }
 
 /// Runs a blocking call (an `nft` process) off the runtime thread, so one slow
@@ -456,6 +481,39 @@ mod tests {
             builtin: false,
             removing: false,
         }
+    }
+
+    #[test]
+    fn ports_without_a_host_address_go_to_every_family() {
+        let port = |host_ip: Option<&str>| PortMap {
+            host_ip: host_ip.map(|h| h.parse().unwrap()),
+            host_port: 8080,
+            container_port: 80,
+            protocol: PortProtocol::Tcp,
+        };
+        let dual: Vec<IpAddr> = vec!["10.1.0.2".parse().unwrap(), "fd01::2".parse().unwrap()];
+        let to = |ports: &[PortMap], addrs: &[IpAddr]| -> Vec<String> {
+            port_forwards(ports, addrs)
+                .unwrap()
+                .iter()
+                .map(|f| f.to_string())
+                .collect()
+        };
+        assert_eq!(
+            to(&[port(None)], &dual),
+            ["tcp *:8080 -> 10.1.0.2:80", "tcp *:8080 -> [fd01::2]:80"]
+        );
+        assert_eq!(
+            to(&[port(Some("fd99::1"))], &dual),
+            ["tcp [fd99::1]:8080 -> [fd01::2]:80"]
+        );
+        assert_eq!(
+            to(&[port(Some("0.0.0.0"))], &dual),
+            ["tcp 0.0.0.0:8080 -> 10.1.0.2:80"]
+        );
+        assert_eq!(to(&[port(None)], &dual[..1]), ["tcp *:8080 -> 10.1.0.2:80"]);
+        let err = port_forwards(&[port(Some("fd99::1"))], &dual[..1]).unwrap_err();
+        assert!(err.to_string().contains("an IPv6 address"), "{err}");
     }
 
     #[test]
