@@ -222,3 +222,162 @@ fn ports_are_published_on_ipv6_and_only_on_local_addresses() {
     );
     w.ok(&["rm", "-f", "web"]);
 }
+
+/// A conflist of Debian's reference plugins: a bridge with host-local IPAM on `subnet`,
+/// and, with `capabilities`, the `ips` capability on the bridge and a portmap plugin.
+fn conflist(world: &World, name: &str, bridge: &str, subnet: &str, capabilities: bool) -> String {
+    let mut main = serde_json::json!({
+        "type": "bridge",
+        "bridge": bridge,
+        "isGateway": true,
+        "ipMasq": false,
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": subnet}]],
+            "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": world.root().join("cni-ipam").join(name),
+        }
+    });
+    let mut plugins = vec![];
+    if capabilities {
+        main["capabilities"] = serde_json::json!({"ips": true});
+        plugins.push(main);
+        plugins.push(serde_json::json!({
+            "type": "portmap",
+            "capabilities": {"portMappings": true},
+            "snat": true,
+        }));
+    } else {
+        plugins.push(main);
+    }
+    let list = serde_json::json!({"cniVersion": "1.0.0", "name": name, "plugins": plugins});
+    let path = world.iso.dir().join(format!("{name}.conflist"));
+    std::fs::write(&path, list.to_string()).expect("write conflist");
+    format!("conflist={}", path.display())
+}
+
+/// Issue 19.6: the subnets a conflist's IPAM declares take part in the overlap check,
+/// both ways, and in the choice of a subnet.
+#[test]
+fn cni_subnets_count_in_the_overlap_check() {
+    let s = setup();
+    let w = &s.world;
+    let cn = conflist(w, "cn", "cni-cn0", "10.55.0.0/24", false);
+    w.ok(&["network", "create", "--plugin", "cni", "--opt", &cn, "cn"]);
+    let err = w.fails(&["network", "create", "--subnet", "10.55.0.0/24", "br"]);
+    assert!(err.contains("overlaps network cn (10.55.0.0/24)"), "{err}");
+
+    w.ok(&["network", "create", "--subnet", "10.56.0.0/24", "br2"]);
+    let late = conflist(w, "late", "cni-late0", "10.56.0.128/25", false);
+    let err = w.fails(&[
+        "network", "create", "--plugin", "cni", "--opt", &late, "late",
+    ]);
+    assert!(
+        err.contains("subnet 10.56.0.128/25 overlaps network br2"),
+        "{err}"
+    );
+
+    // The pool's next /24 after default's is a conflist's: a new network skips it.
+    let pooled = conflist(w, "pooled", "cni-pool0", "10.88.1.0/24", false);
+    w.ok(&[
+        "network", "create", "--plugin", "cni", "--opt", &pooled, "pooled",
+    ]);
+    w.ok(&["network", "create", "auto"]);
+    let inspect = w.json(&["network", "inspect", "auto"]);
+    assert_eq!(inspect[0]["config"]["subnet"], "10.88.2.0/24");
+    let names: Vec<String> = w
+        .json(&["network", "ls", "--format", "json"])
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|n| n["name"].as_str().map(str::to_string))
+        .collect();
+    assert!(!names.contains(&"br".to_string()) && !names.contains(&"late".to_string()));
+}
+
+/// Issue 19.16: `ip=` and `-p` on a CNI network reach the plugins as the `ips` and
+/// `portMappings` capabilities, and are refused clearly by a conflist without them.
+#[test]
+fn cni_networks_take_static_addresses_and_ports_through_capabilities() {
+    let s = setup();
+    let w = &s.world;
+    let caps = conflist(w, "capnet", "cni-cap0", "10.57.0.0/24", true);
+    w.ok(&[
+        "network", "create", "--plugin", "cni", "--opt", &caps, "capnet",
+    ]);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "capnet,ip=10.57.0.50",
+        "-p",
+        "8085:7000",
+        "--rootfs",
+        &s.rootfs,
+        "--",
+        "sh",
+        "-c",
+        "while true; do echo hello | nc -l -p 7000; done",
+    ]);
+    let addrs = w.ok(&[
+        "exec", "web", "--", "ip", "-4", "-o", "addr", "show", "eth0",
+    ]);
+    assert!(addrs.contains("10.57.0.50/24"), "{addrs}");
+    // portmap's DNAT answers on a host address.
+    assert_eq!(read_from("10.57.0.1:8085").trim(), "hello");
+    w.ok(&["rm", "-f", "web"]);
+    // portmap's DEL took its rules: the port is closed again.
+    assert!(std::net::TcpStream::connect("10.57.0.1:8085").is_err());
+
+    let plain = conflist(w, "plain", "cni-plain0", "10.58.0.0/24", false);
+    w.ok(&[
+        "network", "create", "--plugin", "cni", "--opt", &plain, "plain",
+    ]);
+    let err = w.fails(&[
+        "create",
+        "--network",
+        "plain,ip=10.58.0.9",
+        "--rootfs",
+        &s.rootfs,
+        "--",
+        "true",
+    ]);
+    assert!(err.contains("cannot assign a static address"), "{err}");
+    let err = w.fails(&[
+        "create",
+        "--network",
+        "plain,ip=10.99.0.9",
+        "--rootfs",
+        &s.rootfs,
+        "--",
+        "true",
+    ]);
+    assert!(err.contains("cannot assign a static address"), "{err}");
+    let err = w.fails(&[
+        "create",
+        "--network",
+        "plain",
+        "-p",
+        "8086:80",
+        "--rootfs",
+        &s.rootfs,
+        "--",
+        "true",
+    ]);
+    assert!(err.contains("cannot publish them"), "{err}");
+    let err = w.fails(&[
+        "create",
+        "--network",
+        "capnet,ip=10.99.0.9",
+        "--rootfs",
+        &s.rootfs,
+        "--",
+        "true",
+    ]);
+    assert!(
+        err.contains("address 10.99.0.9 is not in network capnet (10.57.0.0/24)"),
+        "{err}"
+    );
+}

@@ -6,7 +6,7 @@ mod gc;
 mod remove;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use container_netlink::Netlink;
@@ -272,15 +272,10 @@ impl Networks {
         }
 
         let (others, _) = load_networks(&self.paths);
+        // Other networks' subnets, a CNI conflist's declared ranges among them.
         let taken: Vec<(String, IpNet)> = others
             .iter()
-            .flat_map(|n| {
-                n.subnet
-                    .map(IpNet::V4)
-                    .into_iter()
-                    .chain(n.subnet_v6.map(IpNet::V6))
-                    .map(|s| (n.id.clone(), s))
-            })
+            .flat_map(|n| plugins::subnets(n).into_iter().map(|s| (n.id.clone(), s)))
             .collect();
         let check_overlap = |net: IpNet| -> Result<(), ApiError> {
             if let Some((other, s)) = taken.iter().find(|(_, s)| subnets::overlaps(s, &net)) {
@@ -373,6 +368,13 @@ impl Networks {
             removing: false,
         };
         plugins::validate(&config).map_err(|e| bad(format!("network {}: {e}", config.id)))?;
+        // What the plugin hands out beyond our IPAM (a conflist's ranges) must not
+        // overlap either.
+        let plugin = plugins::Plugin::for_config(&config)
+            .map_err(|e| bad(format!("network {}: {e}", config.id)))?;
+        for net in plugin.declared_subnets() {
+            check_overlap(net)?;
+        }
         for other in &others {
             if let (Some(a), Some(b)) = (plugins::bridge_name(&config), plugins::bridge_name(other))
             {
@@ -484,14 +486,6 @@ impl Networks {
             ))
         })?;
         Ok(config)
-    }
-}
-
-/// Whether `ip` belongs to the network's subnets.
-pub fn in_network(config: &NetworkConfig, ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => config.subnet.is_some_and(|s| s.contains(&v4)),
-        IpAddr::V6(v6) => config.subnet_v6.is_some_and(|s| s.contains(&v6)),
     }
 }
 

@@ -22,6 +22,7 @@ fn conflist(dir: &Path, data_dir: &Path) -> String {
                 "type": "bridge",
                 "bridge": "cni-t0",
                 "isGateway": true,
+                "capabilities": {"ips": true},
                 "ipMasq": false,
                 "ipam": {
                     "type": "host-local",

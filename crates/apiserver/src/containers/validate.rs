@@ -214,24 +214,14 @@ impl Containers {
             }
             ifnames.push(ifname.clone());
             att.ifname = Some(ifname);
-            if let Some(ip) = att.ip {
-                if !crate::networks::in_network(&net, IpAddr::V4(ip)) {
-                    return Err(bad(format!(
-                        "container {id}: address {ip} is not in network {} ({})",
-                        att.network,
-                        net.subnet
-                            .map(|s| s.to_string())
-                            .unwrap_or_else(|| "no IPv4 subnet".into())
-                    )));
-                }
-            }
-            if let Some(ip) = att.ip6 {
-                if !crate::networks::in_network(&net, IpAddr::V6(ip)) {
-                    return Err(bad(format!(
-                        "container {id}: address {ip} is not in network {}",
-                        att.network
-                    )));
-                }
+            let statics: Vec<IpAddr> = att
+                .ip
+                .map(IpAddr::V4)
+                .into_iter()
+                .chain(att.ip6.map(IpAddr::V6))
+                .collect();
+            if !statics.is_empty() {
+                check_static_addresses(&id, &att.network, &net, &statics)?;
             }
             if let Some(mac) = &att.mac {
                 if parse_mac(mac).is_none() {
@@ -283,7 +273,7 @@ impl Containers {
             .publishes_ports();
         if !publishes {
             return Err(bad(format!(
-                "container {id}: ports are published on the first network, and {} is a {} network, which cannot publish them (use a bridge network first)",
+                "container {id}: ports are published on the first network, and {} ({} network) cannot publish them (use a bridge network, or a CNI conflist with a \"portMappings\" plugin, first)",
                 first.network, net.plugin
             )));
         }
@@ -320,8 +310,9 @@ impl Containers {
         if wanted.is_empty() {
             return Ok(());
         }
+        let subnets = container_network_helper::plugins::subnets(net);
         for ip in &wanted {
-            if (ip.is_ipv4() && net.subnet.is_none()) || (ip.is_ipv6() && net.subnet_v6.is_none()) {
+            if !subnets.iter().any(|s| s.addr().is_ipv4() == ip.is_ipv4()) {
                 let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
                 return Err(bad(format!(
                     "container {id}: host address {ip}: network {} has no {family} subnet",
@@ -352,6 +343,39 @@ impl Containers {
         }
         Ok(())
     }
+}
+
+/// Static addresses must be in the network's subnets (a conflist's declared ranges
+/// count), on a network whose plugin takes them.
+fn check_static_addresses(
+    id: &str,
+    network: &str,
+    net: &NetworkConfig,
+    ips: &[IpAddr],
+) -> Result<(), ApiError> {
+    let plugin = container_network_helper::Plugin::for_config(net)
+        .map_err(|e| bad(format!("container {id}: network {network}: {e}")))?;
+    if !plugin.takes_static_addresses() {
+        return Err(bad(format!(
+            "container {id}: network {network} ({} network) cannot assign a static address (a bridge or macvlan network can, and a CNI conflist with an \"ips\" plugin)",
+            net.plugin
+        )));
+    }
+    let subnets = container_network_helper::plugins::subnets(net);
+    for ip in ips {
+        if !subnets.iter().any(|s| s.contains(ip)) {
+            let list: Vec<String> = subnets.iter().map(|s| s.to_string()).collect();
+            return Err(bad(format!(
+                "container {id}: address {ip} is not in network {network} ({})",
+                if list.is_empty() {
+                    "no subnet".to_string()
+                } else {
+                    list.join(", ")
+                }
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

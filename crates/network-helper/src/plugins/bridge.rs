@@ -127,6 +127,10 @@ impl NetworkPlugin for Bridge {
         true
     }
 
+    fn takes_static_addresses(&self) -> bool {
+        true
+    }
+
     fn serves_dns(&self) -> bool {
         false
     }

@@ -14,11 +14,11 @@ use std::path::PathBuf;
 use container_ipam::Allocated;
 use container_netlink::Netlink;
 use container_protocol::network::{
-    Allocation, Attachment, PluginData, PluginKind, ReservationInfo,
+    Allocation, Attachment, PluginData, PluginKind, PortProtocol, ReservationInfo,
 };
 use container_store::NetworkConfig;
 use ipnet::IpNet;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 pub use cache::Record;
 pub use conflist::Conflist;
@@ -33,6 +33,9 @@ use exec::Invocation;
 const NAME: PluginKind = PluginKind::Cni;
 const KNOWN: &[&str] = &["conflist", "cni_path"];
 pub const DEFAULT_CNI_PATH: &str = "/usr/lib/cni:/opt/cni/bin";
+/// The CNI conventions' capability names.
+const CAP_IPS: &str = "ips";
+const CAP_PORT_MAPPINGS: &str = "portMappings";
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -113,8 +116,14 @@ impl NetworkPlugin for Cni {
         })
     }
 
+    /// With a plugin that takes `portMappings` (portmap).
     fn publishes_ports(&self) -> bool {
-        false
+        self.opts.conflist.has_capability(CAP_PORT_MAPPINGS)
+    }
+
+    /// With a plugin that takes `ips` (host-local through its main plugin).
+    fn takes_static_addresses(&self) -> bool {
+        self.opts.conflist.has_capability(CAP_IPS)
     }
 
     fn serves_dns(&self) -> bool {
@@ -127,7 +136,7 @@ impl NetworkPlugin for Cni {
     }
 
     fn declared_subnets(&self) -> Vec<IpNet> {
-        Vec::new()
+        self.opts.conflist.declared_subnets()
     }
 
     /// The conflist may have changed since create: read it again and check that every
@@ -159,7 +168,8 @@ impl NetworkPlugin for Cni {
             plugin: NAME,
             reason: "the attachment has no network namespace; CNI plugins need one".into(),
         })?;
-        let args = cni_args(att)?;
+        let args = cni_args(att);
+        let runtime = self.runtime_config(att)?;
         let list = &self.opts.conflist;
         let inv = Invocation {
             command: Command::Add,
@@ -168,11 +178,18 @@ impl NetworkPlugin for Cni {
             ifname: &att.ifname,
             cni_path: &self.opts.cni_path,
             args: args.as_deref(),
+            runtime: &runtime,
         };
         let mut prev: Option<Value> = None;
         for (i, entry) in list.plugins.iter().enumerate() {
             let t = conflist::plugin_type(entry);
-            let stdin = exec::stdin_config(entry, &list.name, &list.cni_version, prev.as_ref());
+            let stdin = exec::stdin_config(
+                entry,
+                &list.name,
+                &list.cni_version,
+                prev.as_ref(),
+                &runtime,
+            );
             let step = match exec::run(t, stdin, &inv).await {
                 Ok(Some(result)) => Ok(result),
                 Ok(None) => Err(PluginError::Cni {
@@ -210,6 +227,7 @@ impl NetworkPlugin for Cni {
             ifname: att.ifname.clone(),
             netns: Some(netns.to_string()),
             result: result.clone(),
+            runtime_config: runtime.clone(),
         };
         // Without the record a later DEL would run blind: better to undo now.
         if let Err(e) = self.cache(env).save(&record) {
@@ -251,6 +269,7 @@ impl NetworkPlugin for Cni {
             .or_else(|| record.as_ref().and_then(|r| r.netns.clone()))
             // A netns that is gone is passed as none: plugins then clean up host side only.
             .filter(|p| std::path::Path::new(p).exists());
+        let no_runtime = Map::new();
         let inv = Invocation {
             command: Command::Del,
             container_id,
@@ -258,6 +277,7 @@ impl NetworkPlugin for Cni {
             ifname,
             cni_path: &self.opts.cni_path,
             args: None,
+            runtime: record.as_ref().map_or(&no_runtime, |r| &r.runtime_config),
         };
         let prev = record.as_ref().map(|r| &r.result);
         self.del_chain(&inv, prev, self.opts.conflist.plugins.len())
@@ -337,6 +357,49 @@ impl Cni {
         Cache::new(env.paths, &self.network)
     }
 
+    /// The `runtimeConfig` of an attachment, as libcni builds it: static addresses as
+    /// `ips`, published ports as `portMappings`. A static address is refused when no
+    /// plugin of the conflist declares `ips`, since nothing would honour it; ports were
+    /// refused before this unless one declares `portMappings` ([`Cni::publishes_ports`]).
+    fn runtime_config(&self, att: &Attachment) -> Result<Map<String, Value>, PluginError> {
+        let mut runtime = Map::new();
+        let ips: Vec<Value> = att
+            .ipv4
+            .map(IpAddr::V4)
+            .into_iter()
+            .chain(att.ipv6.map(IpAddr::V6))
+            .map(|ip| Value::String(ip.to_string()))
+            .collect();
+        if !ips.is_empty() {
+            if !self.takes_static_addresses() {
+                return Err(no_capability("ips", "a static address"));
+            }
+            runtime.insert(CAP_IPS.into(), Value::Array(ips));
+        }
+        if !att.ports.is_empty() {
+            let mappings = att
+                .ports
+                .iter()
+                .map(|p| {
+                    let mut m = serde_json::json!({
+                        "hostPort": p.host_port,
+                        "containerPort": p.container_port,
+                        "protocol": match p.protocol {
+                            PortProtocol::Tcp => "tcp",
+                            PortProtocol::Udp => "udp",
+                        },
+                    });
+                    if let Some(ip) = p.host_ip {
+                        m["hostIP"] = Value::String(ip.to_string());
+                    }
+                    m
+                })
+                .collect();
+            runtime.insert(CAP_PORT_MAPPINGS.into(), Value::Array(mappings));
+        }
+        Ok(runtime)
+    }
+
     /// DEL through the first `count` plugins in reverse, going on past failures.
     async fn del_chain(
         &self,
@@ -352,7 +415,7 @@ impl Cni {
         let mut errors = Vec::new();
         for entry in list.plugins.iter().take(count).rev() {
             let t = conflist::plugin_type(entry);
-            let stdin = exec::stdin_config(entry, &list.name, &list.cni_version, prev);
+            let stdin = exec::stdin_config(entry, &list.name, &list.cni_version, prev, inv.runtime);
             if let Err(e) = exec::run(t, stdin, &del).await {
                 errors.push(e);
             }
@@ -388,44 +451,39 @@ impl Cni {
             ifname,
             cni_path: &self.opts.cni_path,
             args: None,
+            runtime: &record.runtime_config,
         };
         for entry in &list.plugins {
             let t = conflist::plugin_type(entry);
-            let stdin =
-                exec::stdin_config(entry, &list.name, &list.cni_version, Some(&record.result));
+            let stdin = exec::stdin_config(
+                entry,
+                &list.name,
+                &list.cni_version,
+                Some(&record.result),
+                &record.runtime_config,
+            );
             exec::run(t, stdin, &inv).await?;
         }
         Ok(())
     }
 }
 
-/// `CNI_ARGS` for a static address and MAC. `IgnoreUnknown` keeps plugins that do not
-/// know a key from failing; host-local reads `IP`, bridge and tuning read `MAC`.
-fn cni_args(att: &Attachment) -> Result<Option<String>, PluginError> {
-    let ip = match (att.ipv4, att.ipv6) {
-        (Some(_), Some(_)) => {
-            return Err(PluginError::Unsupported {
-                plugin: NAME,
-                reason: "one static address at most (CNI_ARGS IP carries one)".into(),
-            })
-        }
-        (Some(v4), None) => Some(IpAddr::V4(v4)),
-        (None, Some(v6)) => Some(IpAddr::V6(v6)),
-        (None, None) => None,
-    };
-    let mut args = Vec::new();
-    if let Some(ip) = ip {
-        args.push(format!("IP={ip}"));
+/// `CNI_ARGS` for a MAC, which bridge and tuning read. `IgnoreUnknown` keeps plugins
+/// that do not know the key from failing. Static addresses go as the `ips` capability.
+fn cni_args(att: &Attachment) -> Option<String> {
+    let mac = att.mac?;
+    let text: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("IgnoreUnknown=1;MAC={}", text.join(":")))
+}
+
+fn no_capability(capability: &str, what: &str) -> PluginError {
+    PluginError::Unsupported {
+        plugin: NAME,
+        reason: format!(
+            "{what} needs a conflist plugin with the {capability:?} capability, and this \
+             conflist has none"
+        ),
     }
-    if let Some(mac) = att.mac {
-        let text: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
-        args.push(format!("MAC={}", text.join(":")));
-    }
-    if args.is_empty() {
-        return Ok(None);
-    }
-    args.insert(0, "IgnoreUnknown=1".into());
-    Ok(Some(args.join(";")))
 }
 
 /// The original error, with a failed rollback appended so neither is lost.

@@ -90,6 +90,10 @@ impl NetworkPlugin for Macvlan {
         false
     }
 
+    fn takes_static_addresses(&self) -> bool {
+        true
+    }
+
     fn serves_dns(&self) -> bool {
         false
     }

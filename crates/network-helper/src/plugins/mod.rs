@@ -65,6 +65,9 @@ pub trait NetworkPlugin: Sized + Send + Sync {
     /// Whether attachments may ask for host ports (`-p`).
     fn publishes_ports(&self) -> bool;
 
+    /// Whether attachments may ask for a static address (`ip=`, `ip6=`).
+    fn takes_static_addresses(&self) -> bool;
+
     /// Whether the plugin answers DNS for its containers.
     fn serves_dns(&self) -> bool;
 
@@ -184,6 +187,12 @@ macro_rules! registry {
                 }
             }
 
+            pub fn takes_static_addresses(&self) -> bool {
+                match self {
+                    $(Plugin::$kind(p) => p.takes_static_addresses(),)+
+                }
+            }
+
             pub fn serves_dns(&self) -> bool {
                 match self {
                     $(Plugin::$kind(p) => p.serves_dns(),)+
@@ -225,7 +234,10 @@ macro_rules! registry {
                 if !att.ports.is_empty() && !self.publishes_ports() {
                     return Err(PluginError::Unsupported {
                         plugin: self.kind(),
-                        reason: "this network cannot publish ports".into(),
+                        reason: "this network cannot publish ports (a bridge network can, and a \
+                                 cni network whose conflist has a plugin with the \
+                                 \"portMappings\" capability)"
+                            .into(),
                     });
                 }
                 match self {
@@ -294,6 +306,26 @@ pub fn bridge_name(config: &NetworkConfig) -> Option<String> {
         HostDevice::Bridge(name) => Some(name.to_string()),
         HostDevice::Parent(_) => None,
     }
+}
+
+/// Every subnet a network hands addresses from: its record's, and what its plugin
+/// declares outside our IPAM (a conflist's ranges). What overlap and address checks
+/// compare against.
+pub fn subnets(config: &NetworkConfig) -> Vec<IpNet> {
+    let mut nets: Vec<IpNet> = config
+        .subnet
+        .map(IpNet::V4)
+        .into_iter()
+        .chain(config.subnet_v6.map(IpNet::V6))
+        .collect();
+    if let Ok(plugin) = Plugin::for_config(config) {
+        for net in plugin.declared_subnets() {
+            if !nets.contains(&net) {
+                nets.push(net);
+            }
+        }
+    }
+    nets
 }
 
 /// IPAM range sets of a network: IPv4 first, then IPv6. The order is part of the on-disk

@@ -39,6 +39,10 @@ impl NetworkPlugin for NoneNet {
         false
     }
 
+    fn takes_static_addresses(&self) -> bool {
+        false
+    }
+
     fn serves_dns(&self) -> bool {
         false
     }
