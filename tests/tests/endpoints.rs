@@ -81,8 +81,13 @@ fn killed_helper_fails_pending_and_later_calls_and_stays_dead() {
         );
         eventually("helper reaped", || !alive(pid));
         tokio::time::sleep(Duration::from_millis(200)).await;
+        // Only this world's helpers: other test runs on the machine may have a c1.
+        let pattern = format!(
+            "container-sandbox-helper.*--run-dir {}.*--id c1",
+            world.run_dir().display()
+        );
         let running = std::process::Command::new("pgrep")
-            .args(["-f", "container-sandbox-helper.*--id c1"])
+            .args(["-f", &pattern])
             .output()
             .expect("pgrep");
         assert!(
