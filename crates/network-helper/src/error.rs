@@ -48,7 +48,8 @@ pub enum PluginError {
     #[error(transparent)]
     Netlink(#[from] container_netlink::Error),
 
-    #[error(transparent)]
+    /// Without the firewall's own "network <id>: ": the service names the network once.
+    #[error("{}", .0.detail())]
     Firewall(#[from] container_firewall::Error),
 
     #[error(transparent)]
@@ -134,5 +135,26 @@ impl PluginError {
             PluginError::Many(list) => list.first().map_or(K::Internal, PluginError::kind),
             _ => K::Internal,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17.1: each layer adds its context once. The service prefixes
+    /// `network <id>: <step>: `, so the firewall's part must not name the network again.
+    #[test]
+    fn a_firewall_error_names_the_network_once() {
+        let e = PluginError::Firewall(container_firewall::Error::Invalid {
+            subject: container_firewall::Subject::Network("dual".into()),
+            field: "port forward",
+            value: "tcp [fd99::1]:8081 -> 10.74.0.2:7000".into(),
+            reason: "host and container addresses must be of one family".into(),
+        });
+        assert_eq!(
+            e.to_string(),
+            "invalid port forward \"tcp [fd99::1]:8081 -> 10.74.0.2:7000\": host and container addresses must be of one family"
+        );
     }
 }
