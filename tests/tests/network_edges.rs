@@ -381,3 +381,59 @@ fn cni_networks_take_static_addresses_and_ports_through_capabilities() {
         "{err}"
     );
 }
+
+/// Issue 19.9 end to end, with the bridge plugin's own `route_localnet`: a container
+/// that reroutes 127.0.0.1 via its gateway cannot reach a UDP service the host bound to
+/// 127.0.0.1 only (busybox's nslookup sends the datagram), and a port published on
+/// 127.0.0.1 still answers the host.
+#[test]
+fn a_container_cannot_reach_the_hosts_loopback() {
+    let s = setup();
+    let w = &s.world;
+    let dns = std::net::UdpSocket::bind("127.0.0.1:53").expect("bind 127.0.0.1:53");
+    dns.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .expect("timeout");
+    w.ok(&["network", "create", "--subnet", "10.76.0.0/24", "lonet"]);
+    let out = w.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "lonet",
+        "--rootfs",
+        &s.rootfs,
+        "--",
+        "sh",
+        "-c",
+        "ip route del local 127.0.0.1 dev lo table local; \
+         ip route del local 127.0.0.0/8 dev lo table local; \
+         echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet; \
+         echo 1 > /proc/sys/net/ipv4/conf/eth0/route_localnet; \
+         ip route add 127.0.0.1/32 via 10.76.0.1 dev eth0 && echo routed; \
+         nslookup -timeout=1 -retry=1 probe 127.0.0.1 >/dev/null 2>&1; echo sent",
+    ]);
+    assert!(out.contains("routed") && out.contains("sent"), "{out}");
+    let mut buf = [0u8; 512];
+    assert!(
+        dns.recv_from(&mut buf).is_err(),
+        "a container's datagram reached the host's 127.0.0.1"
+    );
+
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "lonet",
+        "-p",
+        "127.0.0.1:8088:7000",
+        "--rootfs",
+        &s.rootfs,
+        "--",
+        "sh",
+        "-c",
+        "while true; do echo hello | nc -l -p 7000; done",
+    ]);
+    assert_eq!(read_from("127.0.0.1:8088").trim(), "hello");
+    w.ok(&["rm", "-f", "web"]);
+}
