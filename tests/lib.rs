@@ -303,3 +303,16 @@ pub fn read_from(addr: &str) -> String {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A world with its apiserver running and a busybox root filesystem to run.
+pub struct Setup {
+    pub world: World,
+    pub rootfs: String,
+}
+
+pub fn setup() -> Setup {
+    let mut world = World::new();
+    let rootfs = busybox_rootfs(world.iso.dir()).display().to_string();
+    world.start_apiserver();
+    Setup { world, rootfs }
+}

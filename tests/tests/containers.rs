@@ -3,19 +3,7 @@
 
 use std::process::Command;
 
-use container_tests::{alive, busybox_rootfs, eventually, links, read_from, World};
-
-struct Setup {
-    world: World,
-    rootfs: String,
-}
-
-fn setup() -> Setup {
-    let mut world = World::new();
-    let rootfs = busybox_rootfs(world.iso.dir()).display().to_string();
-    world.start_apiserver();
-    Setup { world, rootfs }
-}
+use container_tests::{alive, eventually, links, read_from, setup, World};
 
 fn code(out: &std::process::Output) -> i32 {
     out.status.code().unwrap_or(-1)

@@ -2,19 +2,7 @@
 //! ports on both families, the host's loopback kept from containers, bridges the user
 //! owns, and what a CNI conflist declares. All inside the test's private namespace.
 
-use container_tests::{busybox_rootfs, links, read_from, World};
-
-struct Setup {
-    world: World,
-    rootfs: String,
-}
-
-fn setup() -> Setup {
-    let mut world = World::new();
-    let rootfs = busybox_rootfs(world.iso.dir()).display().to_string();
-    world.start_apiserver();
-    Setup { world, rootfs }
-}
+use container_tests::{links, read_from, setup, World};
 
 /// Issue 19.4: the runtime's IPv6 addresses skip DAD, so the first packet after start
 /// goes out. One ping each, no retry: a tentative address fails at once.
@@ -335,51 +323,31 @@ fn cni_networks_take_static_addresses_and_ports_through_capabilities() {
     w.ok(&[
         "network", "create", "--plugin", "cni", "--opt", &plain, "plain",
     ]);
-    let err = w.fails(&[
-        "create",
-        "--network",
-        "plain,ip=10.58.0.9",
-        "--rootfs",
-        &s.rootfs,
-        "--",
-        "true",
-    ]);
-    assert!(err.contains("cannot assign a static address"), "{err}");
-    let err = w.fails(&[
-        "create",
-        "--network",
-        "plain,ip=10.99.0.9",
-        "--rootfs",
-        &s.rootfs,
-        "--",
-        "true",
-    ]);
-    assert!(err.contains("cannot assign a static address"), "{err}");
-    let err = w.fails(&[
-        "create",
-        "--network",
-        "plain",
-        "-p",
-        "8086:80",
-        "--rootfs",
-        &s.rootfs,
-        "--",
-        "true",
-    ]);
-    assert!(err.contains("cannot publish them"), "{err}");
-    let err = w.fails(&[
-        "create",
-        "--network",
-        "capnet,ip=10.99.0.9",
-        "--rootfs",
-        &s.rootfs,
-        "--",
-        "true",
-    ]);
-    assert!(
-        err.contains("address 10.99.0.9 is not in network capnet (10.57.0.0/24)"),
-        "{err}"
-    );
+    let refused = [
+        (
+            &["--network", "plain,ip=10.58.0.9"][..],
+            "cannot assign a static address",
+        ),
+        (
+            &["--network", "plain,ip=10.99.0.9"],
+            "cannot assign a static address",
+        ),
+        (
+            &["--network", "plain", "-p", "8086:80"],
+            "cannot publish them",
+        ),
+        (
+            &["--network", "capnet,ip=10.99.0.9"],
+            "address 10.99.0.9 is not in network capnet (10.57.0.0/24)",
+        ),
+    ];
+    for (flags, want) in refused {
+        let mut args = vec!["create"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--rootfs", &s.rootfs, "--", "true"]);
+        let err = w.fails(&args);
+        assert!(err.contains(want), "{flags:?}: {err}");
+    }
 }
 
 /// Issue 19.9 end to end, with the bridge plugin's own `route_localnet`: a container
