@@ -50,6 +50,16 @@ fn ipv6_answers_at_once_after_start() {
     w.ok(&["rm", "-f", "peer"]);
 }
 
+/// The IPv4 addresses of `link`, as `ip -j addr` shows them.
+fn ipv4_of(link: &str) -> Vec<String> {
+    container_tests::ip_json(&["-4", "addr", "show", "dev", link])[0]["addr_info"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| Some(format!("{}/{}", a["local"].as_str()?, a["prefixlen"])))
+        .collect()
+}
+
 fn ip(args: &[&str]) {
     let out = std::process::Command::new("ip")
         .args(args)
@@ -64,6 +74,7 @@ fn ip(args: &[&str]) {
 fn network_rm_leaves_a_users_bridge_and_removes_its_own() {
     let mut s = setup();
     ip(&["link", "add", "userbr0", "type", "bridge"]);
+    ip(&["addr", "add", "192.0.2.1/24", "dev", "userbr0"]);
     let w = &s.world;
     w.ok(&[
         "network",
@@ -110,6 +121,8 @@ fn network_rm_leaves_a_users_bridge_and_removes_its_own() {
         now.contains(&"userbr0".to_string()),
         "the user's bridge stays: {now:?}"
     );
+    // With its own address, less the gateway the network put on it.
+    assert_eq!(ipv4_of("userbr0"), ["192.0.2.1/24"]);
     assert!(!now.contains(&"ourbr0".to_string()), "ours goes: {now:?}");
     assert!(!s.world.root().join("networks/mine.bridge").exists());
 
@@ -125,6 +138,7 @@ fn network_rm_leaves_a_users_bridge_and_removes_its_own() {
     ]);
     w.ok(&["network", "rm", "again"]);
     assert!(links().contains(&"userbr0".to_string()));
+    assert_eq!(ipv4_of("userbr0"), ["192.0.2.1/24"]);
 }
 
 /// Issue 19.14: on a dual-stack network a port without a host address is published on

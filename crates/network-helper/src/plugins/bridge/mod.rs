@@ -11,7 +11,10 @@ use container_store::NetworkConfig;
 use ipnet::IpNet;
 use std::collections::HashSet;
 use std::net::IpAddr;
-use std::path::PathBuf;
+
+mod made;
+
+use made::Made;
 
 use super::options::Opts;
 use super::{gateway_addresses, ipam_allocation, HostDevice, HostEnv, LinkState, NetworkPlugin};
@@ -147,6 +150,11 @@ impl NetworkPlugin for Bridge {
         let nl = env.netlink;
         let name = &self.opts.bridge;
         check_host(&self.opts, nl).await?;
+        let mut made = if self.opts.named {
+            Made::load(env.paths, &self.id)?
+        } else {
+            Made::default()
+        };
         let index = match nl.link_by_name(name).await? {
             Some(link) => {
                 if let Some(mtu) = self.opts.mtu.filter(|m| *m != link.mtu) {
@@ -157,7 +165,10 @@ impl NetworkPlugin for Bridge {
             None => {
                 // Recorded before the create, so a crash between the two still leaves the
                 // bridge known as ours; undone if the create fails.
-                self.record_created(env)?;
+                if self.opts.named {
+                    made.bridge = true;
+                    made.save(env.paths, &self.id)?;
+                }
                 match nl.create_bridge(name, self.opts.mtu).await {
                     Ok(index) => index,
                     // Another setup raced us; what matters is that it is there now.
@@ -166,8 +177,11 @@ impl NetworkPlugin for Bridge {
                         None => return Err(e.into()),
                     },
                     Err(e) => {
-                        if let Err(undo) = self.forget_created(env) {
-                            tracing::warn!(bridge = %name, "undo: {undo}");
+                        if self.opts.named {
+                            made.bridge = false;
+                            if let Err(undo) = made.save(env.paths, &self.id) {
+                                tracing::warn!(bridge = %name, "undo: {undo}");
+                            }
                         }
                         return Err(e.into());
                     }
@@ -183,6 +197,12 @@ impl NetworkPlugin for Bridge {
         for gw in &self.gateways {
             if have.contains(gw) {
                 continue;
+            }
+            // On a user's bridge, each address is recorded before it is added, so that
+            // teardown takes off what we put on and nothing else.
+            if self.opts.named && !made.bridge && !made.addresses.contains(gw) {
+                made.addresses.push(*gw);
+                made.save(env.paths, &self.id)?;
             }
             match nl.add_address_nodad(index, *gw).await {
                 Err(e) if !e.is_exists() => return Err(e.into()),
@@ -209,29 +229,20 @@ impl NetworkPlugin for Bridge {
         if let Err(e) = blocking("nftables teardown", move || fw.teardown_network(&id)).await {
             errors.push(e);
         }
-        // Only a bridge we made: a user's bridge (`--opt bridge=` naming a link that was
-        // there before) and a link of another kind under this name stay.
-        let link = if self.created_by_us(env) {
-            env.netlink.link_by_name(&self.opts.bridge).await
-        } else {
-            tracing::info!(bridge = %self.opts.bridge, "bridge was there before the network: left in place");
-            Ok(None)
-        };
-        match link {
-            Ok(Some(link)) if link.kind.as_deref() == Some("bridge") => {
-                if let Err(e) = env.netlink.delete_link_by_name(&self.opts.bridge).await {
-                    errors.push(e.into());
+        // Only what we made: a user's bridge (`--opt bridge=` naming a link that was
+        // there before) stays, less the gateway addresses setup put on it; a link of
+        // another kind under this name stays whole.
+        match self.take_down(env).await {
+            Ok(()) => {
+                // Only once that is done: a teardown that failed is retried with the
+                // record still saying what is ours.
+                if errors.is_empty() {
+                    if let Err(e) = Made::remove(env.paths, &self.id) {
+                        errors.push(e);
+                    }
                 }
             }
-            Ok(_) => {}
-            Err(e) => errors.push(e.into()),
-        }
-        // Only once the bridge is gone: a teardown that failed above is retried with
-        // the record still saying the bridge is ours.
-        if errors.is_empty() {
-            if let Err(e) = self.forget_created(env) {
-                errors.push(e);
-            }
+            Err(e) => errors.push(e),
         }
         PluginError::collect(errors)
     }
@@ -309,35 +320,35 @@ impl Bridge {
 
     /// Whether the bridge is the runtime's to remove. A derived name (`cbr-…`) always
     /// is: nobody else picks it. A name given by `--opt bridge=` is only when setup
-    /// created the link, which it records in `<root>/networks/<id>.bridge`, where a
-    /// restarted helper finds it again.
-    pub fn created_by_us(&self, env: HostEnv<'_>) -> bool {
-        !self.opts.named || self.created_record(env).exists()
+    /// created the link, as its record ([`Made`]) says.
+    pub fn created_by_us(&self, env: HostEnv<'_>) -> Result<bool, PluginError> {
+        Ok(!self.opts.named || Made::load(env.paths, &self.id)?.bridge)
     }
 
-    fn created_record(&self, env: HostEnv<'_>) -> PathBuf {
-        env.paths.networks().join(format!("{}.bridge", self.id))
-    }
-
-    fn record_created(&self, env: HostEnv<'_>) -> Result<(), PluginError> {
-        if !self.opts.named {
+    /// Deletes the bridge if it is ours, else takes off the addresses setup added.
+    async fn take_down(&self, env: HostEnv<'_>) -> Result<(), PluginError> {
+        let nl = env.netlink;
+        let Some(link) = nl.link_by_name(&self.opts.bridge).await? else {
+            return Ok(());
+        };
+        if link.kind.as_deref() != Some("bridge") {
             return Ok(());
         }
-        let bytes = format!("{}\n", self.opts.bridge);
-        container_store::write_atomic(&self.created_record(env), bytes.as_bytes(), 0o644)?;
-        Ok(())
-    }
-
-    fn forget_created(&self, env: HostEnv<'_>) -> Result<(), PluginError> {
-        let path = self.created_record(env);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(PluginError::Io {
-                path,
-                step: "remove the record of a created bridge",
-                source: e,
-            }),
-            _ => Ok(()),
+        if self.created_by_us(env)? {
+            nl.delete_link_by_name(&self.opts.bridge).await?;
+            return Ok(());
         }
+        tracing::info!(bridge = %self.opts.bridge, "bridge was there before the network: left in place");
+        let mut errors = Vec::new();
+        for net in Made::load(env.paths, &self.id)?.addresses {
+            match nl.del_address(link.index, net).await {
+                // Gone already (a user, or an earlier teardown that stopped later).
+                Err(e) if e.errno() == Some(libc_eaddrnotavail()) => {}
+                Err(e) => errors.push(e.into()),
+                Ok(()) => {}
+            }
+        }
+        PluginError::collect(errors)
     }
 
     fn sysctls(&self) -> Result<(), PluginError> {
@@ -389,6 +400,10 @@ impl Bridge {
         })
         .await
     }
+}
+
+fn libc_eaddrnotavail() -> i32 {
+    nix::errno::Errno::EADDRNOTAVAIL as i32
 }
 
 /// The forwards of `ports` to a container with `addresses`. A port without a host
