@@ -310,3 +310,38 @@ pub fn links() -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Reads what a TCP server at `addr` says first, retrying while it comes up.
+pub fn read_from(addr: &str) -> String {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + HANG;
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .expect("timeout");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if !out.is_empty() {
+                return out;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing answered on {addr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A world with its apiserver running and a busybox root filesystem to run.
+pub struct Setup {
+    pub world: World,
+    pub rootfs: String,
+}
+
+pub fn setup() -> Setup {
+    let mut world = World::new();
+    let rootfs = busybox_rootfs(world.iso.dir()).display().to_string();
+    world.start_apiserver();
+    Setup { world, rootfs }
+}

@@ -492,7 +492,7 @@ fn cli_bad_input_is_refused_in_one_line_and_changes_nothing() {
         case(&["network", "create", "a b"], "' ' is not allowed"),
         case(
             &["network", "create", "--plugin", "../../bin/sh", "pl"],
-            "unknown plugin",
+            "unknown network plugin",
         ),
         case(
             &["network", "create", "--subnet", "10.0.0.0/8", "super"],

@@ -3,19 +3,7 @@
 
 use std::process::Command;
 
-use container_tests::{alive, busybox_rootfs, eventually, links, World};
-
-struct Setup {
-    world: World,
-    rootfs: String,
-}
-
-fn setup() -> Setup {
-    let mut world = World::new();
-    let rootfs = busybox_rootfs(world.iso.dir()).display().to_string();
-    world.start_apiserver();
-    Setup { world, rootfs }
-}
+use container_tests::{alive, eventually, links, read_from, setup, World};
 
 fn code(out: &std::process::Output) -> i32 {
     out.status.code().unwrap_or(-1)
@@ -518,28 +506,6 @@ fn run_and_exec_with_a_terminal() {
     assert_eq!(status, 3, "{out}");
     assert!(out.contains("/dev/pts/"), "{out}");
     w.ok(&["rm", "-f", "t1"]);
-}
-
-/// Reads what a TCP server at `addr` says first, retrying while it comes up.
-fn read_from(addr: &str) -> String {
-    use std::io::Read;
-    let deadline = std::time::Instant::now() + container_tests::HANG;
-    loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
-            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-                .expect("timeout");
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out);
-            if !out.is_empty() {
-                return out;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing answered on {addr}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
 }
 
 fn nft_ruleset() -> String {

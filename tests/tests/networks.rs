@@ -203,7 +203,7 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
         ),
         (
             &["network", "create", "--plugin", "weave", "pl"],
-            "unknown plugin",
+            "unknown network plugin",
         ),
         (
             &["network", "create", "--opt", "colour=red", "op"],

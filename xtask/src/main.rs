@@ -23,6 +23,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "/usr/sbin/ip"),
     ("nftables", "/usr/sbin/nft"),
     ("containernetworking-plugins", "/usr/lib/cni/host-local"),
+    // The CNI portmap plugin writes its rules with iptables.
+    ("iptables", "/usr/sbin/iptables"),
     ("busybox-static", "/bin/busybox"),
     ("systemd", "/usr/bin/systemd-analyze"),
     ("util-linux", "/usr/bin/setpriv"),

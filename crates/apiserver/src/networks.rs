@@ -6,13 +6,14 @@ mod gc;
 mod remove;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use container_netlink::Netlink;
 use container_network_helper::plugins;
 use container_protocol::api::{NetworkCreate, NetworkSummary};
 use container_protocol::fault;
+use container_protocol::network::{PluginKind, UnknownPlugin};
 use container_store::container::{list_containers, load_config, load_state, Status};
 use container_store::network::{load_networks, remove_network, save_network, DEFAULT_NETWORK};
 use container_store::{unix_now, validate_id, NameKind, NetworkConfig, Paths};
@@ -270,17 +271,13 @@ impl Networks {
                 req.name
             )));
         }
-        let plugin = req
-            .plugin
-            .clone()
-            .unwrap_or_else(|| container_store::network::DEFAULT_PLUGIN.to_string());
-        if !plugins::PLUGINS.contains(&plugin.as_str()) {
-            return Err(bad(format!(
-                "unknown plugin {plugin:?}: use one of {}",
-                plugins::PLUGINS.join(", ")
-            )));
-        }
-        let uses_ipam = plugins::uses_ipam(&plugin);
+        let plugin: PluginKind = match &req.plugin {
+            Some(name) => name
+                .parse()
+                .map_err(|e: UnknownPlugin| bad(e.to_string()))?,
+            None => container_store::network::DEFAULT_PLUGIN,
+        };
+        let uses_ipam = plugins::uses_ipam(plugin);
         if !uses_ipam
             && (req.subnet.is_some()
                 || req.subnet_v6.is_some()
@@ -290,12 +287,6 @@ impl Networks {
             return Err(bad(format!(
                 "plugin {plugin} takes no --subnet or --gateway"
             )));
-        }
-        if req.gateway.is_some() && req.subnet.is_none() {
-            return Err(bad("--gateway needs --subnet"));
-        }
-        if req.gateway_v6.is_some() && req.subnet_v6.is_none() {
-            return Err(bad("--gateway-v6 needs --subnet-v6"));
         }
         let mut labels = BTreeMap::new();
         for (k, v) in &req.labels {
@@ -312,15 +303,10 @@ impl Networks {
         }
 
         let (others, _) = load_networks(&self.paths);
+        // Other networks' subnets, a CNI conflist's declared ranges among them.
         let taken: Vec<(String, IpNet)> = others
             .iter()
-            .flat_map(|n| {
-                n.subnet
-                    .map(IpNet::V4)
-                    .into_iter()
-                    .chain(n.subnet_v6.map(IpNet::V6))
-                    .map(|s| (n.id.clone(), s))
-            })
+            .flat_map(|n| plugins::subnets(n).into_iter().map(|s| (n.id.clone(), s)))
             .collect();
         let check_overlap = |net: IpNet| -> Result<(), ApiError> {
             if let Some((other, s)) = taken.iter().find(|(_, s)| subnets::overlaps(s, &net)) {
@@ -349,7 +335,8 @@ impl Networks {
                 check_overlap(IpNet::V4(net))?;
                 Some(net)
             }
-            None if uses_ipam => {
+            // A gateway without a subnet is the plugins' `validate` to refuse below.
+            None if uses_ipam && req.gateway.is_none() => {
                 let routes = self.host_routes().await;
                 let taken: Vec<IpNet> = taken.iter().map(|(_, s)| *s).collect();
                 Some(subnets::pick_v4(&taken, &routes).ok_or_else(|| {
@@ -361,21 +348,13 @@ impl Networks {
             }
             None => None,
         };
-        let gateway = match (&req.gateway, subnet) {
-            (Some(g), Some(net)) => {
-                let ip: std::net::Ipv4Addr = g
-                    .parse()
-                    .map_err(|_| bad(format!("invalid gateway {g:?}")))?;
-                if !net.contains(&ip) || ip == net.network() || ip == net.broadcast() {
-                    return Err(bad(format!(
-                        "gateway {ip} is not a host address of subnet {net}"
-                    )));
-                }
-                Some(ip)
-            }
-            (Some(_), None) => return Err(bad("--gateway needs --subnet")),
-            (None, Some(net)) => subnets::default_gateway_v4(&net),
-            (None, None) => None,
+        // Parsed here, checked against the subnet by the plugins' `validate` below.
+        let gateway = match &req.gateway {
+            Some(g) => Some(
+                g.parse::<Ipv4Addr>()
+                    .map_err(|_| bad(format!("invalid gateway {g:?}")))?,
+            ),
+            None => subnet.map(plugins::default_gateway_v4),
         };
         let subnet_v6: Option<Ipv6Net> = match &req.subnet_v6 {
             Some(s) => {
@@ -396,22 +375,12 @@ impl Networks {
             }
             None => None,
         };
-        let gateway_v6 = match (&req.gateway_v6, subnet_v6) {
-            (Some(g), Some(net)) => {
-                let ip: std::net::Ipv6Addr = g
-                    .parse()
-                    .map_err(|_| bad(format!("invalid IPv6 gateway {g:?}")))?;
-                if !net.contains(&ip) || ip == net.network() {
-                    return Err(bad(format!(
-                        "gateway {ip} is not a host address of subnet {net}"
-                    )));
-                }
-                Some(ip)
-            }
-            (Some(_), None) => return Err(bad("--gateway-v6 needs --subnet-v6")),
-            // ipnet's IPv6 hosts() starts at the network address itself.
-            (None, Some(net)) => Some(std::net::Ipv6Addr::from(u128::from(net.network()) + 1)),
-            (None, None) => None,
+        let gateway_v6 = match &req.gateway_v6 {
+            Some(g) => Some(
+                g.parse::<Ipv6Addr>()
+                    .map_err(|_| bad(format!("invalid IPv6 gateway {g:?}")))?,
+            ),
+            None => subnet_v6.map(plugins::default_gateway_v6),
         };
 
         let config = NetworkConfig {
@@ -430,6 +399,13 @@ impl Networks {
             removing: false,
         };
         plugins::validate(&config).map_err(|e| bad(format!("network {}: {e}", config.id)))?;
+        // What the plugin hands out beyond our IPAM (a conflist's ranges) must not
+        // overlap either.
+        let plugin = plugins::Plugin::for_config(&config)
+            .map_err(|e| bad(format!("network {}: {e}", config.id)))?;
+        for net in plugin.declared_subnets() {
+            check_overlap(net)?;
+        }
         for other in &others {
             if let (Some(a), Some(b)) = (plugins::bridge_name(&config), plugins::bridge_name(other))
             {
@@ -491,7 +467,7 @@ impl Networks {
                 helper_pid: self.table.get(&c.id).map(|h| h.info.pid),
                 containers: self.containers_on(&c.id),
                 name: c.id,
-                plugin: c.plugin,
+                plugin: c.plugin.to_string(),
                 subnet: c.subnet.map(|s| s.to_string()),
                 subnet_v6: c.subnet_v6.map(|s| s.to_string()),
                 internal: c.internal,
@@ -541,14 +517,6 @@ impl Networks {
             ))
         })?;
         Ok(config)
-    }
-}
-
-/// Whether `ip` belongs to the network's subnets.
-pub fn in_network(config: &NetworkConfig, ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => config.subnet.is_some_and(|s| s.contains(&v4)),
-        IpAddr::V6(v6) => config.subnet_v6.is_some_and(|s| s.contains(&v6)),
     }
 }
 

@@ -1,7 +1,5 @@
 //! Choosing a subnet for a network created without `--subnet`.
 
-use std::net::Ipv4Addr;
-
 use ipnet::{IpNet, Ipv4Net};
 
 /// The pool new networks draw /24s from, as Podman does: private space that home and
@@ -26,11 +24,6 @@ pub fn pick_v4(taken: &[IpNet], routes: &[IpNet]) -> Option<Ipv4Net> {
 
 pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
-}
-
-/// The address a bridge gets by default, as IPAM assumes it: the first host.
-pub fn default_gateway_v4(net: &Ipv4Net) -> Option<Ipv4Addr> {
-    net.hosts().next()
 }
 
 #[cfg(test)]

@@ -133,6 +133,10 @@ pub(crate) fn oifname_not(name: &str) -> Value {
     meta("oifname", "!=", json!(name))
 }
 
+pub(crate) fn iifname_in_set(set: &str) -> Value {
+    meta("iifname", "==", json!(format!("@{set}")))
+}
+
 pub(crate) fn oifname_in_set(set: &str) -> Value {
     meta("oifname", "==", json!(format!("@{set}")))
 }
@@ -158,6 +162,12 @@ pub(crate) fn saddr_in(net: &IpNet) -> Value {
 pub(crate) fn saddr_prefix(is_v4: bool, addr: &str, len: u8) -> Value {
     json!({"match": {"op": "==",
         "left": {"payload": {"protocol": family(is_v4), "field": "saddr"}},
+        "right": {"prefix": {"addr": addr, "len": len}}}})
+}
+
+pub(crate) fn daddr_prefix(is_v4: bool, addr: &str, len: u8) -> Value {
+    json!({"match": {"op": "==",
+        "left": {"payload": {"protocol": family(is_v4), "field": "daddr"}},
         "right": {"prefix": {"addr": addr, "len": len}}}})
 }
 

@@ -87,3 +87,46 @@ pub enum Error {
         source: serde_json::Error,
     },
 }
+
+impl Error {
+    /// What the failed call was acting on.
+    pub fn subject(&self) -> &Subject {
+        match self {
+            Error::Invalid { subject, .. }
+            | Error::BridgeInUse { subject, .. }
+            | Error::NotSetUp { subject, .. }
+            | Error::Nft { subject, .. }
+            | Error::Spawn { subject, .. }
+            | Error::Listing { subject, .. } => subject,
+        }
+    }
+
+    /// The message without its subject, for a caller whose own context already names
+    /// the network: `nftables setup: …` rather than `network n1: nftables setup: …`.
+    pub fn detail(&self) -> String {
+        let full = self.to_string();
+        let prefix = format!("{}: ", self.subject());
+        match full.strip_prefix(&prefix) {
+            Some(rest) => rest.to_string(),
+            None => full,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detail_drops_only_the_subject() {
+        let e = Error::NotSetUp {
+            subject: Subject::Network("n1".into()),
+            step: Step::Setup,
+        };
+        assert_eq!(
+            e.to_string(),
+            "network n1: nftables setup: network is not set up"
+        );
+        assert_eq!(e.detail(), "nftables setup: network is not set up");
+    }
+}

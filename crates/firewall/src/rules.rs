@@ -6,6 +6,8 @@
 //! ```text
 //! set bridges     { type ifname }                    every project bridge (isolation)
 //! map bridge-fwd  { type ifname : verdict }          bridge -> jump nw-<id>-fwd
+//! chain input       filter/input    prio 0    iifname @bridges ip daddr 127.0.0.0/8
+//!                                               ct status dnat accept, else drop
 //! chain forward     filter/forward  prio 0    iifname vmap @bridge-fwd
 //!                                             oifname vmap @bridge-fwd
 //! chain postrouting nat/postrouting prio 100  jump nw-<id>-nat                (one per network)
@@ -24,8 +26,15 @@
 //! Either way base chains never hold per-network logic: a network is removed by deleting
 //! its map elements, its jump rules (by handle) and its own chains, never by rewriting
 //! what other networks share — so helpers of different networks never race on a shared
-//! rewrite. `forward`'s two static rules are flushed and re-added by every setup, which
-//! is idempotent and repairs a hand-edited chain.
+//! rewrite. The static rules of `input` and `forward` are flushed and re-added by every
+//! setup, which is idempotent and repairs a hand-edited chain.
+//!
+//! Why `input`: the bridge plugin sets `route_localnet` on its bridges so that published
+//! ports answer on 127.0.0.1, and with it the kernel would deliver a container's packet
+//! for 127.0.0.1 (sent via its gateway, or crafted on a raw socket) to the host's
+//! loopback-only services: CVE-2020-8558's class. The guard drops such packets unless
+//! they belong to a DNATed connection, which is how kube-proxy closed it; replies of a
+//! host client's connection to a published port on 127.0.0.1 are that.
 
 use ipnet::IpNet;
 use serde_json::{json, Value};
@@ -37,6 +46,7 @@ use crate::{NetworkRules, PortForward};
 
 pub(crate) const SET_BRIDGES: &str = "bridges";
 pub(crate) const MAP_BRIDGE_FWD: &str = "bridge-fwd";
+pub(crate) const INPUT: &str = "input";
 pub(crate) const FORWARD: &str = "forward";
 pub(crate) const POSTROUTING: &str = "postrouting";
 pub(crate) const PREROUTING: &str = "prerouting";
@@ -88,10 +98,15 @@ fn ensure_skeleton(batch: &mut Batch) {
     batch.add_table();
     batch.add_set(SET_BRIDGES, "ifname");
     batch.add_verdict_map(MAP_BRIDGE_FWD, "ifname");
+    batch.add_base_chain(INPUT, "filter", "input", 0);
     batch.add_base_chain(FORWARD, "filter", "forward", 0);
     batch.add_base_chain(POSTROUTING, "nat", "postrouting", 100);
     batch.add_base_chain(PREROUTING, "nat", "prerouting", -100);
     batch.add_base_chain(OUTPUT, "nat", "output", -100);
+    batch.flush_chain(INPUT);
+    for expr in loopback_guard() {
+        batch.add_rule(INPUT, expr, None);
+    }
     batch.flush_chain(FORWARD);
     let dispatch = format!("@{MAP_BRIDGE_FWD}");
     for key in ["iifname", "oifname"] {
@@ -101,6 +116,19 @@ fn ensure_skeleton(batch: &mut Batch) {
             None,
         );
     }
+}
+
+/// Packets from any project bridge to the host's 127.0.0.0/8: only those of DNATed
+/// connections pass.
+fn loopback_guard() -> Vec<Vec<Value>> {
+    let to_loopback = [
+        iifname_in_set(SET_BRIDGES),
+        daddr_prefix(true, "127.0.0.0", 8),
+    ];
+    vec![
+        [&to_loopback[..], &[ct("status", json!("dnat")), accept()]].concat(),
+        [&to_loopback[..], &[drop()]].concat(),
+    ]
 }
 
 fn forward_rules(net: &NetworkRules) -> Vec<Vec<Value>> {
@@ -440,7 +468,26 @@ mod tests {
             .iter()
             .filter_map(|c| c.get("hook")?.as_str())
             .collect();
-        assert_eq!(hooks, ["forward", "postrouting", "prerouting", "output"]);
+        assert_eq!(
+            hooks,
+            ["input", "forward", "postrouting", "prerouting", "output"]
+        );
+        assert_eq!(
+            added_rules(&batch, INPUT),
+            [
+                &vec![
+                    iifname_in_set("bridges"),
+                    daddr_prefix(true, "127.0.0.0", 8),
+                    ct("status", json!("dnat")),
+                    accept()
+                ],
+                &vec![
+                    iifname_in_set("bridges"),
+                    daddr_prefix(true, "127.0.0.0", 8),
+                    drop()
+                ],
+            ]
+        );
         assert_eq!(
             added_rules(&batch, FORWARD),
             [
@@ -565,7 +612,7 @@ mod tests {
         // port forwards.
         assert_eq!(
             names(&batch, "flush", "chain"),
-            ["forward", "nw-n1-fwd", "nw-n1-nat"]
+            ["input", "forward", "nw-n1-fwd", "nw-n1-nat"]
         );
     }
 

@@ -61,6 +61,7 @@ fn setup_creates_chains_and_rules() {
         chains(&objs),
         [
             "forward",
+            "input",
             "nw-n1-dnat",
             "nw-n1-fwd",
             "nw-n1-nat",
@@ -70,6 +71,7 @@ fn setup_creates_chains_and_rules() {
         ]
     );
     for (name, kind, hook, prio) in [
+        ("input", "filter", "input", 0),
         ("forward", "filter", "forward", 0),
         ("postrouting", "nat", "postrouting", 100),
         ("prerouting", "nat", "prerouting", -100),

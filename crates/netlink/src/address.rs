@@ -120,12 +120,47 @@ impl Netlink {
         Ok(msgs.iter().filter_map(parse_address).collect())
     }
 
+    /// Every address of every link in the namespace: what "a local address" means.
+    pub async fn all_addresses(&self) -> Result<Vec<AddressInfo>> {
+        let msgs: Vec<AddressMessage> =
+            self.handle
+                .address()
+                .get()
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| Error::netlink(self.label.clone(), "list addresses", e))?;
+        Ok(msgs.iter().filter_map(parse_address).collect())
+    }
+
     /// Adds `net` (address and prefix length, e.g. `10.88.0.2/16`) to a link.
     pub async fn add_address(&self, index: u32, net: IpNet) -> Result<()> {
-        let req = self
+        self.add_address_flags(index, net, AddressFlags::empty())
+            .await
+    }
+
+    /// Adds an address the runtime's IPAM handed out. IPv6 ones skip duplicate address
+    /// detection (`IFA_F_NODAD`), as netavark's do: IPAM already made the address unique
+    /// on the network, and with DAD it would be tentative, unusable, for about a second
+    /// after the interface comes up. IPv4 has no DAD in the kernel.
+    pub async fn add_address_nodad(&self, index: u32, net: IpNet) -> Result<()> {
+        let flags = match net {
+            IpNet::V4(_) => AddressFlags::empty(),
+            IpNet::V6(_) => AddressFlags::Nodad,
+        };
+        self.add_address_flags(index, net, flags).await
+    }
+
+    async fn add_address_flags(&self, index: u32, net: IpNet, flags: AddressFlags) -> Result<()> {
+        let mut req = self
             .handle
             .address()
             .add(index, net.addr(), net.prefix_len());
+        if !flags.is_empty() {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(flags));
+        }
         if let Err(e) = req.execute().await {
             let object = format!("address {net} on {}", self.link_label(index).await);
             return Err(Error::netlink(object, "add", e));

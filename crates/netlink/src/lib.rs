@@ -7,12 +7,14 @@
 mod address;
 mod error;
 mod link;
+mod names;
 pub mod netns;
 mod route;
 
 pub use address::{AddrScope, AddressInfo};
 pub use error::{Error, Result};
 pub use link::{valid_ifname, LinkInfo, MacvlanMode};
+pub use names::name_hash;
 pub use netns::{with_netns, NetNs};
 pub use route::{IpFamily, RouteInfo};
 

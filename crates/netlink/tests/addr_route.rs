@@ -230,3 +230,30 @@ fn routes_add_list_delete() {
         }
     });
 }
+
+/// IFA_F_NODAD and IFA_F_TENTATIVE, as <linux/if_addr.h> numbers them.
+const NODAD: u32 = 0x02;
+const TENTATIVE: u32 = 0x40;
+
+/// Issue 19.4 at this layer: an IPAM address goes on without DAD, so it is never
+/// tentative on a link that is up; IPv4 has no DAD and gets no flag.
+#[test]
+fn ipam_addresses_skip_duplicate_address_detection() {
+    let _iso = container_testkit::isolate().unwrap();
+    if !ipv6_enabled() {
+        eprintln!("skipped: no IPv6");
+        return;
+    }
+    rt().block_on(async {
+        let nl = Netlink::connect().unwrap();
+        let idx = wired(&nl, "dv0", "dv1").await;
+        nl.add_address_nodad(idx, net("fd55::2/64")).await.unwrap();
+        nl.add_address_nodad(idx, net("10.57.0.2/24"))
+            .await
+            .unwrap();
+        let addrs = nl.addresses(idx).await.unwrap();
+        let flags = |n: &str| addrs.iter().find(|a| a.address == net(n)).unwrap().flags;
+        assert_eq!(flags("fd55::2/64") & (NODAD | TENTATIVE), NODAD);
+        assert_eq!(flags("10.57.0.2/24") & (NODAD | TENTATIVE), 0);
+    });
+}

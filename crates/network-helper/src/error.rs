@@ -1,26 +1,25 @@
 use std::path::PathBuf;
 
+use container_protocol::network::PluginKind;
+
 /// Why a plugin refused a configuration or failed a step. Every variant names the object
 /// at fault (plugin, option, link, file), so the service only has to prefix the network
 /// and the step.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
-    #[error("unknown network plugin {name:?} (known: {})", crate::plugins::PLUGINS.join(", "))]
-    UnknownPlugin { name: String },
-
     #[error(
         "plugin {plugin}: unknown option {key:?} (known: {})",
         known_list(known)
     )]
     UnknownOption {
-        plugin: &'static str,
+        plugin: PluginKind,
         key: String,
         known: &'static [&'static str],
     },
 
     #[error("plugin {plugin}: invalid value {value:?} for option {key}: {reason}")]
     InvalidOption {
-        plugin: &'static str,
+        plugin: PluginKind,
         key: &'static str,
         value: String,
         reason: String,
@@ -28,16 +27,13 @@ pub enum PluginError {
 
     #[error("plugin {plugin}: option {key} is required")]
     MissingOption {
-        plugin: &'static str,
+        plugin: PluginKind,
         key: &'static str,
     },
 
     /// The network config itself (subnets, gateways) does not fit the plugin.
     #[error("plugin {plugin}: {reason}")]
-    InvalidConfig {
-        plugin: &'static str,
-        reason: String,
-    },
+    InvalidConfig { plugin: PluginKind, reason: String },
 
     #[error("macvlan parent link {parent} does not exist")]
     ParentMissing { parent: String },
@@ -47,15 +43,13 @@ pub enum PluginError {
 
     /// The attachment asks for something this plugin cannot give.
     #[error("plugin {plugin}: {reason}")]
-    Unsupported {
-        plugin: &'static str,
-        reason: String,
-    },
+    Unsupported { plugin: PluginKind, reason: String },
 
     #[error(transparent)]
     Netlink(#[from] container_netlink::Error),
 
-    #[error(transparent)]
+    /// Without the firewall's own "network <id>: ": the service names the network once.
+    #[error("{}", .0.detail())]
     Firewall(#[from] container_firewall::Error),
 
     #[error(transparent)]
@@ -118,8 +112,7 @@ impl PluginError {
         use container_ipam::IpamError as I;
         use container_protocol::ErrorKind as K;
         match self {
-            PluginError::UnknownPlugin { .. }
-            | PluginError::UnknownOption { .. }
+            PluginError::UnknownOption { .. }
             | PluginError::InvalidOption { .. }
             | PluginError::MissingOption { .. }
             | PluginError::InvalidConfig { .. }
@@ -142,5 +135,26 @@ impl PluginError {
             PluginError::Many(list) => list.first().map_or(K::Internal, PluginError::kind),
             _ => K::Internal,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17.1: each layer adds its context once. The service prefixes
+    /// `network <id>: <step>: `, so the firewall's part must not name the network again.
+    #[test]
+    fn a_firewall_error_names_the_network_once() {
+        let e = PluginError::Firewall(container_firewall::Error::Invalid {
+            subject: container_firewall::Subject::Network("dual".into()),
+            field: "port forward",
+            value: "tcp [fd99::1]:8081 -> 10.74.0.2:7000".into(),
+            reason: "host and container addresses must be of one family".into(),
+        });
+        assert_eq!(
+            e.to_string(),
+            "invalid port forward \"tcp [fd99::1]:8081 -> 10.74.0.2:7000\": host and container addresses must be of one family"
+        );
     }
 }

@@ -39,7 +39,7 @@ fn main() -> anyhow::Result<()> {
         // the reason rather than answer every call with it.
         let paths = Paths::new(&args.root, &args.run_dir);
         let helper = NetworkHelper::load(info, paths, shutdown.clone())?;
-        tracing::info!(network = %args.id, plugin = %helper.plugin().name(), "network helper ready");
+        tracing::info!(network = %args.id, plugin = %helper.plugin().kind(), "network helper ready");
         run_helper(
             &args.run_dir.join("helpers"),
             HelperKind::Network,

@@ -186,7 +186,7 @@ impl NetworkHelper {
     pub async fn allocate(&self, att: &Attachment) -> Result<Allocation, PluginError> {
         if att.network != self.config.id {
             return Err(PluginError::Unsupported {
-                plugin: self.plugin.name(),
+                plugin: self.plugin.kind(),
                 reason: format!(
                     "attachment of container {} is for network {:?}, not this one",
                     att.container_id, att.network
@@ -303,7 +303,7 @@ impl NetworkHelper {
     ) -> Result<Vec<IpAddr>, PluginError> {
         if !self.plugin.uses_ipam() {
             return Err(PluginError::Unsupported {
-                plugin: self.plugin.name(),
+                plugin: self.plugin.kind(),
                 reason: "its addresses are not in this runtime's IPAM".into(),
             });
         }
@@ -319,7 +319,7 @@ impl NetworkHelper {
         }
         Ok(NetworkState {
             helper: self.info.clone(),
-            plugin: self.plugin.name().to_string(),
+            plugin: self.plugin.kind(),
             link: link.link,
             link_up: link.up,
             reservations,

@@ -57,7 +57,7 @@ fn setup_is_idempotent_and_teardown_removes_everything() {
     let NetworkResponse::State(state) = env.call(&helper, NetworkRequest::State).unwrap() else {
         panic!("state");
     };
-    assert_eq!(state.plugin, "bridge");
+    assert_eq!(state.plugin.as_str(), "bridge");
     assert_eq!(state.link.as_deref(), Some("cbr-n1"));
     assert_eq!(state.link_up, Some(true));
 
@@ -121,7 +121,7 @@ fn allocation_round_robin_release_and_contents() {
     assert_eq!(a1.routes.len(), 1);
     assert_eq!(a1.routes[0].dest, "0.0.0.0/0".parse().unwrap());
     assert_eq!(a1.routes[0].gateway, Some("10.4.0.1".parse().unwrap()));
-    assert_eq!(a1.plugin, "bridge");
+    assert_eq!(a1.plugin().as_str(), "bridge");
     assert_eq!(
         a1.data,
         PluginData::Bridge {

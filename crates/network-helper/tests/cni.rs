@@ -22,6 +22,7 @@ fn conflist(dir: &Path, data_dir: &Path) -> String {
                 "type": "bridge",
                 "bridge": "cni-t0",
                 "isGateway": true,
+                "capabilities": {"ips": true},
                 "ipMasq": false,
                 "ipam": {
                     "type": "host-local",
@@ -86,7 +87,7 @@ fn cni_chain_add_check_del_gc() {
     let mut att = attachment("c1net", "c1", "eth0");
     att.netns = Some(ns_str.clone());
     let a = allocate(&env, &helper, att).expect("ADD");
-    assert_eq!(a.plugin, "cni");
+    assert_eq!(a.plugin().as_str(), "cni");
     assert_eq!(a.addresses, vec!["10.77.0.2/24".parse().unwrap()]);
     assert_eq!(
         a.gateways,
@@ -136,7 +137,7 @@ fn cni_chain_add_check_del_gc() {
     let NetworkResponse::State(state) = env.call(&helper, NetworkRequest::State).unwrap() else {
         panic!("state");
     };
-    assert_eq!(state.plugin, "cni");
+    assert_eq!(state.plugin.as_str(), "cni");
     assert_eq!(state.reservations.len(), 1);
     assert_eq!(state.reservations[0].container_id, "c1");
 

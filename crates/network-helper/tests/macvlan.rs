@@ -35,7 +35,7 @@ fn macvlan_on_a_veth_parent() {
     ));
     env.call(&helper, NetworkRequest::Setup).expect("setup");
     let a = allocate(&env, &helper, attachment("m1", "c1", "eth0")).unwrap();
-    assert_eq!(a.plugin, "macvlan");
+    assert_eq!(a.plugin().as_str(), "macvlan");
     assert_eq!(a.addresses, vec!["192.168.50.2/24".parse().unwrap()]);
     assert_eq!(a.routes[0].gateway, Some("192.168.50.1".parse().unwrap()));
     assert_eq!(a.mtu, Some(1400));
@@ -43,7 +43,7 @@ fn macvlan_on_a_veth_parent() {
         a.data,
         PluginData::Macvlan {
             parent: "nic0".into(),
-            mode: "private".into()
+            mode: container_protocol::network::MacvlanMode::Private
         }
     );
     let NetworkResponse::State(state) = env.call(&helper, NetworkRequest::State).unwrap() else {
@@ -126,9 +126,9 @@ fn bridge_and_macvlan_networks_at_once() {
     env.call(&mv, NetworkRequest::Setup).unwrap();
     let a = allocate(&env, &br, attachment("b1", "c1", "eth0")).unwrap();
     let b = allocate(&env, &mv, attachment("m1", "c1", "eth1")).unwrap();
-    assert_eq!(a.plugin, "bridge");
+    assert_eq!(a.plugin().as_str(), "bridge");
     assert_eq!(a.addresses, vec!["10.60.0.2/24".parse().unwrap()]);
-    assert_eq!(b.plugin, "macvlan");
+    assert_eq!(b.plugin().as_str(), "macvlan");
     assert_eq!(b.addresses, vec!["10.61.0.2/24".parse().unwrap()]);
     assert!(matches!(a.data, PluginData::Bridge { .. }));
     assert!(matches!(b.data, PluginData::Macvlan { .. }));

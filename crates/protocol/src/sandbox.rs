@@ -173,7 +173,7 @@ pub struct SandboxSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterfaceReport {
     pub network: String,
-    pub plugin: String,
+    pub plugin: crate::network::PluginKind,
     pub ifname: String,
     /// The host-side peer (veth) if any: removed at shutdown.
     pub host_ifname: Option<String>,

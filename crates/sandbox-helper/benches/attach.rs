@@ -264,7 +264,6 @@ fn ours(env: &Env, group: &mut BenchmarkGroup<'_, WallTime>, fresh: bool) {
     // route, no MAC or MTU of its own.
     let alloc = Allocation {
         network: "bench".into(),
-        plugin: "bridge".into(),
         container_id: format!("bench-{bridge}"),
         ifname: IFNAME.into(),
         addresses: vec![addr.parse().expect("address")],
@@ -349,7 +348,6 @@ fn netns_teardown(env: &Env, group: &mut BenchmarkGroup<'_, WallTime>) {
     let gateway: IpAddr = "10.88.7.1".parse().expect("gateway");
     let alloc = Allocation {
         network: "bench".into(),
-        plugin: "bridge".into(),
         container_id: "bench-whatif".into(),
         ifname: IFNAME.into(),
         addresses: vec!["10.88.7.2/24".parse().expect("address")],

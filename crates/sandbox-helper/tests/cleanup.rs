@@ -66,7 +66,6 @@ fn cleanup(env: &Env, id: &str, input: &str) -> (i32, String, String) {
 fn bridge_alloc(id: &str) -> Allocation {
     Allocation {
         network: "n1".into(),
-        plugin: "bridge".into(),
         container_id: id.into(),
         ifname: "eth0".into(),
         addresses: vec!["10.88.0.2/24".parse().unwrap()],

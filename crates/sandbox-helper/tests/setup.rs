@@ -36,10 +36,9 @@ fn link_exists(name: &str) -> bool {
             .unwrap_or(false)
 }
 
-fn bridge_alloc(id: &str, ifname: &str, addr: &str, plugin: &str) -> Allocation {
+fn bridge_alloc(id: &str, ifname: &str, addr: &str, bridge: &str) -> Allocation {
     Allocation {
         network: "n1".into(),
-        plugin: plugin.into(),
         container_id: id.into(),
         ifname: ifname.into(),
         addresses: vec![addr.parse().unwrap()],
@@ -49,7 +48,7 @@ fn bridge_alloc(id: &str, ifname: &str, addr: &str, plugin: &str) -> Allocation 
         mtu: None,
         dns: vec!["10.88.0.1".parse().unwrap()],
         data: PluginData::Bridge {
-            bridge: "cbr-test".into(),
+            bridge: bridge.into(),
         },
     }
 }
@@ -77,7 +76,7 @@ fn bridge_interface_device_and_etc_files() {
             ],
             &sb.log_path(),
         );
-        s.allocations = vec![bridge_alloc("c-net", "eth0", "10.88.0.2/24", "bridge")];
+        s.allocations = vec![bridge_alloc("c-net", "eth0", "10.88.0.2/24", "cbr-test")];
         s.net_devices = vec![NetDeviceSpec {
             host_name: "dum-test".into(),
             name: Some("dev0".into()),
@@ -110,8 +109,8 @@ fn failing_setup_undoes_earlier_interfaces() {
         let sb = env.spawn("c-bad").await;
         let mut s = spec("c-bad", &["true"], &sb.log_path());
         s.allocations = vec![
-            bridge_alloc("c-bad", "eth0", "10.88.0.2/24", "bridge"),
-            bridge_alloc("c-bad", "eth1", "10.88.0.3/24", "nosuchplugin"),
+            bridge_alloc("c-bad", "eth0", "10.88.0.2/24", "cbr-test"),
+            bridge_alloc("c-bad", "eth1", "10.88.0.3/24", "nosuchbr0"),
         ];
         let err = sb
             .call(SandboxRequest::Setup(Box::new(s.clone())))
@@ -119,7 +118,7 @@ fn failing_setup_undoes_earlier_interfaces() {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("interface eth1: "), "{err}");
-        assert!(err.contains("nosuchplugin"), "{err}");
+        assert!(err.contains("nosuchbr0"), "{err}");
         assert!(
             !link_exists(&veth_host_name("c-bad", "eth0")),
             "first interface not undone"

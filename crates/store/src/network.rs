@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
+use container_protocol::network::PluginKind;
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
@@ -12,22 +13,23 @@ use crate::paths::Paths;
 use crate::StoreError;
 
 pub const NETWORK_RECORD_VERSION: u32 = 1;
-pub const DEFAULT_PLUGIN: &str = "bridge";
+pub const DEFAULT_PLUGIN: PluginKind = PluginKind::Bridge;
 pub const DEFAULT_NETWORK: &str = "default";
 
-fn default_plugin() -> String {
-    DEFAULT_PLUGIN.to_string()
+fn default_plugin() -> PluginKind {
+    DEFAULT_PLUGIN
 }
 
 /// A configured network (seed 001's "Network"). Files written before `plugin` existed
-/// have none: they load as the default plugin, `bridge`.
+/// have none: they load as the default plugin, `bridge`. A plugin name this build does
+/// not know makes the record unreadable, with an error naming it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkConfig {
     #[serde(default)]
     pub version: u32,
     pub id: String,
     #[serde(default = "default_plugin")]
-    pub plugin: String,
+    pub plugin: PluginKind,
     #[serde(default)]
     pub subnet: Option<Ipv4Net>,
     #[serde(default)]

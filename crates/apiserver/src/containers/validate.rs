@@ -9,7 +9,7 @@ use container_store::container::{
     remove_container, save_config, save_state, ContainerConfig, ContainerState,
     CONTAINER_RECORD_VERSION,
 };
-use container_store::{unix_now, validate_id, NameKind};
+use container_store::{unix_now, validate_id, NameKind, NetworkConfig};
 
 use super::Containers;
 use crate::claims::Claim;
@@ -221,24 +221,14 @@ impl Containers {
             }
             ifnames.push(ifname.clone());
             att.ifname = Some(ifname);
-            if let Some(ip) = att.ip {
-                if !crate::networks::in_network(&net, IpAddr::V4(ip)) {
-                    return Err(bad(format!(
-                        "container {id}: address {ip} is not in network {} ({})",
-                        att.network,
-                        net.subnet
-                            .map(|s| s.to_string())
-                            .unwrap_or_else(|| "no IPv4 subnet".into())
-                    )));
-                }
-            }
-            if let Some(ip) = att.ip6 {
-                if !crate::networks::in_network(&net, IpAddr::V6(ip)) {
-                    return Err(bad(format!(
-                        "container {id}: address {ip} is not in network {}",
-                        att.network
-                    )));
-                }
+            let statics: Vec<IpAddr> = att
+                .ip
+                .map(IpAddr::V4)
+                .into_iter()
+                .chain(att.ip6.map(IpAddr::V6))
+                .collect();
+            if !statics.is_empty() {
+                check_static_addresses(&id, &att.network, &net, &statics)?;
             }
             if let Some(mac) = &att.mac {
                 if parse_mac(mac).is_none() {
@@ -247,7 +237,7 @@ impl Containers {
             }
         }
         if !config.ports.is_empty() {
-            self.check_ports(&config)?;
+            self.check_ports(&config).await?;
         }
         for (host, dev) in &config.net_devices {
             let target = dev.name.clone().unwrap_or_else(|| host.clone());
@@ -277,7 +267,7 @@ impl Containers {
 
     /// Published ports need a bridge network first and distinct non-zero ports. Whether
     /// another container holds a host port is decided when this one starts.
-    fn check_ports(&self, config: &ContainerConfig) -> Result<(), ApiError> {
+    async fn check_ports(&self, config: &ContainerConfig) -> Result<(), ApiError> {
         let id = &config.id;
         let Some(first) = config.networks.first() else {
             return Err(bad(format!(
@@ -285,12 +275,16 @@ impl Containers {
             )));
         };
         let net = self.networks.config(&first.network)?;
-        if net.plugin != "bridge" {
+        let publishes = container_network_helper::Plugin::for_config(&net)
+            .map_err(|e| bad(format!("container {id}: network {}: {e}", first.network)))?
+            .publishes_ports();
+        if !publishes {
             return Err(bad(format!(
-                "container {id}: ports are published on the first network, and {} is a {} network (use a bridge network first)",
+                "container {id}: ports are published on the first network, and {} ({} network) cannot publish them (use a bridge network, or a CNI conflist with a \"portMappings\" plugin, first)",
                 first.network, net.plugin
             )));
         }
+        self.check_host_ips(config, &net).await?;
         let clash = |a: &PortMap, b: &PortMap| {
             a.host_port == b.host_port
                 && a.protocol == b.protocol
@@ -309,6 +303,86 @@ impl Containers {
         }
         Ok(())
     }
+
+    /// A host address a port is published on must be one this host has (or `0.0.0.0`,
+    /// `::`), of a family the network carries: a forward to any other would never see
+    /// a packet.
+    async fn check_host_ips(
+        &self,
+        config: &ContainerConfig,
+        net: &NetworkConfig,
+    ) -> Result<(), ApiError> {
+        let id = &config.id;
+        let wanted: Vec<IpAddr> = config.ports.iter().filter_map(|p| p.host_ip).collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let subnets = container_network_helper::plugins::subnets(net);
+        for ip in &wanted {
+            if !subnets.iter().any(|s| s.addr().is_ipv4() == ip.is_ipv4()) {
+                let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+                return Err(bad(format!(
+                    "container {id}: host address {ip}: network {} has no {family} subnet",
+                    net.id
+                )));
+            }
+        }
+        let local: Vec<IpAddr> = self
+            .networks
+            .host_netlink()
+            .all_addresses()
+            .await
+            .map_err(|e| {
+                ApiError::io(format!("container {id}: list host addresses"))(std::io::Error::other(
+                    e,
+                ))
+            })?
+            .into_iter()
+            .map(|a| a.address.addr())
+            .collect();
+        if let Some(ip) = wanted
+            .iter()
+            .find(|ip| !ip.is_unspecified() && !local.contains(ip))
+        {
+            return Err(bad(format!(
+                "container {id}: cannot publish on {ip}: not an address of this host"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Static addresses must be in the network's subnets (a conflist's declared ranges
+/// count), on a network whose plugin takes them.
+fn check_static_addresses(
+    id: &str,
+    network: &str,
+    net: &NetworkConfig,
+    ips: &[IpAddr],
+) -> Result<(), ApiError> {
+    let plugin = container_network_helper::Plugin::for_config(net)
+        .map_err(|e| bad(format!("container {id}: network {network}: {e}")))?;
+    if !plugin.takes_static_addresses() {
+        return Err(bad(format!(
+            "container {id}: network {network} ({} network) cannot assign a static address (a bridge or macvlan network can, and a CNI conflist with an \"ips\" plugin)",
+            net.plugin
+        )));
+    }
+    let subnets = container_network_helper::plugins::subnets(net);
+    for ip in ips {
+        if !subnets.iter().any(|s| s.contains(ip)) {
+            let list: Vec<String> = subnets.iter().map(|s| s.to_string()).collect();
+            return Err(bad(format!(
+                "container {id}: address {ip} is not in network {network} ({})",
+                if list.is_empty() {
+                    "no subnet".to_string()
+                } else {
+                    list.join(", ")
+                }
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,23 +11,31 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use container_protocol::network::{Allocation, Attachment, PluginData, ReservationInfo};
+use container_ipam::Allocated;
+use container_netlink::Netlink;
+use container_protocol::network::{
+    Allocation, Attachment, PluginData, PluginKind, PortProtocol, ReservationInfo,
+};
 use container_store::NetworkConfig;
-use serde_json::Value;
+use ipnet::IpNet;
+use serde_json::{Map, Value};
 
 pub use cache::Record;
 pub use conflist::Conflist;
 pub use exec::Command;
 
 use super::options::Opts;
-use super::HostEnv;
+use super::{HostDevice, HostEnv, LinkState, NetworkPlugin};
 use crate::error::PluginError;
 use cache::Cache;
 use exec::Invocation;
 
-pub const NAME: &str = "cni";
+const NAME: PluginKind = PluginKind::Cni;
 const KNOWN: &[&str] = &["conflist", "cni_path"];
 pub const DEFAULT_CNI_PATH: &str = "/usr/lib/cni:/opt/cni/bin";
+/// The CNI conventions' capability names.
+const CAP_IPS: &str = "ips";
+const CAP_PORT_MAPPINGS: &str = "portMappings";
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -88,21 +96,52 @@ pub struct Cni {
     opts: Options,
 }
 
-impl Cni {
-    pub fn new(config: &NetworkConfig) -> Result<Cni, PluginError> {
+impl NetworkPlugin for Cni {
+    const KIND: PluginKind = NAME;
+    /// A conflist carries its own IPAM.
+    const USES_IPAM: bool = false;
+
+    fn validate(config: &NetworkConfig) -> Result<(), PluginError> {
+        Options::parse(config).map(drop)
+    }
+
+    async fn check_host(_config: &NetworkConfig, _netlink: &Netlink) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    fn new(config: &NetworkConfig) -> Result<Cni, PluginError> {
         Ok(Cni {
             network: config.id.clone(),
             opts: Options::parse(config)?,
         })
     }
 
-    fn cache(&self, env: HostEnv<'_>) -> Cache {
-        Cache::new(env.paths, &self.network)
+    /// With a plugin that takes `portMappings` (portmap).
+    fn publishes_ports(&self) -> bool {
+        self.opts.conflist.has_capability(CAP_PORT_MAPPINGS)
+    }
+
+    /// With a plugin that takes `ips` (host-local through its main plugin).
+    fn takes_static_addresses(&self) -> bool {
+        self.opts.conflist.has_capability(CAP_IPS)
+    }
+
+    fn serves_dns(&self) -> bool {
+        false
+    }
+
+    /// The CNI plugins own whatever they build on the host.
+    fn host_device(&self) -> Option<HostDevice<'_>> {
+        None
+    }
+
+    fn declared_subnets(&self) -> Vec<IpNet> {
+        self.opts.conflist.declared_subnets()
     }
 
     /// The conflist may have changed since create: read it again and check that every
     /// plugin binary is there, so a missing one is a setup error naming it.
-    pub async fn setup(&self, _env: HostEnv<'_>) -> Result<(), PluginError> {
+    async fn setup(&self, _env: HostEnv<'_>) -> Result<(), PluginError> {
         let list = Conflist::load(&self.opts.conflist.path)?;
         for entry in &list.plugins {
             let t = conflist::plugin_type(entry);
@@ -119,16 +158,18 @@ impl Cni {
 
     /// ADD through the whole chain. On failure, DELs the plugins already run (and the
     /// failing one, which may have left half its work) in reverse order.
-    pub async fn allocate(
+    async fn allocate(
         &self,
         env: HostEnv<'_>,
         att: &Attachment,
+        _addrs: &[Allocated],
     ) -> Result<Allocation, PluginError> {
         let netns = att.netns.as_deref().ok_or(PluginError::Unsupported {
             plugin: NAME,
             reason: "the attachment has no network namespace; CNI plugins need one".into(),
         })?;
-        let args = cni_args(att)?;
+        let args = cni_args(att);
+        let runtime = self.runtime_config(att)?;
         let list = &self.opts.conflist;
         let inv = Invocation {
             command: Command::Add,
@@ -137,11 +178,18 @@ impl Cni {
             ifname: &att.ifname,
             cni_path: &self.opts.cni_path,
             args: args.as_deref(),
+            runtime: &runtime,
         };
         let mut prev: Option<Value> = None;
         for (i, entry) in list.plugins.iter().enumerate() {
             let t = conflist::plugin_type(entry);
-            let stdin = exec::stdin_config(entry, &list.name, &list.cni_version, prev.as_ref());
+            let stdin = exec::stdin_config(
+                entry,
+                &list.name,
+                &list.cni_version,
+                prev.as_ref(),
+                &runtime,
+            );
             let step = match exec::run(t, stdin, &inv).await {
                 Ok(Some(result)) => Ok(result),
                 Ok(None) => Err(PluginError::Cni {
@@ -179,6 +227,7 @@ impl Cni {
             ifname: att.ifname.clone(),
             netns: Some(netns.to_string()),
             result: result.clone(),
+            runtime_config: runtime.clone(),
         };
         // Without the record a later DEL would run blind: better to undo now.
         if let Err(e) = self.cache(env).save(&record) {
@@ -189,7 +238,6 @@ impl Cni {
         }
         Ok(Allocation {
             network: att.network.clone(),
-            plugin: NAME.to_string(),
             container_id: att.container_id.clone(),
             ifname: att.ifname.clone(),
             addresses: parsed.addresses,
@@ -204,33 +252,10 @@ impl Cni {
         })
     }
 
-    /// DEL through the first `count` plugins in reverse, going on past failures.
-    async fn del_chain(
-        &self,
-        inv: &Invocation<'_>,
-        prev: Option<&Value>,
-        count: usize,
-    ) -> Result<(), PluginError> {
-        let list = &self.opts.conflist;
-        let del = Invocation {
-            command: Command::Del,
-            ..*inv
-        };
-        let mut errors = Vec::new();
-        for entry in list.plugins.iter().take(count).rev() {
-            let t = conflist::plugin_type(entry);
-            let stdin = exec::stdin_config(entry, &list.name, &list.cni_version, prev);
-            if let Err(e) = exec::run(t, stdin, &del).await {
-                errors.push(e);
-            }
-        }
-        PluginError::collect(errors)
-    }
-
     /// DEL of one attachment, with the cached result as `prevResult`. Runs even with no
     /// cache (plugins treat DEL of what is gone as success), so an ADD whose result was
     /// lost in a crash is still undone. Returns the addresses the cached result held.
-    pub async fn release(
+    async fn release(
         &self,
         env: HostEnv<'_>,
         container_id: &str,
@@ -244,6 +269,7 @@ impl Cni {
             .or_else(|| record.as_ref().and_then(|r| r.netns.clone()))
             // A netns that is gone is passed as none: plugins then clean up host side only.
             .filter(|p| std::path::Path::new(p).exists());
+        let no_runtime = Map::new();
         let inv = Invocation {
             command: Command::Del,
             container_id,
@@ -251,6 +277,7 @@ impl Cni {
             ifname,
             cni_path: &self.opts.cni_path,
             args: None,
+            runtime: record.as_ref().map_or(&no_runtime, |r| &r.runtime_config),
         };
         let prev = record.as_ref().map(|r| &r.result);
         self.del_chain(&inv, prev, self.opts.conflist.plugins.len())
@@ -259,46 +286,8 @@ impl Cni {
         Ok(prev.map(result::addresses).unwrap_or_default())
     }
 
-    /// CHECK of one attachment against its cached result (CNI 0.4.0 and later, unless
-    /// the conflist disables it).
-    pub async fn check(
-        &self,
-        env: HostEnv<'_>,
-        container_id: &str,
-        ifname: &str,
-        netns: &str,
-    ) -> Result<(), PluginError> {
-        let list = &self.opts.conflist;
-        if !list.supports_check() || list.disable_check {
-            return Ok(());
-        }
-        let record =
-            self.cache(env)
-                .load(container_id, ifname)?
-                .ok_or_else(|| PluginError::Cni {
-                    plugin: list.name.clone(),
-                    command: "CHECK",
-                    message: format!("no ADD result recorded for {container_id} {ifname}"),
-                })?;
-        let inv = Invocation {
-            command: Command::Check,
-            container_id,
-            netns: Some(netns),
-            ifname,
-            cni_path: &self.opts.cni_path,
-            args: None,
-        };
-        for entry in &list.plugins {
-            let t = conflist::plugin_type(entry);
-            let stdin =
-                exec::stdin_config(entry, &list.name, &list.cni_version, Some(&record.result));
-            exec::run(t, stdin, &inv).await?;
-        }
-        Ok(())
-    }
-
     /// Seed 004 for CNI: DEL every recorded attachment not in `live`.
-    pub async fn gc(
+    async fn gc(
         &self,
         env: HostEnv<'_>,
         live: &HashSet<(String, String)>,
@@ -330,7 +319,7 @@ impl Cni {
         PluginError::collect(errors).map(|()| released)
     }
 
-    pub fn reservations(&self, env: HostEnv<'_>) -> Result<Vec<ReservationInfo>, PluginError> {
+    fn reservations(&self, env: HostEnv<'_>) -> Result<Vec<ReservationInfo>, PluginError> {
         let mut out = Vec::new();
         for record in self.cache(env).list()? {
             for ip in result::addresses(&record.result) {
@@ -345,7 +334,7 @@ impl Cni {
     }
 
     /// DELs whatever is still recorded, then drops the cache directory.
-    pub async fn teardown(&self, env: HostEnv<'_>) -> Result<(), PluginError> {
+    async fn teardown(&self, env: HostEnv<'_>) -> Result<(), PluginError> {
         let mut errors = Vec::new();
         if let Err(e) = self.gc(env, &HashSet::new()).await {
             errors.push(e);
@@ -357,35 +346,144 @@ impl Cni {
         }
         PluginError::collect(errors)
     }
+
+    async fn state(&self, _env: HostEnv<'_>) -> Result<LinkState, PluginError> {
+        Ok(LinkState::default())
+    }
 }
 
-/// `CNI_ARGS` for a static address and MAC. `IgnoreUnknown` keeps plugins that do not
-/// know a key from failing; host-local reads `IP`, bridge and tuning read `MAC`.
-fn cni_args(att: &Attachment) -> Result<Option<String>, PluginError> {
-    let ip = match (att.ipv4, att.ipv6) {
-        (Some(_), Some(_)) => {
-            return Err(PluginError::Unsupported {
-                plugin: NAME,
-                reason: "one static address at most (CNI_ARGS IP carries one)".into(),
-            })
+impl Cni {
+    fn cache(&self, env: HostEnv<'_>) -> Cache {
+        Cache::new(env.paths, &self.network)
+    }
+
+    /// The `runtimeConfig` of an attachment, as libcni builds it: static addresses as
+    /// `ips`, published ports as `portMappings`. A static address is refused when no
+    /// plugin of the conflist declares `ips`, since nothing would honour it; ports were
+    /// refused before this unless one declares `portMappings` ([`Cni::publishes_ports`]).
+    fn runtime_config(&self, att: &Attachment) -> Result<Map<String, Value>, PluginError> {
+        let mut runtime = Map::new();
+        let ips: Vec<Value> = att
+            .ipv4
+            .map(IpAddr::V4)
+            .into_iter()
+            .chain(att.ipv6.map(IpAddr::V6))
+            .map(|ip| Value::String(ip.to_string()))
+            .collect();
+        if !ips.is_empty() {
+            if !self.takes_static_addresses() {
+                return Err(no_capability("ips", "a static address"));
+            }
+            runtime.insert(CAP_IPS.into(), Value::Array(ips));
         }
-        (Some(v4), None) => Some(IpAddr::V4(v4)),
-        (None, Some(v6)) => Some(IpAddr::V6(v6)),
-        (None, None) => None,
-    };
-    let mut args = Vec::new();
-    if let Some(ip) = ip {
-        args.push(format!("IP={ip}"));
+        if !att.ports.is_empty() {
+            let mappings = att
+                .ports
+                .iter()
+                .map(|p| {
+                    let mut m = serde_json::json!({
+                        "hostPort": p.host_port,
+                        "containerPort": p.container_port,
+                        "protocol": match p.protocol {
+                            PortProtocol::Tcp => "tcp",
+                            PortProtocol::Udp => "udp",
+                        },
+                    });
+                    if let Some(ip) = p.host_ip {
+                        m["hostIP"] = Value::String(ip.to_string());
+                    }
+                    m
+                })
+                .collect();
+            runtime.insert(CAP_PORT_MAPPINGS.into(), Value::Array(mappings));
+        }
+        Ok(runtime)
     }
-    if let Some(mac) = att.mac {
-        let text: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
-        args.push(format!("MAC={}", text.join(":")));
+
+    /// DEL through the first `count` plugins in reverse, going on past failures.
+    async fn del_chain(
+        &self,
+        inv: &Invocation<'_>,
+        prev: Option<&Value>,
+        count: usize,
+    ) -> Result<(), PluginError> {
+        let list = &self.opts.conflist;
+        let del = Invocation {
+            command: Command::Del,
+            ..*inv
+        };
+        let mut errors = Vec::new();
+        for entry in list.plugins.iter().take(count).rev() {
+            let t = conflist::plugin_type(entry);
+            let stdin = exec::stdin_config(entry, &list.name, &list.cni_version, prev, inv.runtime);
+            if let Err(e) = exec::run(t, stdin, &del).await {
+                errors.push(e);
+            }
+        }
+        PluginError::collect(errors)
     }
-    if args.is_empty() {
-        return Ok(None);
+
+    /// CHECK of one attachment against its cached result (CNI 0.4.0 and later, unless
+    /// the conflist disables it).
+    pub async fn check(
+        &self,
+        env: HostEnv<'_>,
+        container_id: &str,
+        ifname: &str,
+        netns: &str,
+    ) -> Result<(), PluginError> {
+        let list = &self.opts.conflist;
+        if !list.supports_check() || list.disable_check {
+            return Ok(());
+        }
+        let record =
+            self.cache(env)
+                .load(container_id, ifname)?
+                .ok_or_else(|| PluginError::Cni {
+                    plugin: list.name.clone(),
+                    command: "CHECK",
+                    message: format!("no ADD result recorded for {container_id} {ifname}"),
+                })?;
+        let inv = Invocation {
+            command: Command::Check,
+            container_id,
+            netns: Some(netns),
+            ifname,
+            cni_path: &self.opts.cni_path,
+            args: None,
+            runtime: &record.runtime_config,
+        };
+        for entry in &list.plugins {
+            let t = conflist::plugin_type(entry);
+            let stdin = exec::stdin_config(
+                entry,
+                &list.name,
+                &list.cni_version,
+                Some(&record.result),
+                &record.runtime_config,
+            );
+            exec::run(t, stdin, &inv).await?;
+        }
+        Ok(())
     }
-    args.insert(0, "IgnoreUnknown=1".into());
-    Ok(Some(args.join(";")))
+}
+
+/// `CNI_ARGS` for a MAC, which bridge and tuning read. `IgnoreUnknown` keeps plugins
+/// that do not know the key from failing. Static addresses go as the `ips` capability.
+fn cni_args(att: &Attachment) -> Option<String> {
+    let mac = att.mac?;
+    let text: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("IgnoreUnknown=1;MAC={}", text.join(":")))
+}
+
+fn no_capability(capability: &str, what: &str) -> PluginError {
+    PluginError::Unsupported {
+        plugin: NAME,
+        reason: format!(
+            "{what} needs a conflist plugin with the {capability:?} capability, and this \
+             conflist has none"
+        ),
+    }
 }
 
 /// The original error, with a failed rollback appended so neither is lost.

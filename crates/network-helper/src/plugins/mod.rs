@@ -1,9 +1,11 @@
-//! Network plugins, network side: one module per plugin, one match arm per plugin here.
+//! Network plugins, network side: one module per plugin, one line per plugin in the
+//! [`registry!`] below.
 //!
 //! A plugin owns the network-wide resources (a bridge and its nftables rules, a parent
 //! link check, a CNI result cache) and turns IPAM addresses into an [`Allocation`] the
-//! sandbox's interface strategy of the same name can realise. Adding a plugin means a
-//! new file, a variant, and one arm in each `match` below.
+//! sandbox's interface strategy for the same [`PluginData`] can realise. Every operation
+//! is a required method of [`NetworkPlugin`], and what a plugin can do is asked of it
+//! (`publishes_ports`, `host_device`, …), never guessed from its name.
 
 pub mod bridge;
 pub mod cni;
@@ -12,20 +14,18 @@ pub mod none;
 mod options;
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::net::IpAddr;
 
 use container_ipam::{Allocated, RangeSet};
 use container_netlink::Netlink;
-use container_protocol::network::{Allocation, Attachment, ReservationInfo, RouteSpec};
+use container_protocol::network::{Allocation, Attachment, PluginKind, ReservationInfo, RouteSpec};
 use container_store::{NetworkConfig, Paths};
 use ipnet::IpNet;
 
 use crate::error::PluginError;
 
 pub use options::{MTU_MAX, MTU_MIN};
-
-/// Every plugin name this helper knows, in the order messages list them.
-pub const PLUGINS: &[&str] = &[bridge::NAME, macvlan::NAME, none::NAME, cni::NAME];
 
 /// What plugins act on besides their own config: the host's links and the state tree.
 #[derive(Clone, Copy)]
@@ -41,181 +41,291 @@ pub struct LinkState {
     pub up: Option<bool>,
 }
 
-pub enum Plugin {
-    Bridge(bridge::Bridge),
-    Macvlan(macvlan::Macvlan),
-    None(none::NoneNet),
-    Cni(cni::Cni),
-}
+/// One network plugin. Nothing has a default: a new plugin says what it does for each.
+pub trait NetworkPlugin: Sized + Send + Sync {
+    const KIND: PluginKind;
 
-/// Checks plugin name, options and subnets without touching the host, so the apiserver
-/// can refuse bad input before it creates anything. Host checks are [`check_host`].
-///
-/// A missing subnet is not an error here: the apiserver picks one after validating
-/// (see [`uses_ipam`]); [`Plugin::for_config`] requires it.
-pub fn validate(config: &NetworkConfig) -> Result<(), PluginError> {
-    match config.plugin.as_str() {
-        bridge::NAME => bridge::Options::parse(config).map(drop),
-        macvlan::NAME => macvlan::Options::parse(config).map(drop),
-        none::NAME => none::Options::parse(config).map(drop),
-        cni::NAME => cni::Options::parse(config).map(drop),
-        other => Err(PluginError::UnknownPlugin {
-            name: other.to_string(),
-        }),
-    }?;
-    check_gateways(config)
-}
+    /// Whether networks of this plugin hand out addresses from our IPAM, and so need a
+    /// subnet. Known before there is a subnet, so the apiserver can pick one.
+    const USES_IPAM: bool;
 
-/// Whether networks of `plugin` hand out addresses from our IPAM, and so need a subnet.
-/// `none` and `cni` do not (a conflist carries its own IPAM).
-pub fn uses_ipam(plugin: &str) -> bool {
-    matches!(plugin, bridge::NAME | macvlan::NAME)
-}
+    /// Checks options and subnets without touching the host. A missing subnet is not an
+    /// error here: the apiserver picks one after validating.
+    fn validate(config: &NetworkConfig) -> Result<(), PluginError>;
 
-/// Checks what only the host can tell: a macvlan parent that exists, a bridge name not
-/// taken by a link of another kind. Read-only.
-pub async fn check_host(config: &NetworkConfig, netlink: &Netlink) -> Result<(), PluginError> {
-    match config.plugin.as_str() {
-        bridge::NAME => bridge::check_host(&bridge::Options::parse(config)?, netlink).await,
-        macvlan::NAME => macvlan::check_host(&macvlan::Options::parse(config)?, netlink).await,
-        none::NAME | cni::NAME => Ok(()),
-        other => Err(PluginError::UnknownPlugin {
-            name: other.to_string(),
-        }),
-    }
-}
+    /// Checks what only the host can tell. Read-only.
+    fn check_host(
+        config: &NetworkConfig,
+        netlink: &Netlink,
+    ) -> impl Future<Output = Result<(), PluginError>> + Send;
 
-/// The bridge a bridge network uses: `--opt bridge=` or the derived name. `None` for
-/// other plugins or invalid options.
-pub fn bridge_name(config: &NetworkConfig) -> Option<String> {
-    if config.plugin != bridge::NAME {
-        return None;
-    }
-    bridge::Options::parse(config).ok().map(|o| o.bridge)
-}
+    /// The plugin of a validated config; plugins that use IPAM need a subnet here.
+    fn new(config: &NetworkConfig) -> Result<Self, PluginError>;
 
-impl Plugin {
-    /// Validates `config` and builds its plugin. Unlike [`validate`], plugins that use
-    /// IPAM need a subnet here.
-    pub fn for_config(config: &NetworkConfig) -> Result<Plugin, PluginError> {
-        validate(config)?;
-        Ok(match config.plugin.as_str() {
-            bridge::NAME => Plugin::Bridge(bridge::Bridge::new(config)?),
-            macvlan::NAME => Plugin::Macvlan(macvlan::Macvlan::new(config)?),
-            none::NAME => Plugin::None(none::NoneNet::new(config)),
-            cni::NAME => Plugin::Cni(cni::Cni::new(config)?),
-            other => {
-                return Err(PluginError::UnknownPlugin {
-                    name: other.to_string(),
-                })
-            }
-        })
-    }
+    /// Whether attachments may ask for host ports (`-p`).
+    fn publishes_ports(&self) -> bool;
 
-    pub fn name(&self) -> &'static str {
-        match self {
-            Plugin::Bridge(_) => bridge::NAME,
-            Plugin::Macvlan(_) => macvlan::NAME,
-            Plugin::None(_) => none::NAME,
-            Plugin::Cni(_) => cni::NAME,
-        }
-    }
+    /// Whether attachments may ask for a static address (`ip=`, `ip6=`).
+    fn takes_static_addresses(&self) -> bool;
 
-    pub fn uses_ipam(&self) -> bool {
-        uses_ipam(self.name())
-    }
+    /// Whether the plugin answers DNS for its containers.
+    fn serves_dns(&self) -> bool;
+
+    /// The host link the network is built on: a bridge it owns or shares (another
+    /// network must not take it), a parent it only uses.
+    fn host_device(&self) -> Option<HostDevice<'_>>;
+
+    /// Subnets the network hands addresses from outside our IPAM (a conflist's), for the
+    /// overlap check of every create.
+    fn declared_subnets(&self) -> Vec<IpNet>;
 
     /// Creates whatever of the network-wide resources is missing.
-    pub async fn setup(&self, env: HostEnv<'_>) -> Result<(), PluginError> {
-        match self {
-            Plugin::Bridge(p) => p.setup(env).await,
-            Plugin::Macvlan(p) => p.setup(env).await,
-            Plugin::None(_) => Ok(()),
-            Plugin::Cni(p) => p.setup(env).await,
-        }
-    }
+    fn setup(&self, env: HostEnv<'_>) -> impl Future<Output = Result<(), PluginError>> + Send;
 
-    /// Removes every network-wide resource, going on past failures and reporting all.
-    pub async fn teardown(&self, env: HostEnv<'_>) -> Result<(), PluginError> {
-        match self {
-            Plugin::Bridge(p) => p.teardown(env).await,
-            Plugin::Macvlan(_) | Plugin::None(_) => Ok(()),
-            Plugin::Cni(p) => p.teardown(env).await,
-        }
-    }
+    /// Removes every network-wide resource the plugin made, going on past failures.
+    fn teardown(&self, env: HostEnv<'_>) -> impl Future<Output = Result<(), PluginError>> + Send;
 
-    /// Turns the IPAM addresses of `att` (empty for plugins without IPAM) into an
-    /// allocation.
-    pub async fn allocate(
+    /// Turns the IPAM addresses of `att` (empty unless `USES_IPAM`) into an allocation.
+    fn allocate(
         &self,
         env: HostEnv<'_>,
         att: &Attachment,
         addrs: &[Allocated],
-    ) -> Result<Allocation, PluginError> {
-        if !att.ports.is_empty() && !matches!(self, Plugin::Bridge(_)) {
-            return Err(PluginError::Unsupported {
-                plugin: self.name(),
-                reason: "this plugin cannot publish ports (use a bridge network)".into(),
-            });
-        }
-        match self {
-            Plugin::Bridge(p) => {
-                let alloc = p.allocate(att, addrs)?;
-                if !att.ports.is_empty() {
-                    p.publish(&att.container_id, &att.ports, &alloc).await?;
-                }
-                Ok(alloc)
-            }
-            Plugin::Macvlan(p) => p.allocate(env, att, addrs).await,
-            Plugin::None(p) => p.allocate(att),
-            Plugin::Cni(p) => p.allocate(env, att).await,
-        }
-    }
+    ) -> impl Future<Output = Result<Allocation, PluginError>> + Send;
 
     /// Undoes what `allocate` did beyond IPAM. Returns addresses released outside our
-    /// IPAM (cni). Idempotent.
-    pub async fn release(
+    /// IPAM. Idempotent.
+    fn release(
         &self,
         env: HostEnv<'_>,
         container_id: &str,
         ifname: &str,
         netns: Option<&str>,
-    ) -> Result<Vec<IpAddr>, PluginError> {
-        match self {
-            Plugin::Cni(p) => p.release(env, container_id, ifname, netns).await,
-            Plugin::Bridge(p) => p.unpublish(container_id).await.map(|()| Vec::new()),
-            _ => Ok(Vec::new()),
-        }
-    }
+    ) -> impl Future<Output = Result<Vec<IpAddr>, PluginError>> + Send;
 
-    /// Releases plugin-held attachments not in `live` (cni: its result cache). IPAM GC
-    /// is the service's job.
-    pub async fn gc(
+    /// Releases plugin-held attachments not in `live`. IPAM GC is the service's job.
+    fn gc(
         &self,
         env: HostEnv<'_>,
         live: &HashSet<(String, String)>,
-    ) -> Result<Vec<ReservationInfo>, PluginError> {
-        match self {
-            Plugin::Cni(p) => p.gc(env, live).await,
-            _ => Ok(Vec::new()),
-        }
-    }
+    ) -> impl Future<Output = Result<Vec<ReservationInfo>, PluginError>> + Send;
 
-    /// Attachments the plugin holds outside our IPAM (cni), for `state`.
-    pub fn reservations(&self, env: HostEnv<'_>) -> Result<Vec<ReservationInfo>, PluginError> {
-        match self {
-            Plugin::Cni(p) => p.reservations(env),
-            _ => Ok(Vec::new()),
-        }
-    }
+    /// Attachments the plugin holds outside our IPAM, for `state`.
+    fn reservations(&self, env: HostEnv<'_>) -> Result<Vec<ReservationInfo>, PluginError>;
 
-    pub async fn state(&self, env: HostEnv<'_>) -> Result<LinkState, PluginError> {
-        match self {
-            Plugin::Bridge(p) => p.state(env).await,
-            Plugin::Macvlan(p) => p.state(env).await,
-            Plugin::None(_) | Plugin::Cni(_) => Ok(LinkState::default()),
+    fn state(
+        &self,
+        env: HostEnv<'_>,
+    ) -> impl Future<Output = Result<LinkState, PluginError>> + Send;
+}
+
+/// A host link a network is built on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostDevice<'a> {
+    /// A bridge that carries the network: one network per bridge.
+    Bridge(&'a str),
+    /// A parent link that several networks may share (macvlan).
+    Parent(&'a str),
+}
+
+/// Generates [`Plugin`] and the functions that dispatch on a [`PluginKind`] from one
+/// list: registering a plugin is one line here. Every match is exhaustive.
+macro_rules! registry {
+    ($($kind:ident => $ty:ty),+ $(,)?) => {
+        /// A network's plugin.
+        pub enum Plugin {
+            $($kind($ty),)+
+        }
+
+        /// Whether networks of `kind` hand out addresses from our IPAM.
+        pub fn uses_ipam(kind: PluginKind) -> bool {
+            match kind {
+                $(PluginKind::$kind => <$ty as NetworkPlugin>::USES_IPAM,)+
+            }
+        }
+
+        fn validate_options(config: &NetworkConfig) -> Result<(), PluginError> {
+            match config.plugin {
+                $(PluginKind::$kind => <$ty as NetworkPlugin>::validate(config),)+
+            }
+        }
+
+        /// Checks what only the host can tell: a macvlan parent that exists, a bridge
+        /// name not taken by a link of another kind. Read-only.
+        pub async fn check_host(
+            config: &NetworkConfig,
+            netlink: &Netlink,
+        ) -> Result<(), PluginError> {
+            match config.plugin {
+                $(PluginKind::$kind => <$ty as NetworkPlugin>::check_host(config, netlink).await,)+
+            }
+        }
+
+        impl Plugin {
+            /// Validates `config` and builds its plugin. Unlike [`validate`], plugins
+            /// that use IPAM need a subnet here.
+            pub fn for_config(config: &NetworkConfig) -> Result<Plugin, PluginError> {
+                validate(config)?;
+                Ok(match config.plugin {
+                    $(PluginKind::$kind => Plugin::$kind(<$ty as NetworkPlugin>::new(config)?),)+
+                })
+            }
+
+            pub fn kind(&self) -> PluginKind {
+                match self {
+                    $(Plugin::$kind(_) => <$ty as NetworkPlugin>::KIND,)+
+                }
+            }
+
+            pub fn uses_ipam(&self) -> bool {
+                uses_ipam(self.kind())
+            }
+
+            pub fn publishes_ports(&self) -> bool {
+                match self {
+                    $(Plugin::$kind(p) => p.publishes_ports(),)+
+                }
+            }
+
+            pub fn takes_static_addresses(&self) -> bool {
+                match self {
+                    $(Plugin::$kind(p) => p.takes_static_addresses(),)+
+                }
+            }
+
+            pub fn serves_dns(&self) -> bool {
+                match self {
+                    $(Plugin::$kind(p) => p.serves_dns(),)+
+                }
+            }
+
+            pub fn host_device(&self) -> Option<HostDevice<'_>> {
+                match self {
+                    $(Plugin::$kind(p) => p.host_device(),)+
+                }
+            }
+
+            pub fn declared_subnets(&self) -> Vec<IpNet> {
+                match self {
+                    $(Plugin::$kind(p) => p.declared_subnets(),)+
+                }
+            }
+
+            pub async fn setup(&self, env: HostEnv<'_>) -> Result<(), PluginError> {
+                match self {
+                    $(Plugin::$kind(p) => p.setup(env).await,)+
+                }
+            }
+
+            pub async fn teardown(&self, env: HostEnv<'_>) -> Result<(), PluginError> {
+                match self {
+                    $(Plugin::$kind(p) => p.teardown(env).await,)+
+                }
+            }
+
+            /// Refuses published ports on a plugin that cannot publish them, then
+            /// allocates.
+            pub async fn allocate(
+                &self,
+                env: HostEnv<'_>,
+                att: &Attachment,
+                addrs: &[Allocated],
+            ) -> Result<Allocation, PluginError> {
+                if !att.ports.is_empty() && !self.publishes_ports() {
+                    return Err(PluginError::Unsupported {
+                        plugin: self.kind(),
+                        reason: "this network cannot publish ports (a bridge network can, and a \
+                                 cni network whose conflist has a plugin with the \
+                                 \"portMappings\" capability)"
+                            .into(),
+                    });
+                }
+                match self {
+                    $(Plugin::$kind(p) => p.allocate(env, att, addrs).await,)+
+                }
+            }
+
+            pub async fn release(
+                &self,
+                env: HostEnv<'_>,
+                container_id: &str,
+                ifname: &str,
+                netns: Option<&str>,
+            ) -> Result<Vec<IpAddr>, PluginError> {
+                match self {
+                    $(Plugin::$kind(p) => p.release(env, container_id, ifname, netns).await,)+
+                }
+            }
+
+            pub async fn gc(
+                &self,
+                env: HostEnv<'_>,
+                live: &HashSet<(String, String)>,
+            ) -> Result<Vec<ReservationInfo>, PluginError> {
+                match self {
+                    $(Plugin::$kind(p) => p.gc(env, live).await,)+
+                }
+            }
+
+            pub fn reservations(
+                &self,
+                env: HostEnv<'_>,
+            ) -> Result<Vec<ReservationInfo>, PluginError> {
+                match self {
+                    $(Plugin::$kind(p) => p.reservations(env),)+
+                }
+            }
+
+            pub async fn state(&self, env: HostEnv<'_>) -> Result<LinkState, PluginError> {
+                match self {
+                    $(Plugin::$kind(p) => p.state(env).await,)+
+                }
+            }
+        }
+    };
+}
+
+registry! {
+    Bridge => bridge::Bridge,
+    Macvlan => macvlan::Macvlan,
+    None => none::NoneNet,
+    Cni => cni::Cni,
+}
+
+/// Checks plugin options and gateways without touching the host, so the apiserver can
+/// refuse bad input before it creates anything. Host checks are [`check_host`].
+pub fn validate(config: &NetworkConfig) -> Result<(), PluginError> {
+    validate_options(config)?;
+    check_gateways(config)
+}
+
+/// The bridge a network carries, for refusing a second network on it. `None` for other
+/// plugins or invalid configs.
+pub fn bridge_name(config: &NetworkConfig) -> Option<String> {
+    match Plugin::for_config(config).ok()?.host_device()? {
+        HostDevice::Bridge(name) => Some(name.to_string()),
+        HostDevice::Parent(_) => None,
+    }
+}
+
+/// Every subnet a network hands addresses from: its record's, and what its plugin
+/// declares outside our IPAM (a conflist's ranges). What overlap and address checks
+/// compare against.
+pub fn subnets(config: &NetworkConfig) -> Vec<IpNet> {
+    let mut nets: Vec<IpNet> = config
+        .subnet
+        .map(IpNet::V4)
+        .into_iter()
+        .chain(config.subnet_v6.map(IpNet::V6))
+        .collect();
+    if let Ok(plugin) = Plugin::for_config(config) {
+        for net in plugin.declared_subnets() {
+            if !nets.contains(&net) {
+                nets.push(net);
+            }
         }
     }
+    nets
 }
 
 /// IPAM range sets of a network: IPv4 first, then IPv6. The order is part of the on-disk
@@ -239,14 +349,11 @@ pub fn range_sets(config: &NetworkConfig) -> Vec<RangeSet> {
     sets
 }
 
-/// The gateway addresses with their subnets' prefix length: what goes on a bridge. The
-/// default is the first host of the subnet, as IPAM's.
+/// The gateway addresses with their subnets' prefix length: what goes on a bridge.
 pub fn gateway_addresses(config: &NetworkConfig) -> Vec<IpNet> {
     let mut out = Vec::new();
     if let Some(subnet) = config.subnet {
-        let gw = config
-            .gateway
-            .unwrap_or_else(|| first_host_v4(subnet.network()));
+        let gw = config.gateway.unwrap_or_else(|| default_gateway_v4(subnet));
         if let Ok(net) = IpNet::new(IpAddr::V4(gw), subnet.prefix_len()) {
             out.push(net);
         }
@@ -254,7 +361,7 @@ pub fn gateway_addresses(config: &NetworkConfig) -> Vec<IpNet> {
     if let Some(subnet) = config.subnet_v6 {
         let gw = config
             .gateway_v6
-            .unwrap_or_else(|| (u128::from(subnet.network()) + 1).into());
+            .unwrap_or_else(|| default_gateway_v6(subnet));
         if let Ok(net) = IpNet::new(IpAddr::V6(gw), subnet.prefix_len()) {
             out.push(net);
         }
@@ -262,52 +369,45 @@ pub fn gateway_addresses(config: &NetworkConfig) -> Vec<IpNet> {
     out
 }
 
-fn first_host_v4(network: std::net::Ipv4Addr) -> std::net::Ipv4Addr {
-    u32::from(network).wrapping_add(1).into()
+/// The gateway of a subnet given without one: its first host, as IPAM assumes.
+pub fn default_gateway_v4(subnet: ipnet::Ipv4Net) -> std::net::Ipv4Addr {
+    u32::from(subnet.network()).wrapping_add(1).into()
+}
+
+/// The IPv6 gateway of a subnet given without one: the address after the network's.
+pub fn default_gateway_v6(subnet: ipnet::Ipv6Net) -> std::net::Ipv6Addr {
+    u128::from(subnet.network()).wrapping_add(1).into()
 }
 
 /// Refuses gateways outside their subnet or without one: the bridge would get an address
-/// the containers cannot reach on-link.
+/// the containers cannot reach on-link. The one owner of these checks: the apiserver's
+/// create calls [`validate`].
 fn check_gateways(config: &NetworkConfig) -> Result<(), PluginError> {
-    let plugin = plugin_static(&config.plugin);
+    let plugin = config.plugin;
     let bad = |reason: String| Err(PluginError::InvalidConfig { plugin, reason });
     match (config.subnet, config.gateway) {
-        (None, Some(gw)) => return bad(format!("gateway {gw} given without a subnet")),
-        (Some(net), Some(gw)) if !net.contains(&gw) => {
-            return bad(format!("gateway {gw} is outside subnet {net}"))
-        }
-        (Some(net), Some(gw)) if gw == net.network() || gw == net.broadcast() => {
+        (None, Some(gw)) => return bad(format!("gateway {gw} needs --subnet")),
+        (Some(net), Some(gw))
+            if !net.contains(&gw) || gw == net.network() || gw == net.broadcast() =>
+        {
             return bad(format!(
-                "gateway {gw} is the network or broadcast address of {net}"
+                "gateway {gw} is not a host address of subnet {net}"
             ))
         }
         _ => {}
     }
     match (config.subnet_v6, config.gateway_v6) {
-        (None, Some(gw)) => bad(format!("IPv6 gateway {gw} given without an IPv6 subnet")),
-        (Some(net), Some(gw)) if !net.contains(&gw) => {
-            bad(format!("IPv6 gateway {gw} is outside subnet {net}"))
-        }
-        (Some(net), Some(gw)) if gw == net.network() => {
-            bad(format!("IPv6 gateway {gw} is the network address of {net}"))
-        }
+        (None, Some(gw)) => bad(format!("IPv6 gateway {gw} needs --subnet-v6")),
+        (Some(net), Some(gw)) if !net.contains(&gw) || gw == net.network() => bad(format!(
+            "IPv6 gateway {gw} is not a host address of subnet {net}"
+        )),
         _ => Ok(()),
     }
-}
-
-/// Error messages want a `&'static str` plugin name; unknown names were refused before.
-fn plugin_static(name: &str) -> &'static str {
-    PLUGINS
-        .iter()
-        .copied()
-        .find(|p| *p == name)
-        .unwrap_or("unknown")
 }
 
 /// Fields every IPAM-backed allocation shares: addresses, gateways and, unless the
 /// network is internal, a default route per family via its gateway.
 pub(crate) fn ipam_allocation(
-    plugin: &'static str,
     att: &Attachment,
     addrs: &[Allocated],
     internal: bool,
@@ -332,7 +432,6 @@ pub(crate) fn ipam_allocation(
     }
     Allocation {
         network: att.network.clone(),
-        plugin: plugin.to_string(),
         container_id: att.container_id.clone(),
         ifname: att.ifname.clone(),
         addresses: addrs.iter().map(|a| a.address).collect(),
@@ -347,10 +446,7 @@ pub(crate) fn ipam_allocation(
 }
 
 /// Refuses static addresses on plugins that hand out none of their own.
-pub(crate) fn no_static_addresses(
-    plugin: &'static str,
-    att: &Attachment,
-) -> Result<(), PluginError> {
+pub(crate) fn no_static_addresses(plugin: PluginKind, att: &Attachment) -> Result<(), PluginError> {
     match (att.ipv4, att.ipv6) {
         (None, None) => Ok(()),
         (v4, v6) => Err(PluginError::Unsupported {

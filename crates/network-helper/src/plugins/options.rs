@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use container_protocol::network::PluginKind;
+
 use crate::error::PluginError;
 
 /// Smallest MTU the kernel accepts for IPv4 (RFC 791).
@@ -12,14 +14,14 @@ const MTU_MIN_V6: u32 = 1280;
 
 /// The options of one plugin, checked against the keys it knows.
 pub(crate) struct Opts<'a> {
-    plugin: &'static str,
+    plugin: PluginKind,
     map: &'a BTreeMap<String, String>,
 }
 
 impl<'a> Opts<'a> {
     /// Fails on the first key not in `known`, naming it and the plugin.
     pub fn new(
-        plugin: &'static str,
+        plugin: PluginKind,
         map: &'a BTreeMap<String, String>,
         known: &'static [&'static str],
     ) -> Result<Self, PluginError> {

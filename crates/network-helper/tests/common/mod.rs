@@ -75,7 +75,7 @@ pub fn config(
     NetworkConfig {
         version: 1,
         id: id.into(),
-        plugin: plugin.into(),
+        plugin: plugin.parse().expect("plugin"),
         subnet: subnet.map(|s| s.parse().expect("subnet")),
         gateway: None,
         subnet_v6: None,

@@ -15,15 +15,10 @@ const VETH_NAME_RETRIES: u32 = 100;
 ///
 /// Deterministic so that anything holding the container id and interface name (the
 /// apiserver after a sandbox crash, a rerun of cleanup) can find the link without a
-/// record; FNV rather than std's hasher, whose output may change between Rust releases.
-/// 44 bits make a collision between two live containers negligible.
+/// record. 44 bits make a collision between two live containers negligible.
 pub fn veth_host_name(container_id: &str, ifname: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     // The NUL keeps ("ab", "c") and ("a", "bc") apart.
-    for byte in container_id.bytes().chain([0]).chain(ifname.bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let hash = container_netlink::name_hash(container_id.bytes().chain([0]).chain(ifname.bytes()));
     format!("veth{:011x}", hash >> 20)
 }
 

@@ -1,21 +1,19 @@
 //! Macvlan plugin: a macvlan on a host parent link, created directly inside the
 //! container so it never exists in the host namespace.
 
-use container_netlink::{MacvlanMode, NetNs, Netlink};
-use container_protocol::network::Allocation;
+use container_netlink::{NetNs, Netlink};
+use container_protocol::network::{Allocation, MacvlanMode};
 use container_protocol::sandbox::InterfaceReport;
 
 use super::{configure_and_report, undone, Ctx, InterfaceError};
 
-/// Mode names as `ip link ... type macvlan mode MODE` takes them; empty means bridge,
-/// the kernel's and Docker's default.
-fn parse_mode(mode: &str) -> Option<MacvlanMode> {
+/// The kernel's value of a mode.
+fn kernel_mode(mode: MacvlanMode) -> container_netlink::MacvlanMode {
     match mode {
-        "" | "bridge" => Some(MacvlanMode::Bridge),
-        "private" => Some(MacvlanMode::Private),
-        "vepa" => Some(MacvlanMode::Vepa),
-        "passthru" | "passthrough" => Some(MacvlanMode::Passthru),
-        _ => None,
+        MacvlanMode::Bridge => container_netlink::MacvlanMode::Bridge,
+        MacvlanMode::Private => container_netlink::MacvlanMode::Private,
+        MacvlanMode::Vepa => container_netlink::MacvlanMode::Vepa,
+        MacvlanMode::Passthru => container_netlink::MacvlanMode::Passthru,
     }
 }
 
@@ -27,14 +25,9 @@ pub(super) async fn realize(
     inside: &Netlink,
     alloc: &Allocation,
     parent: &str,
-    mode: &str,
+    mode: MacvlanMode,
     default_route: bool,
 ) -> Result<InterfaceReport, InterfaceError> {
-    let mode = parse_mode(mode).ok_or_else(|| {
-        cx.invalid(format!(
-            "unknown macvlan mode {mode:?} (bridge, private, vepa, passthru)"
-        ))
-    })?;
     let parent_link = host
         .link_by_name(parent)
         .await
@@ -47,7 +40,7 @@ pub(super) async fn realize(
     host.create_macvlan(
         &alloc.ifname,
         parent_link.index,
-        mode,
+        kernel_mode(mode),
         Some(ns),
         alloc.mac,
         alloc.mtu,

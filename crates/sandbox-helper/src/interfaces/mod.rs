@@ -1,9 +1,9 @@
 //! Interface strategies: how an allocation becomes a Linux interface in the container.
 //!
-//! Seed 001: the strategy is chosen by the plugin recorded in the allocation, never by a
+//! Seed 001: the strategy is chosen by the allocation's [`PluginData`], never by a
 //! process-wide setting, so one container can join networks of different plugins. Each
-//! strategy is one module; adding a plugin adds a module, a row in [`STRATEGIES`] and
-//! an arm in [`realize`].
+//! strategy is one module; adding a plugin adds a module and an arm in [`realize`],
+//! whose match on the data is exhaustive.
 //!
 //! Every strategy that creates something remembers how to undo it: a failure half way
 //! removes what was made before the error is returned.
@@ -20,35 +20,6 @@ use container_protocol::network::{Allocation, PluginData};
 use container_protocol::sandbox::InterfaceReport;
 
 pub use bridge::{is_veth_host_name, veth_host_name};
-
-/// The interface strategies this sandbox knows, one per plugin.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Strategy {
-    /// A veth pair, host end on the network's bridge.
-    Bridge,
-    /// A macvlan on a host parent link, born inside the container.
-    Macvlan,
-    /// Loopback only.
-    None,
-    /// The CNI plugins built the interface; only read it back.
-    Cni,
-}
-
-/// Plugin name (as recorded in the allocation) to strategy.
-pub const STRATEGIES: &[(&str, Strategy)] = &[
-    ("bridge", Strategy::Bridge),
-    ("macvlan", Strategy::Macvlan),
-    ("none", Strategy::None),
-    ("cni", Strategy::Cni),
-];
-
-/// The strategy of a plugin, `None` for a plugin this sandbox does not know.
-pub fn strategy_for(plugin: &str) -> Option<Strategy> {
-    STRATEGIES
-        .iter()
-        .find(|(name, _)| *name == plugin)
-        .map(|(_, strategy)| *strategy)
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum InterfaceError {
@@ -169,7 +140,7 @@ pub async fn loopback_up(inside: &Netlink) -> Result<(), InterfaceError> {
 }
 
 /// Realises one allocation as an interface in the container's namespace `ns`, through
-/// the strategy of the allocation's plugin. `host` acts in the host namespace, `inside`
+/// the strategy of the allocation's plugin data. `host` acts in the host namespace, `inside`
 /// in `ns`. Only the first attachment of a container passes `default_route`, so a later
 /// network never replaces the route the first one set; non-default routes are always
 /// added.
@@ -181,31 +152,19 @@ pub async fn realize(
     default_route: bool,
 ) -> Result<InterfaceReport, InterfaceError> {
     let cx = Ctx::of(alloc);
-    let strategy = strategy_for(&alloc.plugin).ok_or_else(|| {
-        let known: Vec<&str> = STRATEGIES.iter().map(|(name, _)| *name).collect();
-        cx.invalid(format!(
-            "unknown plugin {:?} (this sandbox knows {})",
-            alloc.plugin,
-            known.join(", ")
-        ))
-    })?;
-    if strategy != Strategy::None {
+    if alloc.data != PluginData::None {
         container_netlink::valid_ifname(&alloc.ifname)
             .map_err(|e| cx.invalid(format!("invalid interface name: {e}")))?;
     }
-    match (strategy, &alloc.data) {
-        (Strategy::Bridge, PluginData::Bridge { bridge }) => {
+    match &alloc.data {
+        PluginData::Bridge { bridge } => {
             bridge::realize(cx, host, ns, inside, alloc, bridge, default_route).await
         }
-        (Strategy::Macvlan, PluginData::Macvlan { parent, mode }) => {
-            macvlan::realize(cx, host, ns, inside, alloc, parent, mode, default_route).await
+        PluginData::Macvlan { parent, mode } => {
+            macvlan::realize(cx, host, ns, inside, alloc, parent, *mode, default_route).await
         }
-        (Strategy::None, _) => none::realize(inside, alloc).await,
-        (Strategy::Cni, PluginData::Cni { .. }) => cni::realize(cx, inside, alloc).await,
-        (_, data) => Err(cx.invalid(format!(
-            "plugin {} with the data of another plugin ({data:?})",
-            alloc.plugin
-        ))),
+        PluginData::None => none::realize(inside, alloc).await,
+        PluginData::Cni { .. } => cni::realize(cx, inside, alloc).await,
     }
 }
 
@@ -226,7 +185,8 @@ pub async fn remove(host: &Netlink, report: &InterfaceReport) -> Result<(), Inte
     Ok(())
 }
 
-/// What bridge and macvlan share once the link exists inside: addresses, up, routes.
+/// What bridge and macvlan share once the link exists inside: addresses (from IPAM, so
+/// IPv6 ones without DAD and usable at once), up, routes.
 /// Addresses go on before the link is up so nothing talks from an unaddressed link;
 /// routes come after, since the kernel needs the link's connected routes to accept a
 /// gateway.
@@ -239,7 +199,7 @@ pub(crate) async fn configure_inside(
 ) -> Result<(), InterfaceError> {
     for net in &alloc.addresses {
         inside
-            .add_address(index, *net)
+            .add_address_nodad(index, *net)
             .await
             .map_err(cx.step(format!("add address {net}")))?;
     }
@@ -308,7 +268,7 @@ pub(crate) fn report(
 ) -> InterfaceReport {
     InterfaceReport {
         network: alloc.network.clone(),
-        plugin: alloc.plugin.clone(),
+        plugin: alloc.plugin(),
         ifname: alloc.ifname.clone(),
         host_ifname: None,
         mac,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use container_store::Paths;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::PluginError;
 
@@ -19,6 +19,10 @@ pub struct Record {
     #[serde(default)]
     pub netns: Option<String>,
     pub result: Value,
+    /// The capability values ADD was given (`ips`, `portMappings`): DEL and CHECK get
+    /// them again, as libcni's cache gives them.
+    #[serde(default)]
+    pub runtime_config: Map<String, Value>,
 }
 
 pub struct Cache {

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ipnet::IpNet;
 use serde_json::{Map, Value};
 
 use crate::error::PluginError;
@@ -68,6 +69,43 @@ impl Conflist {
         })
     }
 
+    /// Whether some plugin of the list declares `capability` (`"capabilities": {"ips":
+    /// true}`): only then does the runtime pass it in `runtimeConfig`, as libcni does.
+    pub fn has_capability(&self, capability: &str) -> bool {
+        self.plugins.iter().any(|p| declares(p, capability))
+    }
+
+    /// The subnets the list's IPAM sections hand addresses from: host-local's
+    /// `ranges` (`[[{"subnet": …}]]`) and its older single `subnet`.
+    pub fn declared_subnets(&self) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        for ipam in self.plugins.iter().filter_map(|p| p.get("ipam")) {
+            let mut push = |v: Option<&Value>| {
+                if let Some(net) = v
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse::<IpNet>().ok())
+                {
+                    let net = net.trunc();
+                    if !out.contains(&net) {
+                        out.push(net);
+                    }
+                }
+            };
+            push(ipam.get("subnet"));
+            for set in ipam
+                .get("ranges")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                for range in set.as_array().into_iter().flatten() {
+                    push(range.get("subnet"));
+                }
+            }
+        }
+        out
+    }
+
     /// CHECK exists from CNI 0.4.0 on.
     pub fn supports_check(&self) -> bool {
         !matches!(
@@ -79,6 +117,14 @@ impl Conflist {
 
 fn valid_type(t: &str) -> bool {
     !t.is_empty() && t != "." && t != ".." && !t.contains('/') && !t.contains('\0')
+}
+
+/// Whether one plugin entry declares `capability`.
+pub fn declares(conf: &Map<String, Value>, capability: &str) -> bool {
+    conf.get("capabilities")
+        .and_then(|c| c.get(capability))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
 }
 
 pub fn plugin_type(conf: &Map<String, Value>) -> &str {

@@ -37,8 +37,10 @@ pub struct Invocation<'a> {
     pub netns: Option<&'a str>,
     pub ifname: &'a str,
     pub cni_path: &'a str,
-    /// `CNI_ARGS` (`K=V;K=V`), e.g. a static IP for host-local.
+    /// `CNI_ARGS` (`K=V;K=V`), e.g. a MAC for bridge and tuning.
     pub args: Option<&'a str>,
+    /// Capability values (`ips`, `portMappings`) for the plugins that declare them.
+    pub runtime: &'a Map<String, Value>,
 }
 
 /// Finds `name` in the colon-separated `cni_path`, as runtimes resolve `type`.
@@ -50,17 +52,30 @@ pub fn find_binary(name: &str, cni_path: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The stdin of a plugin: its own conflist entry plus the list's name and version, and
-/// the previous result when there is one.
+/// The stdin of a plugin: its own conflist entry plus the list's name and version, the
+/// previous result when there is one, and in `runtimeConfig` the values of the
+/// capabilities the entry declares (libcni's rule: a plugin gets only what it asked
+/// for).
 pub fn stdin_config(
     entry: &Map<String, Value>,
     name: &str,
     cni_version: &str,
     prev_result: Option<&Value>,
+    runtime: &Map<String, Value>,
 ) -> Vec<u8> {
     let mut conf = entry.clone();
     conf.insert("name".into(), Value::String(name.to_string()));
     conf.insert("cniVersion".into(), Value::String(cni_version.to_string()));
+    let wanted: Map<String, Value> = runtime
+        .iter()
+        .filter(|(capability, _)| super::conflist::declares(entry, capability))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if wanted.is_empty() {
+        conf.remove("runtimeConfig");
+    } else {
+        conf.insert("runtimeConfig".into(), Value::Object(wanted));
+    }
     match prev_result {
         Some(prev) => conf.insert("prevResult".into(), prev.clone()),
         None => conf.remove("prevResult"),
