@@ -4,8 +4,12 @@
 //!
 //! `fault_points_*` arms each named fault point in turn (`CONTAINER_FAULT`), which makes
 //! the process that reaches it SIGKILL itself. `random_sigkills` kills random processes
-//! at random times during random operations; `cargo xtask soak --iterations N` runs it
-//! longer.
+//! (the apiserver, helpers, and the client itself) and stops helpers at random times
+//! during random operations (runs, stops, removals, network create and rm, GC, check
+//! --fix); `client_kills_at_every_step` kills the client of each operation at growing
+//! delays. `cargo xtask soak --iterations N` runs the random test longer. After each,
+//! `system check` is clean and nothing is left that ps, the links, the mounts or the
+//! state root would show.
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -27,12 +31,15 @@ impl Rng {
     }
 }
 
+/// Helpers that stop answering cost this long per call here.
+const CALL_TIMEOUT: (&str, &str) = ("CONTAINER_CALL_TIMEOUT_MS", "1000");
+
 /// Restarts the apiserver, without faults, if it died: the supervisor's job.
 fn supervise(world: &mut World) -> bool {
     if world.apiserver_alive() {
         return false;
     }
-    world.start_apiserver();
+    world.start_apiserver_with(&[CALL_TIMEOUT]);
     true
 }
 
@@ -135,6 +142,141 @@ fn assert_consistent(world: &mut World, context: &str) {
         }
     }
     world.json(&["network", "ls", "--format", "json"]);
+    assert_no_leftovers(world, context);
+}
+
+/// What the kernel and the disk show, judged against the records: no helper process,
+/// netns mount, host veth or reservation that no running container (or listed network)
+/// accounts for, and no temporary file in the state root.
+fn assert_no_leftovers(world: &World, context: &str) {
+    let list = world.json(&["ls", "-a", "--format", "json"]);
+    let running: std::collections::HashSet<String> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|c| c["status"] == "running")
+        .filter_map(|c| c["id"].as_str().map(str::to_string))
+        .collect();
+    let networks: std::collections::HashSet<String> = world
+        .json(&["network", "ls", "--format", "json"])
+        .as_array()
+        .expect("networks")
+        .iter()
+        .filter_map(|n| n["name"].as_str().map(str::to_string))
+        .collect();
+    // Processes: by their command line, whatever their pid files say.
+    let run = format!("--run-dir\0{}\0", world.run_dir().display());
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let cmdline =
+            String::from_utf8_lossy(&std::fs::read(p.path().join("cmdline")).unwrap_or_default())
+                .into_owned();
+        if !cmdline.contains(&run) || !alive(pid) {
+            continue;
+        }
+        let id = cmdline
+            .split("--id\0")
+            .nth(1)
+            .and_then(|r| r.split('\0').next())
+            .unwrap_or("");
+        if cmdline.contains("container-sandbox-helper") {
+            assert!(
+                running.contains(id),
+                "{context}: sandbox helper {pid} for {id:?}, which is not running"
+            );
+        } else if cmdline.contains("container-network-helper") {
+            assert!(
+                networks.contains(id),
+                "{context}: network helper {pid} for {id:?}, which is not listed"
+            );
+        }
+    }
+    // Mounts: only running containers' netns.
+    let netns = format!("{}/", world.run_dir().join("netns").display());
+    for line in std::fs::read_to_string("/proc/thread-self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+    {
+        if let Some(rest) = line
+            .split_whitespace()
+            .nth(4)
+            .and_then(|m| m.strip_prefix(&netns))
+        {
+            assert!(
+                running.contains(rest),
+                "{context}: netns mount of {rest}, which is not running"
+            );
+        }
+    }
+    // Host veth ends of containers that are not running (a stopped container's pair
+    // goes with its namespace in the kernel's background cleanup: give it a moment).
+    let owned: std::collections::HashSet<String> = running
+        .iter()
+        .flat_map(|id| {
+            world.json(&["inspect", id])[0]["state"]["interfaces"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|i| i["host_ifname"].as_str().map(str::to_string))
+        .collect();
+    let stray = || -> Vec<String> {
+        container_tests::links()
+            .into_iter()
+            .filter(|l| l.starts_with("veth") && !owned.contains(l))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stray().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        stray().is_empty(),
+        "{context}: host links of no running container: {:?}",
+        stray()
+    );
+    // State root: reservations of running containers only, and no temporary file.
+    for net in std::fs::read_dir(world.root().join("ipam"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for f in std::fs::read_dir(net.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if name.parse::<std::net::IpAddr>().is_ok() {
+                let holder = std::fs::read_to_string(f.path()).unwrap_or_default();
+                let holder = holder.lines().next().unwrap_or("").trim().to_string();
+                assert!(
+                    running.contains(&holder),
+                    "{context}: {} reserved for {holder:?}, which is not running",
+                    f.path().display()
+                );
+            }
+        }
+    }
+    fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&world.root(), &mut files);
+    let temps: Vec<_> = files.iter().filter(|f| f.contains(".tmp.")).collect();
+    assert!(
+        temps.is_empty(),
+        "{context}: temporary files left: {temps:?}"
+    );
 }
 
 fn fault_log(world: &World) -> std::path::PathBuf {
@@ -225,6 +367,7 @@ fn run_fault_points(points: &[&str]) {
         world.start_apiserver_with(&[
             (container_protocol::fault::FAULT_ENV, point),
             (container_protocol::fault::FAULT_LOG_ENV, &log),
+            CALL_TIMEOUT,
         ]);
         scenario(&mut world, &rootfs);
         let seen = faults_seen(&world);
@@ -235,7 +378,7 @@ fn run_fault_points(points: &[&str]) {
         // the runtime must survive), so what follows runs unarmed.
         world.kill_apiserver();
         kill_armed_helpers(&world);
-        world.start_apiserver();
+        world.start_apiserver_with(&[CALL_TIMEOUT]);
         assert_consistent(&mut world, point);
         // And the runtime still works.
         world.ok(&["run", "--rm", "--rootfs", &rootfs, "--", "true"]);
@@ -292,14 +435,17 @@ fn random_sigkills_of_every_process_kind() {
     let mut rng = Rng(seed | 1);
     let mut world = World::new();
     let rootfs = busybox_rootfs(world.iso.dir()).display().to_string();
-    world.start_apiserver();
+    world.start_apiserver_with(&[CALL_TIMEOUT]);
     world.ok(&["network", "create", "--subnet", "10.91.0.0/24", "soak"]);
     let mut kills = 0;
+    let mut stopped: Vec<i32> = Vec::new();
     for i in 0..iterations {
         let name = format!("s{i}");
         let other = format!("s{}", rng.below(i + 1));
-        let op: Vec<String> = match rng.below(5) {
-            0 => vec![
+        let extra = format!("x{}", rng.below(3));
+        let subnet = format!("10.92.{}.0/24", &extra[1..]);
+        let op: Vec<String> = match rng.below(9) {
+            0 | 1 => vec![
                 "run",
                 "-d",
                 "--name",
@@ -312,7 +458,7 @@ fn random_sigkills_of_every_process_kind() {
                 "sleep",
                 "1000",
             ],
-            1 => vec![
+            2 => vec![
                 "run",
                 "--rm",
                 "--network",
@@ -322,9 +468,12 @@ fn random_sigkills_of_every_process_kind() {
                 "--",
                 "true",
             ],
-            2 => vec!["rm", "-f", &other],
-            3 => vec!["stop", "-t", "0", &other],
-            _ => vec!["network", "gc"],
+            3 => vec!["rm", "-f", &other],
+            4 => vec!["stop", "-t", "0", &other],
+            5 => vec!["network", "gc"],
+            6 => vec!["system", "check", "--fix"],
+            7 => vec!["network", "create", "--subnet", &subnet, &extra],
+            _ => vec!["network", "rm", &extra],
         }
         .into_iter()
         .map(str::to_string)
@@ -338,29 +487,54 @@ fn random_sigkills_of_every_process_kind() {
             .spawn()
             .expect("spawn");
         std::thread::sleep(Duration::from_millis(rng.below(120)));
-        let victim = match rng.below(3) {
-            0 => world.apiserver.as_ref().map(|c| c.id() as i32),
-            1 => {
-                let p = pids_of(&world, "network");
-                (!p.is_empty()).then(|| p[rng.below(p.len() as u64) as usize])
-            }
+        let pick = |rng: &mut Rng, kind: &str| {
+            let p = pids_of(&world, kind);
+            (!p.is_empty()).then(|| p[rng.below(p.len() as u64) as usize])
+        };
+        let (victim, signal) = match rng.below(5) {
+            0 => (
+                world.apiserver.as_ref().map(|c| c.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            ),
+            1 => (pick(&mut rng, "network"), nix::sys::signal::Signal::SIGKILL),
+            2 => (pick(&mut rng, "sandbox"), nix::sys::signal::Signal::SIGKILL),
+            // The client goes away: Ctrl-C or a kill.
+            3 => (Some(child.id() as i32), nix::sys::signal::Signal::SIGKILL),
+            // A helper stops answering for a while.
             _ => {
-                let p = pids_of(&world, "sandbox");
-                (!p.is_empty()).then(|| p[rng.below(p.len() as u64) as usize])
+                let kind = if rng.below(2) == 0 {
+                    "network"
+                } else {
+                    "sandbox"
+                };
+                (pick(&mut rng, kind), nix::sys::signal::Signal::SIGSTOP)
             }
         };
         if let Some(pid) = victim {
-            if nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .is_ok()
-            {
+            if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).is_ok() {
                 kills += 1;
+                if signal == nix::sys::signal::Signal::SIGSTOP {
+                    stopped.push(pid);
+                }
             }
         }
         finish(&mut child);
+        // Stopped helpers come back a little later (or are killed by an escalation).
+        if rng.below(2) == 0 {
+            for pid in stopped.drain(..) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGCONT,
+                );
+            }
+        }
         supervise(&mut world);
+    }
+    for pid in stopped.drain(..) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGCONT,
+        );
     }
     assert_consistent(&mut world, &format!("seed {seed}"));
     world.ok(&[
@@ -374,5 +548,80 @@ fn random_sigkills_of_every_process_kind() {
         "true",
     ]);
     assert_consistent(&mut world, &format!("seed {seed}, after a run"));
-    println!("random sigkills: {kills} processes killed in {iterations} operations, all survived");
+    println!(
+        "random sigkills: {kills} processes killed or stopped in {iterations} operations, all survived"
+    );
+}
+
+/// The client of each step of start, stop, rm and network rm killed at growing delays:
+/// each operation ends whole or undone, never half.
+#[test]
+fn client_kills_at_every_step() {
+    let mut world = World::new();
+    let rootfs = busybox_rootfs(world.iso.dir()).display().to_string();
+    world.start_apiserver_with(&[CALL_TIMEOUT]);
+    let mut round = 0;
+    for delay_ms in [0u64, 3, 8, 15, 30, 60] {
+        round += 1;
+        let net = format!("ck{round}");
+        world.ok(&[
+            "network",
+            "create",
+            "--subnet",
+            &format!("10.93.{round}.0/24"),
+            &net,
+        ]);
+        let name = format!("k{round}");
+        let steps: Vec<Vec<String>> = vec![
+            vec![
+                "create",
+                "--name",
+                &name,
+                "--network",
+                &net,
+                "--rootfs",
+                &rootfs,
+                "--",
+                "sleep",
+                "1000",
+            ],
+            vec!["start", &name],
+            vec!["stop", "-t", "0", &name],
+            vec!["start", &name],
+            vec!["rm", "-f", &name],
+            vec![
+                "run",
+                "--rm",
+                "--network",
+                &net,
+                "--rootfs",
+                &rootfs,
+                "--",
+                "true",
+            ],
+            vec!["rm", "-f", &name],
+            vec!["network", "rm", &net],
+        ]
+        .into_iter()
+        .map(|v| v.into_iter().map(str::to_string).collect())
+        .collect();
+        for step in &steps {
+            let args: Vec<&str> = step.iter().map(String::as_str).collect();
+            let mut child = world
+                .cli_command(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn");
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            let _ = child.kill();
+            finish(&mut child);
+        }
+        assert_consistent(&mut world, &format!("client killed after {delay_ms} ms"));
+        // Whatever was left half (or never begun) can still be finished by hand.
+        let _ = world.cli(&["rm", "-f", &name]);
+        let _ = world.cli(&["network", "rm", &net]);
+        assert_consistent(&mut world, &format!("cleaned up after {delay_ms} ms"));
+    }
 }

@@ -40,8 +40,7 @@ impl ApiServer {
         let started = self
             .started
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+            .map_or(0, |d| d.as_secs());
         SystemStatus {
             version: VERSION.to_string(),
             pid: std::process::id(),

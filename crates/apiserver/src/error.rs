@@ -31,6 +31,10 @@ pub enum ApiError {
     /// truth in memory and writes it as soon as it can.
     #[error("{0}")]
     Internal(String),
+    /// An operation failed and undoing its earlier steps failed too: something may be
+    /// left, and the user is told what.
+    #[error("{0}")]
+    Undone(Box<container_protocol::Failures<ApiError>>),
     /// A failure from a lower layer with what this layer was doing in front; the kind
     /// is the lower layer's.
     #[error("{context}: {source}")]
@@ -58,6 +62,7 @@ impl ApiError {
             ApiError::Conflict(_) => ErrorKind::Conflict,
             ApiError::Unavailable(_) => ErrorKind::Unavailable,
             ApiError::Context { source, .. } => source.kind(),
+            ApiError::Undone(f) => f.errors.first().map_or(ErrorKind::Internal, ApiError::kind),
         }
     }
 

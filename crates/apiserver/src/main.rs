@@ -52,16 +52,9 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // `system start` points our stderr at this file; we rotate it. Under a supervisor
     // stderr is its journal, and nothing rotates here.
-    let log = container_store::logfile::SelfLog::stderr(
+    container_store::logfile::init_tracing(Some(
         &Paths::new(args.root.clone(), args.run_dir.clone()).apiserver_log(),
-    );
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CONTAINER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(move || log.clone())
-        .init();
+    ));
     let max_connections = match server::raise_nofile_limit() {
         Ok(limit) => {
             tracing::info!(

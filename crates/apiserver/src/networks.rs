@@ -222,7 +222,7 @@ impl Networks {
         for config in configs {
             if config.removing {
                 tracing::info!("network {}: finishing its interrupted removal", config.id);
-                if let Err(e) = self.destroy(&config.id).await {
+                if let Err(e) = self.finish_removal(&config.id).await {
                     tracing::error!("network {}: {e}", config.id);
                 }
                 continue;
@@ -524,13 +524,8 @@ impl Networks {
     /// A network that overlaps `config` and takes precedence over it: one that is up,
     /// or an older one (created earlier, or the same second and a smaller name).
     fn older_overlapping(&self, config: &NetworkConfig) -> Option<String> {
-        let nets = |c: &NetworkConfig| -> Vec<IpNet> {
-            c.subnet
-                .map(IpNet::V4)
-                .into_iter()
-                .chain(c.subnet_v6.map(IpNet::V6))
-                .collect()
-        };
+        // A conflist's ranges count as much as a record's subnet.
+        let nets = plugins::subnets;
         let mine = nets(config);
         load_networks(&self.paths)
             .0

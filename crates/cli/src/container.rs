@@ -10,7 +10,7 @@ use container_protocol::api::{ApiRequest, ApiResponse};
 use container_protocol::network::{PortMap, PortProtocol};
 use container_protocol::sandbox::UserSpec;
 use container_store::container::{
-    ContainerConfig, LogConfig, NetDeviceConfig, NetworkAttachmentConfig, ProcessConfig,
+    ContainerConfig, LogConfig, NetDeviceConfig, NetworkAttachmentConfig, ProcessConfig, Status,
 };
 use container_store::Paths;
 
@@ -106,7 +106,12 @@ pub fn parse_network(spec: &str) -> Result<NetworkAttachmentConfig> {
                     anyhow!("invalid --network {spec:?}: ip6 {v:?} is not an IPv6 address")
                 })?)
             }
-            "mac" => att.mac = Some(v.to_string()),
+            "mac" => {
+                att.mac = Some(
+                    v.parse()
+                        .map_err(|e| anyhow!("invalid --network {spec:?}: {e}"))?,
+                )
+            }
             "ifname" => att.ifname = Some(v.to_string()),
             other => bail!(
                 "invalid --network {spec:?}: unknown key {other:?} (use ip, ip6, mac, ifname)"
@@ -467,8 +472,8 @@ pub async fn ls(
         let rows: Vec<Vec<String>> = list
             .iter()
             .map(|c| {
-                let status = match (c.status.as_str(), c.exit_code) {
-                    ("stopped", Some(code)) => format!("stopped ({code})"),
+                let status = match (c.status, c.exit_code) {
+                    (Status::Stopped, Some(code)) => format!("stopped ({code})"),
                     (s, _) => s.to_string(),
                 };
                 vec![

@@ -1,3 +1,4 @@
+use container_protocol::Failures;
 use std::path::PathBuf;
 
 use container_protocol::network::PluginKind;
@@ -81,9 +82,10 @@ pub enum PluginError {
     #[error("cni conflist {}: {reason}", path.display())]
     Conflist { path: PathBuf, reason: String },
 
-    /// Several independent steps failed (teardown, release keep going): all of them.
-    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
-    Many(Vec<PluginError>),
+    /// Several independent steps failed (teardown, release keep going), or a step and
+    /// its undo: all of them.
+    #[error("{0}")]
+    Several(Box<Failures<PluginError>>),
 }
 
 fn known_list(known: &[&str]) -> String {
@@ -100,7 +102,18 @@ impl PluginError {
         match errors.len() {
             0 => Ok(()),
             1 => Err(errors.remove(0)),
-            _ => Err(PluginError::Many(errors)),
+            _ => Err(PluginError::Several(Box::new(Failures {
+                errors,
+                undo: Vec::new(),
+            }))),
+        }
+    }
+
+    /// `self`, and a failed undo of what came before it, so neither is lost.
+    pub(crate) fn with_undo(self, undo: Result<(), PluginError>) -> PluginError {
+        match undo {
+            Ok(()) => self,
+            Err(undo) => PluginError::Several(Box::new(Failures::with_undo(self, vec![undo]))),
         }
     }
 }
@@ -132,7 +145,7 @@ impl PluginError {
                 }
                 I::Io { .. } | I::GcIncomplete { .. } => K::Internal,
             },
-            PluginError::Many(list) => list.first().map_or(K::Internal, PluginError::kind),
+            PluginError::Several(f) => f.errors.first().map_or(K::Internal, PluginError::kind),
             _ => K::Internal,
         }
     }

@@ -150,7 +150,7 @@ pub struct NetworkSummary {
 pub struct ContainerSummary {
     pub id: String,
     pub command: String,
-    pub status: String,
+    pub status: crate::container::Status,
     pub exit_code: Option<i32>,
     pub created: u64,
     pub networks: Vec<String>,

@@ -52,6 +52,13 @@ pub fn take_inherited_fd() -> Result<Option<OwnedFd>, HelperServerError> {
     Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
+/// Where a helper's bootstrap socket and pid file go (the store's `Paths` names them).
+#[derive(Debug, Clone)]
+pub struct HelperFiles {
+    pub socket: PathBuf,
+    pub pid: PathBuf,
+}
+
 /// A running helper's bootstrap endpoints. Dropping it removes the socket and pid files.
 pub struct HelperServer {
     socket: PathBuf,
@@ -59,10 +66,11 @@ pub struct HelperServer {
 }
 
 impl HelperServer {
-    /// Binds `<dir>/<id>.sock` (root-only) and writes `<dir>/<id>.pid`, then serves the
-    /// bootstrap protocol on it and on `inherited` in the background.
+    /// Binds `files.socket` (root-only, in a root-only directory) and writes
+    /// `files.pid`, then serves the bootstrap protocol on it and on `inherited` in the
+    /// background.
     pub async fn start<S: Service>(
-        dir: &Path,
+        files: &HelperFiles,
         kind: HelperKind,
         id: &str,
         inherited: Option<OwnedFd>,
@@ -72,13 +80,14 @@ impl HelperServer {
             let path = path.to_path_buf();
             move |source| HelperServerError::Io { path, step, source }
         };
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io(dir, "create helper directory"))?;
-        let socket = dir.join(format!("{id}.sock"));
-        let pid_file = dir.join(format!("{id}.pid"));
+        let (socket, pid_file) = (files.socket.clone(), files.pid.clone());
+        if let Some(dir) = socket.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io(dir, "create helper directory"))?;
+        }
         let peer = peer_name(kind, id);
         if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
             return Err(HelperServerError::AlreadyRunning { peer, path: socket });
@@ -124,21 +133,14 @@ pub async fn until_shutdown(shutdown: Arc<Notify>) {
 /// Runs a helper process's service until it is told to stop: bootstrap sockets up, pid
 /// file written, files removed on the way out.
 pub async fn run_helper<S: Service>(
-    helpers_dir: &Path,
+    files: &HelperFiles,
     kind: HelperKind,
     id: &str,
     service: Arc<S>,
     shutdown: Arc<Notify>,
 ) -> Result<(), HelperServerError> {
     let inherited = take_inherited_fd()?;
-    let server = HelperServer::start(
-        &helpers_dir.join(kind.as_str()),
-        kind,
-        id,
-        inherited,
-        service,
-    )
-    .await?;
+    let server = HelperServer::start(files, kind, id, inherited, service).await?;
     tracing::info!("{} ready (pid {})", peer_name(kind, id), std::process::id());
     until_shutdown(shutdown).await;
     drop(server);

@@ -12,38 +12,18 @@ fn main() -> anyhow::Result<()> {
     if argv.first().map(String::as_str) == Some("cleanup") {
         argv.remove(0);
         // The apiserver reads this mode's stderr as its error: plain, not rotated.
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_env("CONTAINER_LOG")
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
-            .with_writer(std::io::stderr)
-            .init();
+        container_store::logfile::init_tracing(None);
         let args = HelperArgs::parse(argv).map_err(anyhow::Error::msg)?;
         return cleanup(args);
     }
     let args = HelperArgs::parse(argv).map_err(anyhow::Error::msg)?;
-    // The apiserver points our stderr at this file; we rotate it.
-    // (An id the store refuses has no such file: then nothing rotates.)
-    let log = container_store::logfile::SelfLog::stderr(
-        &container_store::Paths::new(args.root.clone(), args.run_dir.clone())
-            .helper_file(HelperKind::Sandbox, &args.id, "log")
-            .unwrap_or_default(),
-    );
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CONTAINER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(move || log.clone())
-        .init();
+    let paths = container_store::Paths::new(&args.root, &args.run_dir);
+    let files = paths.helper_files(HelperKind::Sandbox, &args.id)?;
+    // The apiserver points our stderr at our log, which we rotate.
+    container_store::logfile::init_tracing(Some(&files.log));
     // A live twin owns the netns mount we are about to (re)create: leave it alone.
-    let socket = args
-        .run_dir
-        .join("helpers")
-        .join(HelperKind::Sandbox.as_str())
-        .join(format!("{}.sock", args.id));
-    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+    let socket = &files.bootstrap.socket;
+    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
         anyhow::bail!(
             "helper sandbox {} is already running (its bootstrap socket {} answers)",
             args.id,
@@ -51,7 +31,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     // Before the runtime: the process must still have a single thread (see namespaces).
-    let ns = Namespaces::prepare(&args.run_dir, &args.id)?;
+    let ns = Namespaces::prepare(&paths.netns(&args.id)?, &args.id)?;
     // One thread keeps the helper small; its work is a handful of calls per container.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -72,7 +52,7 @@ fn main() -> anyhow::Result<()> {
                     id: args.id.clone(),
                     pid: std::process::id(),
                     version: env!("CARGO_PKG_VERSION").to_string(),
-                    started: now(),
+                    started: container_store::unix_now(),
                 },
                 shutdown.clone(),
                 args.root.clone(),
@@ -81,7 +61,7 @@ fn main() -> anyhow::Result<()> {
             .with_masked(vec![args.root.clone(), args.run_dir.clone()]),
         );
         let result = run_helper(
-            &args.run_dir.join("helpers"),
+            &files.bootstrap,
             HelperKind::Sandbox,
             &args.id,
             helper.clone(),
@@ -129,11 +109,4 @@ fn cleanup(args: HelperArgs) -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -62,7 +62,8 @@ impl Namespaces {
     /// Creates the namespaces of container `id`. Call it before any thread exists (see
     /// the module comment). A stale netns mount at the path, left by a helper that died,
     /// is replaced; the caller has checked that no live helper owns `id`.
-    pub fn prepare(run_dir: &Path, id: &str) -> Result<Namespaces, NsError> {
+    /// `netns_path`: where the store says the container's netns is bind-mounted.
+    pub fn prepare(netns_path: &Path, id: &str) -> Result<Namespaces, NsError> {
         let sys = |step| {
             let id = id.to_string();
             move |source| NsError::Sys { id, step, source }
@@ -76,7 +77,7 @@ impl Namespaces {
             source,
         };
         let host_net = NetNs::current().map_err(netns_err)?;
-        let netns_path = run_dir.join("netns").join(id);
+        let netns_path = netns_path.to_path_buf();
         if is_nsfs(&netns_path) {
             tracing::warn!(
                 "container {id}: removing stale netns mount {}",

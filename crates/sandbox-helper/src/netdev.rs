@@ -10,6 +10,7 @@ use std::collections::HashSet;
 
 use container_netlink::{AddrScope, LinkInfo, NetNs, Netlink};
 use container_protocol::sandbox::{NetDeviceRecord, NetDeviceSpec};
+use container_protocol::Failures;
 use ipnet::IpNet;
 
 use crate::interfaces::brief;
@@ -30,24 +31,10 @@ pub enum NetDevError {
         #[source]
         source: container_netlink::Error,
     },
-    /// A step failed and putting earlier devices back failed too.
-    #[error("{error} (undoing it failed too: {})", join(.undo))]
-    UndoFailed {
-        #[source]
-        error: Box<NetDevError>,
-        undo: Vec<NetDevError>,
-    },
-    /// Several devices failed in an operation that keeps going (give back, restore).
-    #[error("{}", join(.0))]
-    Several(Vec<NetDevError>),
-}
-
-fn join(errors: &[NetDevError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+    /// Several devices failed in an operation that keeps going (give back, restore),
+    /// or a step failed and putting earlier devices back failed too.
+    #[error("{0}")]
+    Several(Box<Failures<NetDevError>>),
 }
 
 fn refused(device: &str, reason: impl Into<String>) -> NetDevError {
@@ -76,7 +63,10 @@ fn collect(mut errors: Vec<NetDevError>) -> Result<(), NetDevError> {
     match errors.len() {
         0 => Ok(()),
         1 => Err(errors.remove(0)),
-        _ => Err(NetDevError::Several(errors)),
+        _ => Err(NetDevError::Several(Box::new(Failures {
+            errors,
+            undo: Vec::new(),
+        }))),
     }
 }
 
@@ -84,11 +74,9 @@ fn with_undo(error: NetDevError, undo: Vec<NetDevError>) -> NetDevError {
     if undo.is_empty() {
         return error;
     }
-    tracing::warn!(%error, undo = %join(&undo), "net device rollback failed");
-    NetDevError::UndoFailed {
-        error: Box::new(error),
-        undo,
-    }
+    let failed = Failures::with_undo(error, undo);
+    tracing::warn!(%failed, "net device rollback failed");
+    NetDevError::Several(Box::new(failed))
 }
 
 /// The name a device takes inside the container.

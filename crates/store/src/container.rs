@@ -15,33 +15,9 @@ pub const CONTAINER_RECORD_VERSION: u32 = 1;
 /// The configuration travels typed from the CLI to the apiserver, so its types live
 /// with the protocol; the record on disk is the same shape, in JSON.
 pub use container_protocol::container::{
-    ContainerConfig, LogConfig, NetDeviceConfig, NetworkAttachmentConfig, ProcessConfig,
+    ContainerConfig, LogConfig, MacAddr, NetDeviceConfig, NetworkAttachmentConfig, ProcessConfig,
+    Status,
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    #[default]
-    Created,
-    Running,
-    Stopped,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Created => "created",
-            Status::Running => "running",
-            Status::Stopped => "stopped",
-        }
-    }
-}
-
-impl std::fmt::Display for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// What happened to a container; rewritten at every transition.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

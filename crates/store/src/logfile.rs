@@ -197,6 +197,22 @@ impl io::Write for SelfLog {
     }
 }
 
+/// Every daemon's tracing set-up: `CONTAINER_LOG` filters (default `info`), lines go to
+/// stderr, which is rotated when it is the file at `log` (see [`SelfLog`]). `None`:
+/// plain stderr (a short-lived mode whose caller reads its stderr).
+pub fn init_tracing(log: Option<&Path>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CONTAINER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match log {
+        Some(path) => {
+            let log = SelfLog::stderr(path);
+            builder.with_writer(move || log.clone()).init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

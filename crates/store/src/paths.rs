@@ -78,6 +78,16 @@ impl Paths {
         validate_id(name_kind, id)?;
         Ok(self.helper_dir(kind).join(format!("{id}.{ext}")))
     }
+    /// A helper's files, named once here.
+    pub fn helper_files(&self, kind: HelperKind, id: &str) -> Result<HelperPaths, StoreError> {
+        Ok(HelperPaths {
+            bootstrap: container_protocol::helper_server::HelperFiles {
+                socket: self.helper_file(kind, id, "sock")?,
+                pid: self.helper_file(kind, id, "pid")?,
+            },
+            log: self.helper_file(kind, id, "log")?,
+        })
+    }
     pub fn netns_dir(&self) -> PathBuf {
         self.run.join("netns")
     }
@@ -86,6 +96,13 @@ impl Paths {
         validate_id(NameKind::Container, id)?;
         Ok(self.netns_dir().join(id))
     }
+}
+
+/// A helper's bootstrap socket, pid file and log.
+#[derive(Debug, Clone)]
+pub struct HelperPaths {
+    pub bootstrap: container_protocol::helper_server::HelperFiles,
+    pub log: PathBuf,
 }
 
 /// Resolves a root from flag, then environment, then default.

@@ -228,7 +228,7 @@ pub fn log_summary(path: &Path) -> String {
     let frame = |l: &str| {
         let t = l.trim_start();
         t.is_empty()
-            || t.starts_with("stack backtrace:")
+            || t.to_ascii_lowercase().starts_with("stack backtrace:")
             || t.starts_with("note: ")
             // Frames are indented: "   3: name" and "             at file:line".
             || (l.starts_with(' ')

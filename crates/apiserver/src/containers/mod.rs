@@ -37,7 +37,6 @@ use crate::networks::Networks;
 use crate::ops::Ops;
 
 pub use exec::Execd;
-pub use validate::parse_mac;
 
 /// How a container's run ended, as its waiters learn it.
 #[derive(Debug, Clone)]

@@ -24,7 +24,7 @@ impl Containers {
             }
             out.push(ContainerSummary {
                 command: config.process.args.join(" "),
-                status: state.status.as_str().to_string(),
+                status: state.status,
                 exit_code: state.exit_code,
                 created: config.created,
                 networks: config.networks.iter().map(|n| n.network.clone()).collect(),

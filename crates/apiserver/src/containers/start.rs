@@ -12,7 +12,7 @@ use container_store::container::{remove_container, ContainerConfig, ContainerSta
 use container_store::unix_now;
 use container_supervise::{Helper, SandboxProto};
 
-use super::validate::{claims_of, net_device_specs, parse_mac, process_spec};
+use super::validate::{claims_of, net_device_specs, process_spec};
 use super::Containers;
 use crate::error::{bad, ApiError};
 use crate::ops::Holds;
@@ -72,7 +72,7 @@ impl Containers {
                 Ok((pid, fds))
             }
             Err(e) => {
-                undo.rollback().await;
+                let e = undo.rollback(e).await;
                 let mut stopped = state.clone();
                 stopped.allocations.clear();
                 stopped.interfaces.clear();
@@ -176,7 +176,7 @@ impl Containers {
                     ifname: ifname.clone(),
                     ipv4: att.ip,
                     ipv6: att.ip6,
-                    mac: att.mac.as_deref().and_then(parse_mac),
+                    mac: att.mac.map(|m| m.0),
                     netns: Some(netns.clone()),
                     // Published ports go to the first network, as eth0 is the
                     // container's address for the outside.
@@ -196,7 +196,6 @@ impl Containers {
                     containers
                         .release(&network, &id, &ifname, Some(netns))
                         .await
-                        .map_err(|e| e.to_string())
                 });
             }
             allocations.push(alloc);

@@ -15,25 +15,6 @@ use super::Containers;
 use crate::claims::Claim;
 use crate::error::{bad, ApiError};
 
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let parts: Vec<&str> = s.split(':').collect();
-    if parts.len() != 6 {
-        return None;
-    }
-    let mut mac = [0u8; 6];
-    for (i, p) in parts.iter().enumerate() {
-        if p.len() != 2 {
-            return None;
-        }
-        mac[i] = u8::from_str_radix(p, 16).ok()?;
-    }
-    // Multicast (and broadcast) MACs cannot be given to an interface, nor all zeros.
-    if mac[0] & 1 == 1 || mac == [0; 6] {
-        return None;
-    }
-    Some(mac)
-}
-
 /// `KEY=VALUE` entries with a non-empty key.
 pub(super) fn check_env(env: &[String]) -> Result<(), String> {
     match env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
@@ -113,10 +94,10 @@ pub(super) fn claims_of(config: &ContainerConfig) -> Vec<Claim> {
     let mut claims: Vec<Claim> = config.ports.iter().map(Claim::port).collect();
     claims.extend(config.net_devices.keys().cloned().map(Claim::NetDevice));
     for att in &config.networks {
-        if let Some(mac) = att.mac.as_deref().and_then(parse_mac) {
+        if let Some(mac) = att.mac {
             claims.push(Claim::Mac {
                 network: att.network.clone(),
-                mac,
+                mac: mac.0,
             });
         }
     }
@@ -229,11 +210,6 @@ impl Containers {
                 .collect();
             if !statics.is_empty() {
                 check_static_addresses(&id, &att.network, &net, &statics)?;
-            }
-            if let Some(mac) = &att.mac {
-                if parse_mac(mac).is_none() {
-                    return Err(bad(format!("container {id}: invalid MAC address {mac:?}")));
-                }
             }
         }
         if !config.ports.is_empty() {

@@ -49,10 +49,34 @@ impl Networks {
         }
         let mut removed = Vec::new();
         for name in names {
-            self.destroy(&name).await?;
+            self.finish_removal(&name).await?;
             removed.push(name);
         }
         Ok(removed)
+    }
+
+    /// A removal, once recorded, is carried to its end: a helper that dies or stops
+    /// answering on the way is replaced (the one that did not answer is killed first:
+    /// never two) and the teardown, idempotent, runs again.
+    pub(super) async fn finish_removal(self: &Arc<Self>, name: &str) -> Result<(), ApiError> {
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.destroy(name).await {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if attempt < ATTEMPTS
+                        && (e.is_gone()
+                            || e.is_timeout()
+                            || e.kind() == container_protocol::ErrorKind::Unavailable) =>
+                {
+                    tracing::warn!("network {name}: rm: {e}; trying again with a new helper");
+                    self.table.kill(name).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Tears a network marked `removing` down and removes its record. Safe to run again

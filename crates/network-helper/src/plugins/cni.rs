@@ -203,7 +203,7 @@ impl NetworkPlugin for Cni {
                 Ok(result) => prev = Some(result),
                 Err(e) => {
                     let undo = self.del_chain(&inv, prev.as_ref(), i + 1).await;
-                    return Err(with_undo(e, undo));
+                    return Err(PluginError::with_undo(e, undo));
                 }
             }
         }
@@ -219,7 +219,7 @@ impl NetworkPlugin for Cni {
                     command: "ADD",
                     message: format!("unreadable result: {message}"),
                 };
-                return Err(with_undo(e, undo));
+                return Err(PluginError::with_undo(e, undo));
             }
         };
         let record = Record {
@@ -234,7 +234,7 @@ impl NetworkPlugin for Cni {
             let undo = self
                 .del_chain(&inv, Some(&result), list.plugins.len())
                 .await;
-            return Err(with_undo(e, undo));
+            return Err(PluginError::with_undo(e, undo));
         }
         Ok(Allocation {
             network: att.network.clone(),
@@ -483,13 +483,5 @@ fn no_capability(capability: &str, what: &str) -> PluginError {
             "{what} needs a conflist plugin with the {capability:?} capability, and this \
              conflist has none"
         ),
-    }
-}
-
-/// The original error, with a failed rollback appended so neither is lost.
-fn with_undo(err: PluginError, undo: Result<(), PluginError>) -> PluginError {
-    match undo {
-        Ok(()) => err,
-        Err(undo) => PluginError::Many(vec![err, undo]),
     }
 }

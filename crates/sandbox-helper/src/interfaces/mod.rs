@@ -46,12 +46,8 @@ pub enum InterfaceError {
         source: container_netlink::Error,
     },
     /// A step failed and undoing the earlier ones failed too: something may be left.
-    #[error("{error} (undoing it failed too: {undo})")]
-    UndoFailed {
-        #[source]
-        error: Box<InterfaceError>,
-        undo: Box<InterfaceError>,
-    },
+    #[error("{0}")]
+    Several(Box<container_protocol::Failures<InterfaceError>>),
 }
 
 /// The cause of a netlink error without its object, which the caller's message already
@@ -108,10 +104,10 @@ pub(crate) fn undone(error: InterfaceError, undo: Result<(), InterfaceError>) ->
         Ok(()) => error,
         Err(undo) => {
             tracing::warn!(%error, %undo, "interface rollback failed");
-            InterfaceError::UndoFailed {
-                error: Box::new(error),
-                undo: Box::new(undo),
-            }
+            InterfaceError::Several(Box::new(container_protocol::Failures::with_undo(
+                error,
+                vec![undo],
+            )))
         }
     }
 }
