@@ -71,11 +71,26 @@ fn finish(child: &mut Child) {
     }
 }
 
-/// Waits until no container is mid-flight: every `running` one has a live workload.
+/// Waits until no operation is in flight (those of killed clients run on) and no
+/// container is mid-flight: every `running` one has a live workload.
 fn settle(world: &mut World) {
     let deadline = Instant::now() + HANG;
     loop {
         supervise(world);
+        let status = world.cli(&["system", "status", "--format", "json"]);
+        let busy = !status.status.success()
+            || serde_json::from_slice::<serde_json::Value>(&status.stdout)
+                .map(|s| s["operations"].as_array().is_some_and(|o| !o.is_empty()))
+                .unwrap_or(true);
+        if busy {
+            assert!(
+                Instant::now() < deadline,
+                "operations never ended\n{}",
+                world.apiserver_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
         let out = world.cli(&["ls", "-a", "--format", "json"]);
         if out.status.success() {
             let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ls json");

@@ -49,6 +49,7 @@ impl ApiServer {
             root: self.paths.root.display().to_string(),
             run_dir: self.paths.run.display().to_string(),
             helpers,
+            operations: self.ops.in_flight(),
         }
     }
 

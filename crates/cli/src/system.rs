@@ -157,6 +157,10 @@ pub async fn status(paths: &Paths, format: Format) -> Result<()> {
         .map(|h| vec![h.kind.to_string(), h.id.clone(), h.pid.to_string()])
         .collect();
     output::table(&["KIND", "ID", "PID"], &rows);
+    if !s.operations.is_empty() {
+        println!();
+        println!("in flight  {}", s.operations.join(", "));
+    }
     Ok(())
 }
 

@@ -221,6 +221,9 @@ pub struct SystemStatus {
     pub root: String,
     pub run_dir: String,
     pub helpers: Vec<HelperStatus>,
+    /// Operations in flight ("start c1", "network rm n1"), which run to their end
+    /// whatever their clients do.
+    pub operations: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
