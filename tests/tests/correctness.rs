@@ -198,3 +198,65 @@ fn a_mac_address_is_held_by_one_running_container_per_network() {
     w.ok(&["start", "m2"]);
     w.ok(&["rm", "-f", "m1", "m2"]);
 }
+
+#[test]
+fn check_judges_host_links_by_their_owner_mark_not_their_name() {
+    let s = setup();
+    let w = &s.world;
+    let ip = |args: &[&str]| {
+        let st = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .expect("ip");
+        assert!(st.success(), "ip {args:?}");
+    };
+    // A user's veth that happens to look like ours: before, `check --fix` deleted it.
+    ip(&[
+        "link",
+        "add",
+        "veth0123456789a",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "userpeer0",
+    ]);
+    // Ours, left by a container that is gone: found and removed.
+    ip(&[
+        "link",
+        "add",
+        "vethdead0000001",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "deadpeer0",
+    ]);
+    ip(&[
+        "link",
+        "set",
+        "vethdead0000001",
+        "alias",
+        "container:ghost:eth0",
+    ]);
+    let out = w.cli(&["system", "check", "--format", "json"]);
+    assert!(!out.status.success());
+    let found = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        found.contains("vethdead0000001") && found.contains("container ghost"),
+        "{found}"
+    );
+    assert!(!found.contains("veth0123456789a"), "{found}");
+    w.ok(&["system", "check", "--fix"]);
+    assert!(!link_exists("vethdead0000001"));
+    assert!(
+        link_exists("veth0123456789a"),
+        "a link without our mark is never ours"
+    );
+    // A running container's own host end is marked, and kept.
+    w.ok(&[
+        "run", "-d", "--name", "live", "--rootfs", &s.rootfs, "--", "sleep", "100",
+    ]);
+    w.ok(&["system", "check"]);
+    w.ok(&["rm", "-f", "live"]);
+}

@@ -4,34 +4,25 @@
 
 mod gc;
 mod remove;
+mod validate;
 
-use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+pub use validate::check_record;
+
 use std::sync::Arc;
 
 use container_netlink::Netlink;
 use container_network_helper::plugins;
 use container_protocol::api::{NetworkCreate, NetworkSummary};
 use container_protocol::fault;
-use container_protocol::network::{PluginKind, UnknownPlugin};
 use container_store::container::{list_containers, load_config, load_state, Status};
 use container_store::network::{load_networks, remove_network, save_network, DEFAULT_NETWORK};
-use container_store::{unix_now, validate_id, NameKind, NetworkConfig, Paths};
+use container_store::{validate_id, NameKind, NetworkConfig, Paths};
 use container_supervise::{Helper, HelperTable, NetworkProto};
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::error::{bad, ApiError};
 use crate::keyed::{KeyedGates, KeyedLocks};
 use crate::ops::{Holds, Ops};
 use crate::subnets;
-
-fn parse_net<T: std::str::FromStr>(what: &str, example: &str, value: &str) -> Result<T, ApiError> {
-    value.parse().map_err(|_| {
-        ApiError::Invalid(format!(
-            "invalid {what} {value:?}: expected a CIDR such as {example}"
-        ))
-    })
-}
 
 /// The networks' side of the apiserver: records, their helpers, their GC. It reads the
 /// container records to know what is live, and never calls into the containers' side.
@@ -262,181 +253,6 @@ impl Networks {
         Ok(())
     }
 
-    /// Every check a create makes, with nothing changed yet.
-    pub async fn validate_network(&self, req: NetworkCreate) -> Result<NetworkConfig, ApiError> {
-        validate_id(NameKind::Network, &req.name)?;
-        if self.paths.network_config(&req.name)?.exists() {
-            return Err(ApiError::Conflict(format!(
-                "network {} already exists",
-                req.name
-            )));
-        }
-        let plugin: PluginKind = match &req.plugin {
-            Some(name) => name
-                .parse()
-                .map_err(|e: UnknownPlugin| bad(e.to_string()))?,
-            None => container_store::network::DEFAULT_PLUGIN,
-        };
-        let uses_ipam = plugins::uses_ipam(plugin);
-        if !uses_ipam
-            && (req.subnet.is_some()
-                || req.subnet_v6.is_some()
-                || req.gateway.is_some()
-                || req.gateway_v6.is_some())
-        {
-            return Err(bad(format!(
-                "plugin {plugin} takes no --subnet or --gateway"
-            )));
-        }
-        let mut labels = BTreeMap::new();
-        for (k, v) in &req.labels {
-            if k.is_empty() {
-                return Err(bad(format!("invalid label {k:?}={v:?}: empty key")));
-            }
-            labels.insert(k.clone(), v.clone());
-        }
-        let mut options = BTreeMap::new();
-        for (k, v) in &req.options {
-            if options.insert(k.clone(), v.clone()).is_some() {
-                return Err(bad(format!("option {k} given twice")));
-            }
-        }
-
-        let (others, _) = load_networks(&self.paths);
-        // Other networks' subnets, a CNI conflist's declared ranges among them.
-        let taken: Vec<(String, IpNet)> = others
-            .iter()
-            .flat_map(|n| plugins::subnets(n).into_iter().map(|s| (n.id.clone(), s)))
-            .collect();
-        let check_overlap = |net: IpNet| -> Result<(), ApiError> {
-            if let Some((other, s)) = taken.iter().find(|(_, s)| subnets::overlaps(s, &net)) {
-                return Err(ApiError::Conflict(format!(
-                    "subnet {net} overlaps network {other} ({s})"
-                )));
-            }
-            Ok(())
-        };
-
-        let subnet: Option<Ipv4Net> = match &req.subnet {
-            Some(s) => {
-                let net: Ipv4Net = parse_net("subnet", "10.1.2.0/24", s)?;
-                if net.trunc() != net {
-                    return Err(bad(format!(
-                        "invalid subnet {s}: host bits are set (did you mean {}?)",
-                        net.trunc()
-                    )));
-                }
-                if net.prefix_len() > 30 {
-                    return Err(bad(format!(
-                        "invalid subnet {s}: a /{} leaves no room for containers (at most /30)",
-                        net.prefix_len()
-                    )));
-                }
-                check_overlap(IpNet::V4(net))?;
-                Some(net)
-            }
-            // A gateway without a subnet is the plugins' `validate` to refuse below.
-            None if uses_ipam && req.gateway.is_none() => {
-                let routes = self.host_routes().await;
-                let taken: Vec<IpNet> = taken.iter().map(|(_, s)| *s).collect();
-                Some(subnets::pick_v4(&taken, &routes).ok_or_else(|| {
-                    ApiError::Conflict(format!(
-                        "no free /24 left in the pool {}; give --subnet",
-                        subnets::POOL
-                    ))
-                })?)
-            }
-            None => None,
-        };
-        // Parsed here, checked against the subnet by the plugins' `validate` below.
-        let gateway = match &req.gateway {
-            Some(g) => Some(
-                g.parse::<Ipv4Addr>()
-                    .map_err(|_| bad(format!("invalid gateway {g:?}")))?,
-            ),
-            None => subnet.map(plugins::default_gateway_v4),
-        };
-        let subnet_v6: Option<Ipv6Net> = match &req.subnet_v6 {
-            Some(s) => {
-                let net: Ipv6Net = parse_net("IPv6 subnet", "fd00:1::/64", s)?;
-                if net.trunc() != net {
-                    return Err(bad(format!(
-                        "invalid IPv6 subnet {s}: host bits are set (did you mean {}?)",
-                        net.trunc()
-                    )));
-                }
-                if net.prefix_len() > 126 {
-                    return Err(bad(format!(
-                        "invalid IPv6 subnet {s}: too small (at most /126)"
-                    )));
-                }
-                check_overlap(IpNet::V6(net))?;
-                Some(net)
-            }
-            None => None,
-        };
-        let gateway_v6 = match &req.gateway_v6 {
-            Some(g) => Some(
-                g.parse::<Ipv6Addr>()
-                    .map_err(|_| bad(format!("invalid IPv6 gateway {g:?}")))?,
-            ),
-            None => subnet_v6.map(plugins::default_gateway_v6),
-        };
-
-        let config = NetworkConfig {
-            version: container_store::network::NETWORK_RECORD_VERSION,
-            id: req.name.clone(),
-            plugin,
-            subnet,
-            gateway,
-            subnet_v6,
-            gateway_v6,
-            internal: req.internal,
-            labels,
-            options,
-            created: unix_now(),
-            builtin: false,
-            removing: false,
-        };
-        plugins::validate(&config).map_err(|e| bad(format!("network {}: {e}", config.id)))?;
-        // What the plugin hands out beyond our IPAM (a conflist's ranges) must not
-        // overlap either.
-        let plugin = plugins::Plugin::for_config(&config)
-            .map_err(|e| bad(format!("network {}: {e}", config.id)))?;
-        for net in plugin.declared_subnets() {
-            check_overlap(net)?;
-        }
-        for other in &others {
-            if let (Some(a), Some(b)) = (plugins::bridge_name(&config), plugins::bridge_name(other))
-            {
-                if a == b {
-                    return Err(ApiError::Conflict(format!(
-                        "bridge {a} is already used by network {}",
-                        other.id
-                    )));
-                }
-            }
-        }
-        plugins::check_host(&config, &self.host_netlink)
-            .await
-            .map_err(|e| bad(format!("network {}: {e}", config.id)))?;
-        Ok(config)
-    }
-
-    async fn host_routes(&self) -> Vec<IpNet> {
-        match self
-            .host_netlink
-            .routes(container_netlink::IpFamily::V4)
-            .await
-        {
-            Ok(routes) => routes.into_iter().map(|r| r.dest).collect(),
-            Err(e) => {
-                tracing::warn!("reading host routes: {e}");
-                vec![]
-            }
-        }
-    }
-
     pub async fn create(self: &Arc<Self>, req: NetworkCreate) -> Result<NetworkConfig, ApiError> {
         let _op = self.ops.begin(
             &format!("network create {}", req.name),
@@ -542,20 +358,4 @@ impl Networks {
             })
             .map(|o| o.id)
     }
-}
-
-/// Checks a record read from disk as a create would have: a hand-edited or corrupt file
-/// must not reach a helper.
-pub fn check_record(config: &NetworkConfig) -> Result<(), String> {
-    if let Some(net) = config.subnet {
-        if net.trunc() != net {
-            return Err(format!("subnet {net}: host bits are set"));
-        }
-    }
-    if let Some(net) = config.subnet_v6 {
-        if net.trunc() != net {
-            return Err(format!("IPv6 subnet {net}: host bits are set"));
-        }
-    }
-    plugins::validate(config).map_err(|e| e.to_string())
 }

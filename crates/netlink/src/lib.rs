@@ -9,6 +9,7 @@ mod error;
 mod link;
 mod names;
 pub mod netns;
+pub mod owner;
 mod route;
 
 pub use address::{AddrScope, AddressInfo};
@@ -16,6 +17,7 @@ pub use error::{Error, Result};
 pub use link::{valid_ifname, LinkInfo, MacvlanMode};
 pub use names::name_hash;
 pub use netns::{with_netns, NetNs};
+pub use owner::Owner;
 pub use route::{IpFamily, RouteInfo};
 
 /// One rtnetlink connection. Cheap to clone; the connection task ends when the last

@@ -28,6 +28,8 @@ pub struct LinkInfo {
     /// `IFLA_LINK`: the lower device of a macvlan or the peer of a veth. It may be an
     /// index in another namespace (a veth whose peer was moved away).
     pub parent: Option<u32>,
+    /// `IFLA_IFALIAS`: on links the runtime made, who owns them (see [`crate::owner`]).
+    pub alias: Option<String>,
 }
 
 /// Macvlan modes, as `ip link add ... type macvlan mode MODE` names them.
@@ -97,9 +99,11 @@ fn parse_link(msg: &LinkMessage) -> LinkInfo {
         up: msg.header.flags.contains(LinkFlags::Up),
         master: None,
         parent: None,
+        alias: None,
     };
     for attr in &msg.attributes {
         match attr {
+            LinkAttribute::IfAlias(alias) if !alias.is_empty() => info.alias = Some(alias.clone()),
             LinkAttribute::IfName(name) => info.name = name.clone(),
             LinkAttribute::Address(addr) => info.mac = <[u8; 6]>::try_from(addr.as_slice()).ok(),
             LinkAttribute::Mtu(mtu) => info.mtu = *mtu,
@@ -158,12 +162,26 @@ impl Netlink {
 
     /// Creates a bridge, left down. Returns its index.
     pub async fn create_bridge(&self, name: &str, mtu: Option<u32>) -> Result<u32> {
+        self.create_owned_bridge(name, mtu, None).await
+    }
+
+    /// [`create_bridge`](Self::create_bridge), marked with its owner in the same
+    /// request (see [`crate::owner`]).
+    pub async fn create_owned_bridge(
+        &self,
+        name: &str,
+        mtu: Option<u32>,
+        owner: Option<&str>,
+    ) -> Result<u32> {
         valid_ifname(name)?;
         // LinkBridge::new would also set the bridge up; every create here leaves the
         // link down so the caller configures it before traffic can flow.
         let mut req = LinkMessageBuilder::<LinkBridge>::new(name);
         if let Some(mtu) = mtu {
             req = req.mtu(mtu);
+        }
+        if let Some(owner) = owner {
+            req = req.alias(owner);
         }
         self.handle
             .link()
@@ -186,6 +204,21 @@ impl Netlink {
         mtu: Option<u32>,
         peer_mac: Option<[u8; 6]>,
     ) -> Result<u32> {
+        self.create_owned_veth(host_name, peer_name, peer_netns, mtu, peer_mac, None)
+            .await
+    }
+
+    /// [`create_veth`](Self::create_veth), with the host end marked with its owner in
+    /// the same request (see [`crate::owner`]).
+    pub async fn create_owned_veth(
+        &self,
+        host_name: &str,
+        peer_name: &str,
+        peer_netns: &NetNs,
+        mtu: Option<u32>,
+        peer_mac: Option<[u8; 6]>,
+        owner: Option<&str>,
+    ) -> Result<u32> {
         valid_ifname(host_name)?;
         valid_ifname(peer_name)?;
         let mut peer = LinkUnspec::new_with_name(peer_name).setns_by_fd(peer_netns.as_raw_fd());
@@ -197,6 +230,9 @@ impl Netlink {
         }
         if let Some(mac) = peer_mac {
             peer = peer.address(mac.to_vec());
+        }
+        if let Some(owner) = owner {
+            host = host.alias(owner);
         }
         let msg = host
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))

@@ -175,19 +175,33 @@ async fn serve_inner<S: Service>(
         FrameCodec::new(MAX_HELLO_FRAME),
     );
     let writer = Arc::new(FrameWriter::new(sock.clone()));
-    let malformed = |message: String| ProtocolError::Malformed {
+    if !hello::<S>(&mut reader, &writer, peer, admitted).await? {
+        return Ok(());
+    }
+    serve_calls(reader, writer, service, peer).await
+}
+
+fn malformed(peer: &str, message: impl Into<String>) -> ProtocolError {
+    ProtocolError::Malformed {
         peer: peer.to_string(),
-        message,
-    };
-    let send = |frame: ServerFrame<S::Resp>| {
-        let writer = writer.clone();
-        async move {
-            if let Ok(bytes) = frame::encode(&frame) {
-                let _ = writer.send(bytes, vec![]).await;
-            }
+        message: message.into(),
+    }
+}
+
+/// The first exchange: within the admission deadline, a hello naming our version and
+/// service, answered; anything else refused. `false`: the peer left before saying a
+/// word. Admission ends here, and so does the small frame limit before the hello.
+async fn hello<S: Service>(
+    reader: &mut FramedRead<FdReader, FrameCodec>,
+    writer: &FrameWriter,
+    peer: &str,
+    admitted: Admitted,
+) -> Result<bool, ProtocolError> {
+    let send = |frame: ServerFrame<S::Resp>| async move {
+        if let Ok(bytes) = frame::encode(&frame) {
+            let _ = writer.send(bytes, vec![]).await;
         }
     };
-
     let first = match tokio::time::timeout(admitted.deadline, reader.next()).await {
         Err(_) => {
             return Err(ProtocolError::Io {
@@ -198,8 +212,8 @@ async fn serve_inner<S: Service>(
                 ),
             })
         }
-        Ok(None) => return Ok(()),
-        Ok(Some(first)) => first.map_err(|e| malformed(e.to_string()))?,
+        Ok(None) => return Ok(false),
+        Ok(Some(first)) => first.map_err(|e| malformed(peer, e.to_string()))?,
     };
     match frame::decode::<ClientFrame<S::Req>>(&first) {
         Ok(ClientFrame::Hello {
@@ -223,34 +237,47 @@ async fn serve_inner<S: Service>(
                     message: message.clone(),
                 })
                 .await;
-                return Err(malformed(message));
+                return Err(malformed(peer, message));
             }
             send(ServerFrame::Hello { version }).await;
             reader.decoder_mut().set_max(MAX_FRAME);
             drop(admitted);
+            Ok(true)
         }
-        Ok(ClientFrame::Call { .. }) => return Err(malformed("call before hello".into())),
-        Err(e) => return Err(malformed(e)),
+        Ok(ClientFrame::Call { .. }) => Err(malformed(peer, "call before hello")),
+        Err(e) => Err(malformed(peer, e)),
     }
+}
 
+/// Calls until the peer closes or sends something malformed. Each call runs to its
+/// end detached from the connection, unless it belongs to its caller.
+async fn serve_calls<S: Service>(
+    mut reader: FramedRead<FdReader, FrameCodec>,
+    writer: Arc<FrameWriter>,
+    service: Arc<S>,
+    peer: &str,
+) -> Result<(), ProtocolError> {
     let mut calls = JoinSet::new();
     loop {
         while calls.try_join_next().is_some() {}
         let Some(next) = reader.next().await else {
             break;
         };
-        let bytes = next.map_err(|e| malformed(e.to_string()))?;
+        let bytes = next.map_err(|e| malformed(peer, e.to_string()))?;
         let (id, nfds, body) = match frame::decode::<ClientFrame<S::Req>>(&bytes) {
             Ok(ClientFrame::Call { id, fds, body }) if fds as usize <= MAX_FDS_PER_FRAME => {
                 (id, fds as usize, body)
             }
             Ok(ClientFrame::Call { fds, .. }) => {
-                return Err(malformed(format!(
-                "too many file descriptors: a call announcing {fds} (at most {MAX_FDS_PER_FRAME})"
-            )))
+                return Err(malformed(
+                    peer,
+                    format!(
+                        "too many file descriptors: a call announcing {fds} (at most {MAX_FDS_PER_FRAME})"
+                    ),
+                ))
             }
-            Ok(ClientFrame::Hello { .. }) => return Err(malformed("second hello".into())),
-            Err(e) => return Err(malformed(e)),
+            Ok(ClientFrame::Hello { .. }) => return Err(malformed(peer, "second hello")),
+            Err(e) => return Err(malformed(peer, e)),
         };
         let fds = reader
             .get_mut()
@@ -266,50 +293,9 @@ async fn serve_inner<S: Service>(
         let peer = peer.to_string();
         let mut call = Box::pin(async move {
             let result = service.handle(body, fds).await;
-            let (frame, fds) = match result {
-                Ok((resp, fds)) if fds.len() <= MAX_FDS_PER_FRAME => (
-                    ServerFrame::Reply {
-                        id,
-                        fds: fds.len() as u8,
-                        body: Ok(resp),
-                    },
-                    fds,
-                ),
-                Ok(_) => (
-                    ServerFrame::Reply {
-                        id,
-                        fds: 0,
-                        body: Err(RemoteError::internal("reply carries too many descriptors")),
-                    },
-                    vec![],
-                ),
-                Err(e) => (
-                    ServerFrame::Reply {
-                        id,
-                        fds: 0,
-                        body: Err(e),
-                    },
-                    vec![],
-                ),
-            };
-            let bytes = match frame::encode(&frame) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(peer = %peer, "reply {id} cannot be encoded: {e}");
-                    let fallback: ServerFrame<()> = ServerFrame::Reply {
-                        id,
-                        fds: 0,
-                        body: Err(RemoteError::internal(format!(
-                            "reply cannot be encoded: {e}"
-                        ))),
-                    };
-                    match frame::encode(&fallback) {
-                        Ok(b) => b,
-                        Err(_) => return,
-                    }
-                }
-            };
-            let _ = writer.send(bytes, fds).await;
+            if let Some((bytes, fds)) = encode_reply::<S::Resp>(id, result, &peer) {
+                let _ = writer.send(bytes, fds).await;
+            }
         });
         // Most calls finish without waiting: answer those right here, and give only
         // the ones that block (a `wait`) a task of their own. A hop through the
@@ -327,6 +313,55 @@ async fn serve_inner<S: Service>(
     // The peer is gone: what only it was waiting for (a wait, a stream) ends with it.
     calls.abort_all();
     Ok(())
+}
+
+/// A reply frame and its descriptors; a reply that can't be sent as it is becomes an
+/// error reply, so the caller always hears back.
+fn encode_reply<Resp: serde::Serialize>(
+    id: u64,
+    result: Result<(Resp, Vec<OwnedFd>), RemoteError>,
+    peer: &str,
+) -> Option<(bytes::Bytes, Vec<OwnedFd>)> {
+    let (frame, fds) = match result {
+        Ok((resp, fds)) if fds.len() <= MAX_FDS_PER_FRAME => (
+            ServerFrame::Reply {
+                id,
+                fds: fds.len() as u8,
+                body: Ok(resp),
+            },
+            fds,
+        ),
+        Ok(_) => (
+            ServerFrame::Reply {
+                id,
+                fds: 0,
+                body: Err(RemoteError::internal("reply carries too many descriptors")),
+            },
+            vec![],
+        ),
+        Err(e) => (
+            ServerFrame::Reply {
+                id,
+                fds: 0,
+                body: Err(e),
+            },
+            vec![],
+        ),
+    };
+    match frame::encode(&frame) {
+        Ok(b) => Some((b, fds)),
+        Err(e) => {
+            tracing::warn!(peer = %peer, "reply {id} cannot be encoded: {e}");
+            let fallback: ServerFrame<()> = ServerFrame::Reply {
+                id,
+                fds: 0,
+                body: Err(RemoteError::internal(format!(
+                    "reply cannot be encoded: {e}"
+                ))),
+            };
+            frame::encode(&fallback).ok().map(|b| (b, vec![]))
+        }
+    }
 }
 
 type Pending<Resp> = oneshot::Sender<Result<(Resp, Vec<OwnedFd>), ProtocolError>>;

@@ -3,72 +3,67 @@
 
 use std::collections::HashSet;
 
-use container_netlink::LinkInfo;
+use container_netlink::{LinkInfo, Owner};
 use container_protocol::api::FindingKind;
 use container_protocol::HelperKind;
-use container_store::container::{list_containers, Status};
+use container_store::container::list_containers;
 use container_store::network::load_networks;
 
 use super::Check;
 
+/// What the records say is live, for judging what the host holds.
+struct Live {
+    network_ids: HashSet<String>,
+    containers: HashSet<String>,
+}
+
 impl Check<'_> {
     pub(super) async fn host(&mut self) {
         let (networks, _) = load_networks(self.paths);
-        let network_ids: HashSet<String> = networks.iter().map(|n| n.id.clone()).collect();
-        let live = self.live_containers();
-        let mut live_host_links: HashSet<String> = HashSet::new();
-        for id in &live {
-            if let Ok((config, state)) = self.containers.load(id) {
-                if state.status == Status::Running {
-                    live_host_links.extend(
-                        state
-                            .interfaces
-                            .iter()
-                            .filter_map(|i| i.host_ifname.clone()),
-                    );
-                }
-                // A start in flight has host ends not yet recorded: their names follow
-                // from the container and interface.
-                live_host_links.extend(config.networks.iter().filter_map(|n| {
-                    n.ifname
-                        .as_deref()
-                        .map(|i| container_sandbox_helper::interfaces::veth_host_name(id, i))
-                }));
+        let live = Live {
+            network_ids: networks.iter().map(|n| n.id.clone()).collect(),
+            containers: self.live_containers(),
+        };
+        self.ipam_dirs(&live);
+        self.links(&live).await;
+        self.netns(&live);
+        self.helper_files(&live);
+        self.nft_chains(&live);
+    }
+
+    fn ipam_dirs(&mut self, live: &Live) {
+        let Ok(entries) = std::fs::read_dir(self.paths.ipam()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !live.network_ids.contains(&name) && !self.ops.holds_network(&name) {
+                let fixed = self.fix && std::fs::remove_dir_all(e.path()).is_ok();
+                self.report(
+                    FindingKind::IpamDir,
+                    &name,
+                    "IPAM directory of a network that does not exist",
+                    fixed,
+                );
             }
         }
+    }
 
-        if let Ok(entries) = std::fs::read_dir(self.paths.ipam()) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if !network_ids.contains(&name) && !self.ops.holds_network(&name) {
-                    let fixed = self.fix && std::fs::remove_dir_all(e.path()).is_ok();
-                    self.report(
-                        FindingKind::IpamDir,
-                        &name,
-                        "IPAM directory of a network that does not exist",
-                        fixed,
-                    );
-                }
-            }
-        }
-
-        let bridges: HashSet<String> = networks
-            .iter()
-            .filter_map(container_network_helper::plugins::bridge_name)
-            .collect();
-        let leaked = |links: Vec<LinkInfo>| -> Vec<LinkInfo> {
+    /// Host links the runtime made (they carry their owner) whose owner is gone. A
+    /// link without the mark is never ours, whatever its name.
+    async fn links(&mut self, live: &Live) {
+        let leaked = |links: Vec<LinkInfo>| -> Vec<(LinkInfo, Owner)> {
             links
                 .into_iter()
-                .filter(|link| {
-                    let kind = link.kind.as_deref().unwrap_or("");
-                    (kind == "veth"
-                        && container_sandbox_helper::interfaces::is_veth_host_name(&link.name)
-                        && !live_host_links.contains(&link.name))
-                        || (kind == "bridge"
-                            && container_network_helper::plugins::bridge::is_derived_name(
-                                &link.name,
-                            )
-                            && !bridges.contains(&link.name))
+                .filter_map(|link| {
+                    let owner = Owner::parse(link.alias.as_deref()?)?;
+                    let gone = match &owner {
+                        Owner::Container { id, .. } => !live.containers.contains(id),
+                        Owner::Network { id } => {
+                            !live.network_ids.contains(id) && !self.ops.holds_network(id)
+                        }
+                    };
+                    gone.then_some((link, owner))
                 })
                 .collect()
         };
@@ -82,13 +77,17 @@ impl Check<'_> {
         }
         match candidates {
             Ok(links) => {
-                for link in links {
+                for (link, owner) in links {
                     let kind = link.kind.clone().unwrap_or_default();
+                    let whose = match owner {
+                        Owner::Container { id, ifname } => format!("container {id} ({ifname})"),
+                        Owner::Network { id } => format!("network {id}"),
+                    };
                     let fixed = self.fix && netlink.delete_link_by_name(&link.name).await.is_ok();
                     self.report(
                         FindingKind::Link,
                         &link.name,
-                        format!("{kind} with no live container or network"),
+                        format!("{kind} of {whose}, which is gone"),
                         fixed,
                     );
                 }
@@ -100,29 +99,34 @@ impl Check<'_> {
                 false,
             ),
         }
+    }
 
-        // A netns mount is the container's while it runs or is being started; a helper
-        // alive for it otherwise is an orphan, reported above, whose shutdown takes it.
-        if let Ok(entries) = std::fs::read_dir(self.paths.netns_dir()) {
-            let sandboxes = self.containers.sandboxes();
-            for e in entries.flatten() {
-                let id = e.file_name().to_string_lossy().into_owned();
-                if live.contains(&id)
-                    || (!self.fix
-                        && (sandboxes.get(&id).is_some() || sandboxes.stuck(&id).is_some()))
-                {
-                    continue;
-                }
-                let fixed = self.fix && container_netlink::NetNs::remove_bound(e.path()).is_ok();
-                self.report(
-                    FindingKind::Netns,
-                    e.path().display().to_string(),
-                    "network namespace mount with no running container",
-                    fixed,
-                );
+    /// A netns mount is the container's while it runs or is being started; a helper
+    /// alive for it otherwise is an orphan, reported with the helpers, whose shutdown
+    /// takes it.
+    fn netns(&mut self, live: &Live) {
+        let Ok(entries) = std::fs::read_dir(self.paths.netns_dir()) else {
+            return;
+        };
+        let sandboxes = self.containers.sandboxes().clone();
+        for e in entries.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if live.containers.contains(&id)
+                || (!self.fix && (sandboxes.get(&id).is_some() || sandboxes.stuck(&id).is_some()))
+            {
+                continue;
             }
+            let fixed = self.fix && container_netlink::NetNs::remove_bound(e.path()).is_ok();
+            self.report(
+                FindingKind::Netns,
+                e.path().display().to_string(),
+                "network namespace mount with no running container",
+                fixed,
+            );
         }
+    }
 
+    fn helper_files(&mut self, live: &Live) {
         let containers: HashSet<String> = list_containers(self.paths).into_iter().collect();
         for kind in HelperKind::ALL {
             let Ok(entries) = std::fs::read_dir(self.paths.helper_dir(kind)) else {
@@ -144,7 +148,7 @@ impl Check<'_> {
                         let t = self.networks.table();
                         (
                             t.get(id).is_some() || t.stuck(id).is_some(),
-                            network_ids.contains(id),
+                            live.network_ids.contains(id),
                         )
                     }
                     HelperKind::Sandbox => {
@@ -171,13 +175,15 @@ impl Check<'_> {
                 }
             }
         }
+    }
 
+    fn nft_chains(&mut self, live: &Live) {
         let firewall = container_firewall::Firewall::new();
         match firewall.list_networks() {
             Ok(ids) => {
                 for id in ids
                     .into_iter()
-                    .filter(|id| !network_ids.contains(id) && !self.ops.holds_network(id))
+                    .filter(|id| !live.network_ids.contains(id) && !self.ops.holds_network(id))
                 {
                     let fixed = self.fix && firewall.teardown_network(&id).is_ok();
                     self.report(

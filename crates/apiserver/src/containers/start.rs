@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use container_protocol::fault;
 use container_protocol::network::{Allocation, Attachment};
-use container_protocol::sandbox::{SandboxSpec, Stdio};
+use container_protocol::sandbox::{SandboxSpec, SetupReport, Stdio};
 use container_store::container::{remove_container, ContainerConfig, ContainerState, Status};
 use container_store::unix_now;
 use container_supervise::{Helper, SandboxProto};
@@ -116,6 +116,8 @@ impl Containers {
         }
     }
 
+    /// The steps of a start, in order, each pushing its undo: claims, a fresh sandbox
+    /// helper, an allocation per network, the sandbox's set-up, the record, the workload.
     async fn bootstrap<'a>(
         self: &'a Arc<Self>,
         config: &ContainerConfig,
@@ -134,74 +136,9 @@ impl Containers {
                 Ok(())
             });
         }
-        // A leftover helper of an earlier run is not reused (seed 002): it goes first.
-        if self.sandboxes.get(&id).is_some() || self.sandboxes.stuck(&id).is_some() {
-            let deadline = self.sandboxes.deadlines().grace + self.sandboxes.deadlines().quick;
-            if !self.sandboxes.shutdown(&id, deadline).await {
-                self.remove_sandbox_remains(&id, &[]).await;
-            }
-        }
-        let helper = self.sandboxes.start(&id, &[]).await?;
-        fault::point("apiserver:after-sandbox-spawn");
-        {
-            let containers = self.clone();
-            let id = id.clone();
-            let deadline = helper.shutdown_deadline();
-            let ifnames: Vec<String> = config
-                .networks
-                .iter()
-                .filter_map(|n| n.ifname.clone())
-                .collect();
-            undo.push(format!("shut down sandbox helper {id}"), async move {
-                // A helper that died or was killed mid-setup tore nothing down: do it
-                // from what we know.
-                if !containers.sandboxes.shutdown(&id, deadline).await {
-                    containers.remove_sandbox_remains(&id, &ifnames).await;
-                }
-                Ok(())
-            });
-        }
+        let helper = self.spawn_sandbox(config, undo).await?;
         let netns = self.paths.netns(&id)?.display().to_string();
-
-        let mut allocations: Vec<Allocation> = Vec::new();
-        for att in &config.networks {
-            let network = att.network.clone();
-            let ifname = att.ifname.clone().unwrap_or_default();
-            let context = || format!("network {network}: {ifname}");
-            let nh = self.networks.helper(&network).await?;
-            let alloc = nh
-                .allocate(Attachment {
-                    network: network.clone(),
-                    container_id: id.clone(),
-                    ifname: ifname.clone(),
-                    ipv4: att.ip,
-                    ipv6: att.ip6,
-                    mac: att.mac.map(|m| m.0),
-                    netns: Some(netns.clone()),
-                    // Published ports go to the first network, as eth0 is the
-                    // container's address for the outside.
-                    ports: if allocations.is_empty() {
-                        config.ports.clone()
-                    } else {
-                        vec![]
-                    },
-                })
-                .await
-                .map_err(|e| ApiError::from(e).context(context()))?;
-            {
-                let containers = self.clone();
-                let (network, id, ifname, netns) =
-                    (network.clone(), id.clone(), ifname.clone(), netns.clone());
-                undo.push(format!("release {network} {ifname}"), async move {
-                    containers
-                        .release(&network, &id, &ifname, Some(netns))
-                        .await
-                });
-            }
-            allocations.push(alloc);
-            fault::point("apiserver:after-allocate");
-        }
-
+        let allocations = self.allocate_all(config, &netns, undo).await?;
         let spec = SandboxSpec {
             id: id.clone(),
             hostname: config.hostname.clone().unwrap_or_else(|| id.clone()),
@@ -216,26 +153,7 @@ impl Containers {
             labels: config.labels.clone(),
         };
         let report = helper.setup(spec).await?;
-
-        // Recorded before the workload starts: a crash from here on is cleaned up from
-        // this record (interfaces, devices, netns) and IPAM GC sees these as live.
-        let mut state = previous.clone();
-        state.status = Status::Running;
-        state.allocations = allocations;
-        state.interfaces = report.interfaces.clone();
-        state.net_devices = report.net_devices.clone();
-        state.netns = Some(report.netns_path.clone());
-        state.helper_pid = Some(helper.info.pid);
-        state.pid = None;
-        state.exit_code = None;
-        state.reason = None;
-        state.finished_at = None;
-        state.started_at = Some(unix_now());
-        if let Err(e) = self.persist(&id, &state) {
-            // Nothing has run yet: the start is undone rather than left unrecorded.
-            self.unsaved_map().remove(&id);
-            return Err(e);
-        }
+        let mut state = self.record_running(&id, previous, allocations, report, &helper)?;
         fault::point("apiserver:after-setup");
 
         let (pid, out_fds) = helper.start(stdio, fds).await?;
@@ -249,6 +167,126 @@ impl Containers {
         Ok((pid, out_fds, helper))
     }
 
+    /// A new sandbox helper, never a leftover one (seed 002): an earlier run's goes first.
+    async fn spawn_sandbox<'a>(
+        self: &'a Arc<Self>,
+        config: &ContainerConfig,
+        undo: &mut Undo<'a>,
+    ) -> Result<Helper<SandboxProto>, ApiError> {
+        let id = config.id.clone();
+        if self.sandboxes.get(&id).is_some() || self.sandboxes.stuck(&id).is_some() {
+            let deadline = self.sandboxes.deadlines().grace + self.sandboxes.deadlines().quick;
+            if !self.sandboxes.shutdown(&id, deadline).await {
+                self.remove_sandbox_remains(&id, &[]).await;
+            }
+        }
+        let helper = self.sandboxes.start(&id, &[]).await?;
+        fault::point("apiserver:after-sandbox-spawn");
+        let containers = self.clone();
+        let deadline = helper.shutdown_deadline();
+        let ifnames: Vec<String> = config
+            .networks
+            .iter()
+            .filter_map(|n| n.ifname.clone())
+            .collect();
+        undo.push(format!("shut down sandbox helper {id}"), async move {
+            // A helper that died or was killed mid-setup tore nothing down: do it from
+            // what we know.
+            if !containers.sandboxes.shutdown(&id, deadline).await {
+                containers.remove_sandbox_remains(&id, &ifnames).await;
+            }
+            Ok(())
+        });
+        Ok(helper)
+    }
+
+    /// One allocation per network, eth0 first; published ports go to the first, as eth0
+    /// is the container's address for the outside.
+    async fn allocate_all<'a>(
+        self: &'a Arc<Self>,
+        config: &ContainerConfig,
+        netns: &str,
+        undo: &mut Undo<'a>,
+    ) -> Result<Vec<Allocation>, ApiError> {
+        let id = &config.id;
+        let mut allocations: Vec<Allocation> = Vec::new();
+        for att in &config.networks {
+            let network = att.network.clone();
+            let ifname = att.ifname.clone().unwrap_or_default();
+            // The release is pushed before the allocation: a call that fails in an
+            // unknown state (a timeout; the helper answers later) is undone as surely as
+            // one that succeeded. Releasing what is not held is no error.
+            {
+                let containers = self.clone();
+                let (network, id, ifname, netns) = (
+                    network.clone(),
+                    id.clone(),
+                    ifname.clone(),
+                    netns.to_string(),
+                );
+                undo.push(format!("release {network} {ifname}"), async move {
+                    containers
+                        .release(&network, &id, &ifname, Some(netns))
+                        .await
+                });
+            }
+            let nh = self.networks.helper(&network).await?;
+            let alloc = nh
+                .allocate(Attachment {
+                    network: network.clone(),
+                    container_id: id.clone(),
+                    ifname: ifname.clone(),
+                    ipv4: att.ip,
+                    ipv6: att.ip6,
+                    mac: att.mac.map(|m| m.0),
+                    netns: Some(netns.to_string()),
+                    ports: if allocations.is_empty() {
+                        config.ports.clone()
+                    } else {
+                        vec![]
+                    },
+                })
+                .await
+                .map_err(|e| ApiError::from(e).context(format!("network {network}: {ifname}")))?;
+            allocations.push(alloc);
+            fault::point("apiserver:after-allocate");
+        }
+        Ok(allocations)
+    }
+
+    /// Recorded before the workload starts: a crash from here on is cleaned up from this
+    /// record (interfaces, devices, netns) and IPAM GC sees these as live. A record that
+    /// can't be written undoes the start rather than leave it unrecorded.
+    fn record_running(
+        &self,
+        id: &str,
+        previous: &ContainerState,
+        allocations: Vec<Allocation>,
+        report: SetupReport,
+        helper: &Helper<SandboxProto>,
+    ) -> Result<ContainerState, ApiError> {
+        let mut state = previous.clone();
+        state.status = Status::Running;
+        state.allocations = allocations;
+        state.interfaces = report.interfaces;
+        state.net_devices = report.net_devices;
+        state.netns = Some(report.netns_path);
+        state.helper_pid = Some(helper.info.pid);
+        state.pid = None;
+        state.exit_code = None;
+        state.reason = None;
+        state.finished_at = None;
+        state.started_at = Some(unix_now());
+        if let Err(e) = self.persist(id, &state) {
+            self.unsaved_map().remove(id);
+            return Err(e);
+        }
+        Ok(state)
+    }
+
+    /// Releases an attachment. A network helper that does not answer is replaced (the
+    /// old one killed first: never two) and the release tried again on the new one, so
+    /// an address is not left reserved behind a helper that stopped answering.
     pub(super) async fn release(
         self: &Arc<Self>,
         network: &str,
@@ -257,7 +295,18 @@ impl Containers {
         netns: Option<String>,
     ) -> Result<(), ApiError> {
         let nh = self.networks.helper(network).await?;
-        nh.release(id, ifname, netns).await?;
-        Ok(())
+        match nh.release(id, ifname, netns.clone()).await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e, container_protocol::ProtocolError::Timeout { .. }) => {
+                tracing::warn!(
+                    "network {network}: release {id} {ifname}: {e}; replacing the helper"
+                );
+                self.networks.table().kill(network).await;
+                let nh = self.networks.helper(network).await?;
+                nh.release(id, ifname, netns).await?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }

@@ -55,10 +55,23 @@ pub(super) async fn realize(
     // namespace (and the veth pair with it) is destroyed by the kernel in the
     // background. A host end can only exist while its peer's namespace does, so the
     // name frees itself; wait for that, boundedly.
+    // Marked with its owner, so a leak check knows it for ours by the link itself.
+    let owner = container_netlink::Owner::Container {
+        id: alloc.container_id.clone(),
+        ifname: alloc.ifname.clone(),
+    }
+    .alias();
     let mut attempts = 0;
     let host_index = loop {
         match host
-            .create_veth(&host_name, &alloc.ifname, ns, Some(mtu), alloc.mac)
+            .create_owned_veth(
+                &host_name,
+                &alloc.ifname,
+                ns,
+                Some(mtu),
+                alloc.mac,
+                Some(&owner),
+            )
             .await
         {
             Err(e) if e.is_exists() && attempts < VETH_NAME_RETRIES => {

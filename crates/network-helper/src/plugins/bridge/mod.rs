@@ -169,7 +169,14 @@ impl NetworkPlugin for Bridge {
                     made.bridge = true;
                     made.save(env.paths, &self.id)?;
                 }
-                match nl.create_bridge(name, self.opts.mtu).await {
+                let owner = container_netlink::Owner::Network {
+                    id: self.id.clone(),
+                }
+                .alias();
+                match nl
+                    .create_owned_bridge(name, self.opts.mtu, Some(&owner))
+                    .await
+                {
                     Ok(index) => index,
                     // Another setup raced us; what matters is that it is there now.
                     Err(e) if e.is_exists() => match nl.link_by_name(name).await? {
