@@ -452,6 +452,23 @@ impl<P: HelperProto> HelperTable<P> {
         });
     }
 
+    /// Tries a stuck helper now rather than at its next retry: `true` if it answers (it
+    /// is adopted, and the orchestrator hears so).
+    pub async fn reach_stuck(self: &Arc<Self>, id: &str) -> bool {
+        if self.stuck(id).is_none() {
+            return false;
+        }
+        if self.try_reach(id).await.is_ok() && lock(&self.stuck).remove(id).is_some() {
+            tracing::info!("{} answers again", peer_name(P::KIND, id));
+            let _ = self.events.send(HelperEvent::Adopted {
+                kind: P::KIND,
+                id: id.to_string(),
+            });
+            return true;
+        }
+        false
+    }
+
     /// Asks a helper to exit and waits until its process is gone; kills it when it does
     /// not answer in time. `true` when it answered (it tore down what it owns); `false`
     /// when it was gone, stuck or killed, so what it owns may be left for the caller.

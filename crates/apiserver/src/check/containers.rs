@@ -28,6 +28,9 @@ impl Check<'_> {
             if state.status != Status::Running {
                 continue;
             }
+            // A stuck helper may answer by now: try it before calling it stuck (once it
+            // does, the adoption event has it watched again).
+            sandboxes.reach_stuck(&id).await;
             if let Some(stuck) = sandboxes.stuck(&id) {
                 let mut fixed = false;
                 if self.fix {

@@ -44,6 +44,8 @@ impl Check<'_> {
 
     async fn network(&mut self, net: &NetworkConfig, chains: Option<&HashSet<String>>) {
         let name = &net.id;
+        // A stuck helper may answer by now: try it before calling it stuck.
+        self.networks.table().reach_stuck(name).await;
         if let Some(stuck) = self.networks.table().stuck(name) {
             let mut fixed = false;
             if self.fix {
