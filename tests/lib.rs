@@ -345,3 +345,15 @@ pub fn setup() -> Setup {
     world.start_apiserver();
     Setup { world, rootfs }
 }
+
+/// This world's netns mounts, as the test's own mount namespace sees them (the test
+/// thread has one of its own: /proc/self would show the process's, the host's).
+pub fn netns_mounts(world: &World) -> Vec<String> {
+    let run = world.run_dir().join("netns").display().to_string();
+    std::fs::read_to_string("/proc/thread-self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&run))
+        .map(str::to_string)
+        .collect()
+}

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use container_tests::{alive, eventually, links, read_from, setup, World};
+use container_tests::{alive, eventually, links, netns_mounts, read_from, setup, World};
 
 fn code(out: &std::process::Output) -> i32 {
     out.status.code().unwrap_or(-1)
@@ -18,18 +18,6 @@ fn reservations(world: &World, network: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn netns_mounts(world: &World) -> Vec<String> {
-    let run = world.run_dir().join("netns").display().to_string();
-    // The test thread has its own mount namespace: /proc/self would show the
-    // process's (the host's) mounts.
-    std::fs::read_to_string("/proc/thread-self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(&run))
-        .map(str::to_string)
-        .collect()
 }
 
 fn container(world: &World, id: &str) -> serde_json::Value {

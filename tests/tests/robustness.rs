@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use container_tests::{alive, busybox_rootfs, eventually, links, World, HANG};
+use container_tests::{alive, busybox_rootfs, eventually, links, netns_mounts, World, HANG};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -58,18 +58,6 @@ fn helpers_for(w: &World, id: &str) -> Vec<u32> {
                 .into_owned();
             (cmdline.contains(&run) && cmdline.contains(&want) && alive(pid)).then_some(pid)
         })
-        .collect()
-}
-
-fn netns_mounts(w: &World) -> Vec<String> {
-    let run = w.run_dir().join("netns").display().to_string();
-    // The test thread has its own mount namespace: /proc/self would show the
-    // process's (the host's) mounts.
-    std::fs::read_to_string("/proc/thread-self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(&run))
-        .map(str::to_string)
         .collect()
 }
 

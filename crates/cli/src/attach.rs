@@ -119,16 +119,18 @@ pub async fn run_attached(
     let wait_id = id.clone();
     let wait =
         Box::pin(async move { call(&waiter, ApiRequest::ContainerWait { id: wait_id }).await });
-    let master = if tty {
-        Some(
-            out_fds
-                .pop()
-                .context("no terminal came back from the sandbox")?,
-        )
-    } else {
-        None
-    };
+    let master = terminal(tty, &mut out_fds)?;
     attach_session(client, &id, master, interactive, wait).await
+}
+
+/// The pty master a start with a terminal hands back.
+fn terminal(tty: bool, fds: &mut Vec<OwnedFd>) -> Result<Option<OwnedFd>> {
+    if !tty {
+        return Ok(None);
+    }
+    fds.pop()
+        .map(Some)
+        .context("no terminal came back from the sandbox")
 }
 
 /// `run -d`: creates and starts in one call; returns the container's id.
@@ -199,15 +201,7 @@ pub async fn start_attached(
     let ApiResponse::Started { .. } = reply else {
         bail!("unexpected answer from the apiserver")
     };
-    let master = if tty {
-        Some(
-            out_fds
-                .pop()
-                .context("no terminal came back from the sandbox")?,
-        )
-    } else {
-        None
-    };
+    let master = terminal(tty, &mut out_fds)?;
     attach_session(client, id, master, interactive, wait).await
 }
 

@@ -32,16 +32,7 @@ impl Check<'_> {
             // does, the adoption event has it watched again).
             sandboxes.reach_stuck(&id).await;
             if let Some(stuck) = sandboxes.stuck(&id) {
-                let mut fixed = false;
-                if self.fix {
-                    sandboxes.kill(&id).await;
-                    let reason = "its sandbox helper did not answer; killed by system check";
-                    fixed = self
-                        .containers
-                        .finish(&id, None, Some(reason.into()))
-                        .await
-                        .is_ok();
-                }
+                let fixed = self.fix && self.kill_and_finish(&id).await;
                 self.report(
                     FindingKind::Helper,
                     format!("sandbox {id}"),
@@ -57,16 +48,7 @@ impl Check<'_> {
                     if e.is_gone() {
                         continue; // its watcher finishes it
                     }
-                    let mut fixed = false;
-                    if self.fix {
-                        sandboxes.kill(&id).await;
-                        let reason = "its sandbox helper did not answer; killed by system check";
-                        fixed = self
-                            .containers
-                            .finish(&id, None, Some(reason.into()))
-                            .await
-                            .is_ok();
-                    }
+                    let fixed = self.fix && self.kill_and_finish(&id).await;
                     self.report(
                         FindingKind::Helper,
                         format!("sandbox {id}"),
@@ -135,5 +117,16 @@ impl Check<'_> {
                 fixed,
             );
         }
+    }
+
+    /// A running container whose helper does not answer: the helper goes (its whole
+    /// process group), and the container is finished as after a dead helper.
+    async fn kill_and_finish(&self, id: &str) -> bool {
+        self.containers.sandboxes().kill(id).await;
+        let reason = "its sandbox helper did not answer; killed by system check";
+        self.containers
+            .finish(id, None, Some(reason.into()))
+            .await
+            .is_ok()
     }
 }
