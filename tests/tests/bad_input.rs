@@ -1004,15 +1004,6 @@ enum Content {
 /// (`Err`) they must give.
 type Probe = (Vec<String>, Result<Vec<String>, Vec<String>>);
 
-/// A record path under `<root>`, what to overwrite it with, the commands that must then
-/// fail with the given text, and the known bug if any.
-type Corruption<'a> = (
-    &'a str,
-    &'a [u8],
-    Vec<(Vec<&'a str>, &'a str)>,
-    Option<&'static str>,
-);
-
 /// One bad file under `<root>`, what must be said about it and what must still work.
 struct DiskCase {
     /// Relative to `<root>`.
@@ -1424,76 +1415,71 @@ fn bad_files_on_disk_are_reported_by_name_and_left_alone() {
         );
     }
 
-    // Records that go bad under a running apiserver.
-    let corrupt_while_running: Vec<Corruption> = vec![
+    // Records that go bad under a running apiserver: it answers from its own view of
+    // them (issue 16), `system check` finds the file that differs, and `--fix` writes
+    // the view back.
+    let corrupt_while_running: Vec<(&str, &[u8], Vec<&str>)> = vec![
         (
             "networks/good.json",
             &b"{\"version\": 1, \"id\": \"good\", \"subn"[..],
-            vec![
-                (vec!["network", "inspect", "good"], "good.json"),
-                (vec!["network", "rm", "good"], "good.json"),
-            ],
-            None,
+            vec!["network", "inspect", "good"],
         ),
         (
             "containers/okc/config.json",
             &b"\0\0\0\0"[..],
-            vec![
-                (vec!["inspect", "okc"], "okc/config.json"),
-                (vec!["start", "okc"], "okc/config.json"),
-            ],
-            None,
+            vec!["inspect", "okc"],
         ),
     ];
-    for (path, bytes, probes, known) in corrupt_while_running {
+    for (path, bytes, probe) in corrupt_while_running {
         let full = world.root().join(path);
-        let original = std::fs::read(&full).expect("record");
+        let original: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&full).expect("record")).expect("json");
         std::fs::write(&full, bytes).expect("corrupt");
-        let before = snapshot(&world);
         let mut problems = Vec::new();
-        for (args, expect) in probes {
-            let out = world.cli(&args);
-            let err = stderr_of(&out);
-            if out.status.success() {
-                problems.push(format!("{args:?} succeeded"));
-            } else if !err.contains(expect) || err.trim_end().lines().count() != 1 {
-                problems.push(format!(
-                    "{args:?}: expected one line with {expect:?}, got {err:?}"
-                ));
-            }
+        if !world.cli(&probe).status.success() {
+            problems.push(format!("{probe:?} failed: the view should still answer"));
         }
-        for (args, expect) in [
-            (vec!["network", "ls", "-q"], "default"),
-            (vec!["ls", "-a", "-q"], ""),
-        ] {
-            let out = world.cli(&args);
-            if !out.status.success() || !String::from_utf8_lossy(&out.stdout).contains(expect) {
-                problems.push(format!(
-                    "{args:?} stopped working: {}",
-                    stderr_of(&out).trim()
-                ));
-            }
+        let check = world.cli(&["system", "check", "--format", "json"]);
+        let found = String::from_utf8_lossy(&check.stdout).into_owned();
+        let name = path.rsplit('/').nth(1).unwrap_or_default();
+        if check.status.success() || !found.contains(name) {
+            problems.push(format!("check did not report {path}: {found}"));
+        }
+        // Other cases left files --fix can't repair: look at this one's finding.
+        let fix = world.cli(&["system", "check", "--fix", "--format", "json"]);
+        let fixed = serde_json::from_slice::<serde_json::Value>(&fix.stdout)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .any(|f| f["detail"].as_str().unwrap_or("").contains(path) && f["fixed"] == true);
+        if !fixed {
+            problems.push(format!(
+                "check --fix did not repair {path}: {}",
+                String::from_utf8_lossy(&fix.stdout)
+            ));
+        }
+        match std::fs::read(&full).map(|b| serde_json::from_slice::<serde_json::Value>(&b)) {
+            Ok(Ok(v)) if v == original => {}
+            other => problems.push(format!("{path} not written back: {other:?}")),
         }
         if let Err(e) = serving(&world) {
             problems.push(e);
         }
-        if let Some(d) = diff(&before, &snapshot(&world)) {
-            problems.push(format!("state changed: {d}"));
-        }
         tally.record(
             &format!("<root>/{path} corrupted while running"),
-            known,
+            None,
             problems,
         );
-        std::fs::write(&full, original).expect("restore");
     }
+    let json = |b: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&b).expect("json");
     assert_eq!(
-        std::fs::read(world.root().join("networks/good.json")).expect("good"),
-        good_record
+        json(std::fs::read(world.root().join("networks/good.json")).expect("good")),
+        json(good_record)
     );
     assert_eq!(
-        std::fs::read(world.root().join("containers/okc/config.json")).expect("okc"),
-        okc_config
+        json(std::fs::read(world.root().join("containers/okc/config.json")).expect("okc")),
+        json(okc_config)
     );
     world.ok(&["network", "inspect", "good"]);
     tally.finish();

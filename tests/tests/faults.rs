@@ -230,9 +230,11 @@ fn assert_no_leftovers(world: &World, context: &str) {
     let owned: std::collections::HashSet<String> = running
         .iter()
         .flat_map(|id| {
-            world.json(&["inspect", id])[0]["state"]["interfaces"]
-                .as_array()
-                .cloned()
+            // It may finish (a `--rm` run) between the listing and now.
+            let out = world.cli(&["inspect", id]);
+            serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .ok()
+                .and_then(|v| v[0]["state"]["interfaces"].as_array().cloned())
                 .unwrap_or_default()
         })
         .filter_map(|i| i["host_ifname"].as_str().map(str::to_string))

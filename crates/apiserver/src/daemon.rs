@@ -18,6 +18,7 @@ use crate::error::ApiError;
 use crate::networks::Networks;
 use crate::notify::sd_notify;
 use crate::ops::Ops;
+use crate::records::Records;
 use crate::server::{self, Access};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -78,6 +79,10 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
     for removed in container_store::remove_partial_writes(&paths) {
         tracing::info!("removed {} left by a failed write", removed.display());
     }
+    let (records, unreadable) = Records::load(&paths);
+    for e in unreadable {
+        tracing::error!("skipping network record: {e}");
+    }
 
     let (events_tx, mut events) = mpsc::unbounded_channel::<HelperEvent>();
     let spawner = Arc::new(Spawner::new(paths.clone(), opts.helper_dir.clone()));
@@ -86,12 +91,14 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
         Netlink::connect().map_err(|e| ApiError::Internal(format!("netlink: {e}")))?;
     let networks = Networks::new(
         paths.clone(),
+        records.clone(),
         HelperTable::new(spawner.clone(), events_tx.clone(), opts.deadlines),
         host_netlink,
         ops.clone(),
     );
     let containers = Containers::new(
         paths.clone(),
+        records,
         HelperTable::new(spawner, events_tx, opts.deadlines),
         networks.clone(),
         ops.clone(),

@@ -19,6 +19,7 @@ pub mod keyed;
 pub mod networks;
 pub mod notify;
 pub mod ops;
+pub mod records;
 pub mod sandbox_cleanup;
 pub mod server;
 pub mod subnets;

@@ -14,26 +14,28 @@ use container_netlink::Netlink;
 use container_network_helper::plugins;
 use container_protocol::api::{NetworkCreate, NetworkSummary};
 use container_protocol::fault;
-use container_store::container::{list_containers, load_config, load_state, Status};
-use container_store::network::{load_networks, remove_network, save_network, DEFAULT_NETWORK};
+use container_store::container::Status;
+use container_store::network::DEFAULT_NETWORK;
 use container_store::{validate_id, NameKind, NetworkConfig, Paths};
 use container_supervise::{Helper, HelperTable, NetworkProto};
 
 use crate::error::{bad, ApiError};
 use crate::keyed::{KeyedGates, KeyedLocks};
 use crate::ops::{Holds, Ops};
+use crate::records::Records;
 use crate::subnets;
 
 /// The networks' side of the apiserver: records, their helpers, their GC. It reads the
 /// container records to know what is live, and never calls into the containers' side.
 pub struct Networks {
     paths: Paths,
+    records: Arc<Records>,
     table: Arc<HelperTable<NetworkProto>>,
     host_netlink: Netlink,
     ops: Arc<Ops>,
     /// Serialises name and subnet checks with the record writes that make them true.
     /// Never held across a call to a helper.
-    records: tokio::sync::Mutex<()>,
+    checks: tokio::sync::Mutex<()>,
     /// One helper start, or removal, per network at a time.
     per_network: KeyedLocks,
     /// The GC gate: a start holds it shared from before it registers its attachments
@@ -53,16 +55,18 @@ enum Purpose {
 impl Networks {
     pub fn new(
         paths: Paths,
+        records: Arc<Records>,
         table: Arc<HelperTable<NetworkProto>>,
         host_netlink: Netlink,
         ops: Arc<Ops>,
     ) -> Arc<Networks> {
         Arc::new(Networks {
             paths,
+            records,
             table,
             host_netlink,
             ops,
-            records: tokio::sync::Mutex::new(()),
+            checks: tokio::sync::Mutex::new(()),
             per_network: KeyedLocks::default(),
             gates: KeyedGates::default(),
         })
@@ -171,14 +175,11 @@ impl Networks {
     /// recorded its container as running by then), and those of running containers.
     pub fn live_attachments(&self, network: &str) -> Vec<(String, String)> {
         let mut live = self.ops.attachments_on(network);
-        for id in list_containers(&self.paths) {
-            let Ok(state) = load_state(&self.paths, &id) else {
-                continue;
-            };
-            if state.status != Status::Running {
+        for (_, r) in self.records.containers() {
+            if r.state.status != Status::Running {
                 continue;
             }
-            for a in state.allocations.iter().filter(|a| a.network == network) {
+            for a in r.state.allocations.iter().filter(|a| a.network == network) {
                 live.push((a.container_id.clone(), a.ifname.clone()));
             }
         }
@@ -189,13 +190,11 @@ impl Networks {
 
     /// Containers whose configuration names `network`.
     pub fn containers_on(&self, network: &str) -> Vec<String> {
-        list_containers(&self.paths)
+        self.records
+            .containers()
             .into_iter()
-            .filter(|id| {
-                load_config(&self.paths, id)
-                    .map(|c| c.networks.iter().any(|n| n.network == network))
-                    .unwrap_or(false)
-            })
+            .filter(|(_, r)| r.config.networks.iter().any(|n| n.network == network))
+            .map(|(id, _)| id)
             .collect()
     }
 
@@ -206,11 +205,7 @@ impl Networks {
         if let Err(e) = self.ensure_default_network().await {
             tracing::error!("default network: {e}");
         }
-        let (configs, errors) = load_networks(&self.paths);
-        for e in errors {
-            tracing::error!("skipping network record: {e}");
-        }
-        for config in configs {
+        for config in self.records.networks() {
             if config.removing {
                 tracing::info!("network {}: finishing its interrupted removal", config.id);
                 if let Err(e) = self.finish_removal(&config.id).await {
@@ -245,7 +240,7 @@ impl Networks {
         };
         let mut config = self.validate_network(req).await?;
         config.builtin = true;
-        save_network(&self.paths, &config)?;
+        self.records.save_network(&config)?;
         tracing::info!(
             "created the default network ({})",
             config.subnet.map(|s| s.to_string()).unwrap_or_default()
@@ -259,16 +254,16 @@ impl Networks {
             Holds::networks(std::slice::from_ref(&req.name)),
         )?;
         let config = {
-            let _records = self.records.lock().await;
+            let _checks = self.checks.lock().await;
             let config = self.validate_network(req).await?;
-            save_network(&self.paths, &config)?;
+            self.records.save_network(&config)?;
             config
         };
         fault::point("apiserver:network-after-record");
         if let Err(e) = self.helper(&config.id).await {
             // `helper` already tore down and stopped a helper whose set-up failed; what
             // is left to undo is the record.
-            let _ = remove_network(&self.paths, &config.id);
+            let _ = self.records.remove_network(&config.id);
             return Err(e);
         }
         tracing::info!("network {} created ({})", config.id, config.plugin);
@@ -276,8 +271,8 @@ impl Networks {
     }
 
     pub fn list(&self) -> Vec<NetworkSummary> {
-        let (configs, _) = load_networks(&self.paths);
-        configs
+        self.records
+            .networks()
             .into_iter()
             .map(|c| NetworkSummary {
                 helper_pid: self.table.get(&c.id).map(|h| h.info.pid),
@@ -311,18 +306,24 @@ impl Networks {
     /// found", an unreadable or invalid one is reported by path and reason.
     pub fn config(&self, name: &str) -> Result<NetworkConfig, ApiError> {
         validate_id(NameKind::Network, name)?;
-        let config =
-            container_store::network::load_network(&self.paths, name).map_err(|e| match e {
-                container_store::StoreError::Io { ref source, .. }
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    ApiError::NotFound {
-                        kind: "network",
-                        name: name.to_string(),
+        let config = match self.records.network(name) {
+            Some(config) => config,
+            // Not in the view: missing, or a file that could not be read at start
+            // (said by path and reason).
+            None => {
+                container_store::network::load_network(&self.paths, name).map_err(|e| match e {
+                    container_store::StoreError::Io { ref source, .. }
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        ApiError::NotFound {
+                            kind: "network",
+                            name: name.to_string(),
+                        }
                     }
-                }
-                other => other.into(),
-            })?;
+                    other => other.into(),
+                })?
+            }
+        };
         check_record(&config).map_err(|e| {
             bad(format!(
                 "network {name}: record {}: {e}",
@@ -343,8 +344,8 @@ impl Networks {
         // A conflist's ranges count as much as a record's subnet.
         let nets = plugins::subnets;
         let mine = nets(config);
-        load_networks(&self.paths)
-            .0
+        self.records
+            .networks()
             .into_iter()
             .filter(|o| o.id != config.id)
             // A network already up keeps its addresses; otherwise the older one wins.

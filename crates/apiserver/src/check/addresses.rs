@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use container_protocol::api::FindingKind;
-use container_store::container::{list_containers, Status};
+use container_store::container::Status;
 
 use super::Check;
 
 impl Check<'_> {
     pub(super) async fn addresses(&mut self) {
         let mut holders: BTreeMap<IpAddr, Vec<String>> = BTreeMap::new();
-        for id in list_containers(self.paths) {
+        for id in self.containers.records().container_ids() {
             let Ok((_, state)) = self.containers.load(&id) else {
                 continue;
             };

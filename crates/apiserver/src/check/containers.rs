@@ -2,14 +2,14 @@
 //! does not answer, and helpers that belong to no running container.
 
 use container_protocol::api::FindingKind;
-use container_store::container::{list_containers, Status};
+use container_store::container::Status;
 
 use super::Check;
 
 impl Check<'_> {
     pub(super) async fn containers(&mut self) {
         let sandboxes = self.containers.sandboxes().clone();
-        for id in list_containers(self.paths) {
+        for id in self.containers.records().container_ids() {
             if self.ops.holds_container(&id) {
                 continue;
             }

@@ -7,7 +7,6 @@ use container_netlink::{LinkInfo, Owner};
 use container_protocol::api::FindingKind;
 use container_protocol::HelperKind;
 use container_store::container::list_containers;
-use container_store::network::load_networks;
 
 use super::Check;
 
@@ -19,7 +18,7 @@ struct Live {
 
 impl Check<'_> {
     pub(super) async fn host(&mut self) {
-        let (networks, _) = load_networks(self.paths);
+        let networks = self.containers.records().networks();
         let live = Live {
             network_ids: networks.iter().map(|n| n.id.clone()).collect(),
             containers: self.live_containers(),
@@ -127,7 +126,13 @@ impl Check<'_> {
     }
 
     fn helper_files(&mut self, live: &Live) {
-        let containers: HashSet<String> = list_containers(self.paths).into_iter().collect();
+        let containers: HashSet<String> = self
+            .containers
+            .records()
+            .container_ids()
+            .into_iter()
+            .chain(list_containers(self.paths))
+            .collect();
         for kind in HelperKind::ALL {
             let Ok(entries) = std::fs::read_dir(self.paths.helper_dir(kind)) else {
                 continue;

@@ -7,6 +7,7 @@ mod addresses;
 mod containers;
 mod host;
 mod networks;
+mod records;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -47,15 +48,17 @@ impl Check<'_> {
     /// Running containers (the state as it is, written or not) and those an operation
     /// is starting, stopping or removing right now.
     fn live_containers(&self) -> HashSet<String> {
-        list_containers(self.paths)
+        self.containers
+            .records()
+            .containers()
             .into_iter()
-            .filter(|id| {
-                self.ops.holds_container(id)
-                    || self
-                        .containers
-                        .load(id)
-                        .is_ok_and(|(_, s)| s.status == Status::Running)
-            })
+            .filter(|(id, r)| self.ops.holds_container(id) || r.state.status == Status::Running)
+            .map(|(id, _)| id)
+            .chain(
+                list_containers(self.paths)
+                    .into_iter()
+                    .filter(|id| self.ops.holds_container(id)),
+            )
             .collect()
     }
 }
@@ -75,7 +78,9 @@ pub async fn check(
         fix,
         found: Vec::new(),
     };
-    // Containers first: the rest is judged against the live set they define.
+    // The view against the disk first, then containers: the rest is judged against the
+    // live set they define.
+    c.records().await;
     c.containers().await;
     c.addresses().await;
     c.networks().await;

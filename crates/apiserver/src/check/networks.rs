@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use container_protocol::api::FindingKind;
-use container_store::container::{list_containers, Status};
+use container_store::container::Status;
 use container_store::network::load_networks;
 use container_store::NetworkConfig;
 
@@ -13,10 +13,11 @@ use super::Check;
 
 impl Check<'_> {
     pub(super) async fn networks(&mut self) {
-        let (networks, bad) = load_networks(self.paths);
+        let (_, bad) = load_networks(self.paths);
         for e in bad {
             self.report(FindingKind::Network, "record", e.to_string(), false);
         }
+        let networks = self.containers.records().networks();
         let chains: Option<HashSet<String>> = container_firewall::Firewall::new()
             .list_networks()
             .ok()
@@ -114,7 +115,7 @@ impl Check<'_> {
 
         // Reservations against live attachments, both ways.
         let mut live: HashSet<(String, String)> = HashSet::new();
-        for id in list_containers(self.paths) {
+        for id in self.containers.records().container_ids() {
             let Ok((_, s)) = self.containers.load(&id) else {
                 continue;
             };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use container_protocol::sandbox::ExitStatus;
 use container_protocol::HelperKind;
-use container_store::container::{remove_container, Status};
+use container_store::container::Status;
 use container_supervise::{Helper, SandboxProto};
 
 use super::Containers;
@@ -113,7 +113,7 @@ impl Containers {
                 tracing::warn!("container {id}: removing an unreadable record: {e}");
                 self.sandboxes.kill(id).await;
                 self.remove_sandbox_remains(id, &[]).await;
-                remove_container(&self.paths, id)?;
+                self.records.remove_container(id)?;
                 self.sandboxes.spawner().remove_log(HelperKind::Sandbox, id);
                 self.forget(id);
                 return Ok(());
@@ -145,7 +145,8 @@ impl Containers {
                 )));
             }
         }
-        remove_container(&self.paths, id)
+        self.records
+            .remove_container(id)
             .map_err(|e| ApiError::from(e).context(format!("container {id}: rm")))?;
         self.sandboxes.spawner().remove_log(HelperKind::Sandbox, id);
         self.forget(id);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use container_protocol::sandbox::{ExitStatus, NetDeviceRecord};
 use container_protocol::{fault, HelperKind, ProtocolError};
-use container_store::container::{remove_container, ContainerState, Status};
+use container_store::container::{ContainerState, Status};
 use container_store::unix_now;
 use container_supervise::{Helper, SandboxProto};
 
@@ -98,7 +98,7 @@ impl Containers {
             *last = Some(finished);
         });
         if config.auto_remove {
-            match remove_container(&self.paths, id) {
+            match self.records.remove_container(id) {
                 Ok(()) => {
                     self.sandboxes.spawner().remove_log(HelperKind::Sandbox, id);
                     self.forget(id);

@@ -23,9 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use container_protocol::sandbox::ExitStatus;
-use container_store::container::{
-    load_config, load_state, save_state, ContainerConfig, ContainerState,
-};
+use container_store::container::{ContainerConfig, ContainerState};
 use container_store::{validate_id, NameKind, Paths};
 use container_supervise::{HelperTable, SandboxProto};
 use tokio::sync::watch;
@@ -35,6 +33,7 @@ use crate::error::ApiError;
 use crate::keyed::KeyedLocks;
 use crate::networks::Networks;
 use crate::ops::Ops;
+use crate::records::Records;
 
 pub use exec::Execd;
 
@@ -52,6 +51,7 @@ type ExitWatch = watch::Sender<(u64, Option<Finished>)>;
 
 pub struct Containers {
     paths: Paths,
+    records: Arc<Records>,
     sandboxes: Arc<HelperTable<SandboxProto>>,
     networks: Arc<Networks>,
     ops: Arc<Ops>,
@@ -59,8 +59,6 @@ pub struct Containers {
     /// One operation per container at a time.
     locks: KeyedLocks,
     exits: Mutex<HashMap<String, ExitWatch>>,
-    /// States that could not be written (a full disk): the truth until they are.
-    unsaved: Mutex<HashMap<String, ContainerState>>,
     /// Serialises creation: name uniqueness.
     create: tokio::sync::Mutex<()>,
     /// How recently auto-removed containers ended, so a `wait` that arrives just after
@@ -75,19 +73,20 @@ const REMEMBERED_EXITS: usize = 256;
 impl Containers {
     pub fn new(
         paths: Paths,
+        records: Arc<Records>,
         sandboxes: Arc<HelperTable<SandboxProto>>,
         networks: Arc<Networks>,
         ops: Arc<Ops>,
     ) -> Arc<Containers> {
         Arc::new(Containers {
             paths,
+            records,
             sandboxes,
             networks,
             ops,
             claims: Claims::default(),
             locks: KeyedLocks::default(),
             exits: Mutex::new(HashMap::new()),
-            unsaved: Mutex::new(HashMap::new()),
             create: tokio::sync::Mutex::new(()),
             removed: Mutex::new(std::collections::VecDeque::new()),
         })
@@ -97,74 +96,39 @@ impl Containers {
         &self.sandboxes
     }
 
-    /// The configuration and the state as they are: the state not yet written, if any,
-    /// else the record.
-    pub fn load(&self, id: &str) -> Result<(ContainerConfig, ContainerState), ApiError> {
-        validate_id(NameKind::Container, id)?;
-        let config = load_config(&self.paths, id).map_err(|e| match e {
-            container_store::StoreError::Io { ref source, .. }
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                ApiError::NotFound {
-                    kind: "container",
-                    name: id.to_string(),
-                }
-            }
-            other => other.into(),
-        })?;
-        let unsaved = self.unsaved_map().get(id).cloned();
-        let state = match unsaved {
-            Some(s) => s,
-            None => load_state(&self.paths, id)?,
-        };
-        Ok((config, state))
+    pub fn records(&self) -> &Arc<Records> {
+        &self.records
     }
 
-    fn unsaved_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, ContainerState>> {
-        self.unsaved.lock().unwrap_or_else(|p| p.into_inner())
+    /// The configuration and the state as the apiserver knows them (written or not).
+    pub fn load(&self, id: &str) -> Result<(ContainerConfig, ContainerState), ApiError> {
+        validate_id(NameKind::Container, id)?;
+        match self.records.container(id) {
+            Some(r) => Ok(((*r.config).clone(), r.state)),
+            None => match self.records.unreadable(id) {
+                Some(e) => Err(e.into()),
+                None => Err(ApiError::NotFound {
+                    kind: "container",
+                    name: id.to_string(),
+                }),
+            },
+        }
     }
 
     /// Writes a state. When that fails, the state is still the truth: it is kept and
     /// written later, and the caller is told.
     fn persist(&self, id: &str, state: &ContainerState) -> Result<(), ApiError> {
-        match save_state(&self.paths, id, state) {
-            Ok(()) => {
-                self.unsaved_map().remove(id);
-                Ok(())
-            }
-            Err(e) => {
-                self.unsaved_map().insert(id.to_string(), state.clone());
-                Err(ApiError::Internal(format!(
-                    "container {id}: its record could not be written ({e}); it is {} and the apiserver writes that as soon as it can",
-                    state.status
-                )))
-            }
-        }
+        self.records.set_state(id, state.clone()).map_err(|e| {
+            ApiError::Internal(format!(
+                "container {id}: its record could not be written ({e}); it is {} and the apiserver writes that as soon as it can",
+                state.status
+            ))
+        })
     }
 
     /// Writes the states that could not be written before. Runs every few seconds.
     pub fn flush_unsaved(&self) {
-        let pending: Vec<(String, ContainerState)> = self
-            .unsaved_map()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (id, state) in pending {
-            if !self.paths.container_dir(&id).is_ok_and(|d| d.exists()) {
-                self.unsaved_map().remove(&id);
-                continue;
-            }
-            match save_state(&self.paths, &id, &state) {
-                Ok(()) => {
-                    tracing::info!("container {id}: its record is written at last");
-                    let mut map = self.unsaved_map();
-                    if map.get(&id) == Some(&state) {
-                        map.remove(&id);
-                    }
-                }
-                Err(e) => tracing::debug!("container {id}: record still unwritten: {e}"),
-            }
-        }
+        self.records.flush();
     }
 
     pub async fn flush_unsaved_forever(self: Arc<Self>) {
@@ -189,7 +153,6 @@ impl Containers {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
-        self.unsaved_map().remove(id);
     }
 
     fn remember_removed(&self, id: &str, status: ExitStatus) {

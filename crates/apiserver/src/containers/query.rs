@@ -3,7 +3,7 @@
 use std::os::fd::OwnedFd;
 
 use container_protocol::api::ContainerSummary;
-use container_store::container::{list_containers, Status};
+use container_store::container::Status;
 
 use super::Containers;
 use crate::error::{bad, ApiError};
@@ -11,14 +11,8 @@ use crate::error::{bad, ApiError};
 impl Containers {
     pub fn list(&self, all: bool) -> Vec<ContainerSummary> {
         let mut out = Vec::new();
-        for id in list_containers(&self.paths) {
-            let (config, state) = match self.load(&id) {
-                Ok(loaded) => loaded,
-                Err(e) => {
-                    tracing::warn!("container {id}: not listed: {e}");
-                    continue;
-                }
-            };
+        for (id, record) in self.records.containers() {
+            let (config, state) = (record.config, record.state);
             if !all && state.status != Status::Running {
                 continue;
             }

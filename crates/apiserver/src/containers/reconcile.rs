@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use container_protocol::HelperKind;
-use container_store::container::{list_containers, load_config, Status};
+use container_store::container::Status;
 use container_supervise::table::Adoption;
 use container_supervise::{Helper, SandboxProto};
 
@@ -58,14 +58,21 @@ impl Containers {
     }
 
     fn ifnames(&self, id: &str) -> Vec<String> {
-        load_config(&self.paths, id)
-            .map(|c| c.networks.iter().filter_map(|n| n.ifname.clone()).collect())
+        self.records
+            .container(id)
+            .map(|r| {
+                r.config
+                    .networks
+                    .iter()
+                    .filter_map(|n| n.ifname.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// At start, after every helper was adopted (or found dead, or stuck).
     pub async fn reconcile(self: &Arc<Self>, adoption: &Adoption) {
-        let ids = list_containers(&self.paths);
+        let ids = self.records.container_ids();
         // A sandbox that died with nobody watching leaves its netns mount (which keeps
         // its veth pairs alive) and maybe host veth ends.
         for id in &adoption.dead {

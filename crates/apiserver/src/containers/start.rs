@@ -8,7 +8,7 @@ use std::sync::Arc;
 use container_protocol::fault;
 use container_protocol::network::{Allocation, Attachment};
 use container_protocol::sandbox::{SandboxSpec, SetupReport, Stdio};
-use container_store::container::{remove_container, ContainerConfig, ContainerState, Status};
+use container_store::container::{ContainerConfig, ContainerState, Status};
 use container_store::unix_now;
 use container_supervise::{Helper, SandboxProto};
 
@@ -104,7 +104,7 @@ impl Containers {
         match self.start(&id, stdio, fds).await {
             Ok((pid, fds)) => Ok((id, pid, fds)),
             Err(e) => {
-                if let Err(undo) = remove_container(&self.paths, &id) {
+                if let Err(undo) = self.records.remove_container(&id) {
                     tracing::warn!("container {id}: remove after a failed run: {undo}");
                 }
                 self.sandboxes
@@ -278,7 +278,8 @@ impl Containers {
         state.finished_at = None;
         state.started_at = Some(unix_now());
         if let Err(e) = self.persist(id, &state) {
-            self.unsaved_map().remove(id);
+            // The view goes back to what the disk says: the start is undone.
+            let _ = self.records.set_state(id, previous.clone());
             return Err(e);
         }
         Ok(state)

@@ -5,10 +5,7 @@ use std::sync::Arc;
 
 use container_protocol::network::PortMap;
 use container_protocol::sandbox::{NetDeviceSpec, ProcessSpec};
-use container_store::container::{
-    remove_container, save_config, save_state, ContainerConfig, ContainerState,
-    CONTAINER_RECORD_VERSION,
-};
+use container_store::container::{ContainerConfig, ContainerState, CONTAINER_RECORD_VERSION};
 use container_store::{unix_now, validate_id, NameKind, NetworkConfig};
 
 use super::Containers;
@@ -115,15 +112,10 @@ impl Containers {
         let _create = self.create.lock().await;
         let config = self.validate(config).await?;
         let id = config.id.clone();
-        let written = save_config(&self.paths, &config)
-            .and_then(|()| save_state(&self.paths, &id, &ContainerState::default()));
-        if let Err(e) = written {
-            // Nothing half made stays: not even the directory.
-            if let Err(undo) = remove_container(&self.paths, &id) {
-                tracing::warn!("container {id}: undo a failed create: {undo}");
-            }
-            return Err(ApiError::from(e).context(format!("container {id}: create")));
-        }
+        // Nothing half made stays: not even the directory.
+        self.records
+            .create_container(config, ContainerState::default())
+            .map_err(|e| ApiError::from(e).context(format!("container {id}: create")))?;
         tracing::info!("container {id} created");
         Ok(id)
     }

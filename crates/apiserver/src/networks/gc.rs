@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use container_protocol::network::ReservationInfo;
-use container_store::network::load_networks;
 
 use super::Networks;
 use crate::error::ApiError;
@@ -20,8 +19,9 @@ impl Networks {
                 vec![n]
             }
             // The others are reported by name at start and by any command naming them.
-            None => load_networks(&self.paths)
-                .0
+            None => self
+                .records
+                .networks()
                 .into_iter()
                 .filter(|c| match self.config(&c.id) {
                     Ok(config) if config.removing => false,

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use container_protocol::{fault, HelperKind};
-use container_store::network::{load_networks, remove_network, save_network};
 
 use super::{Networks, Purpose};
 use crate::error::ApiError;
@@ -20,7 +19,7 @@ impl Networks {
         {
             // Check them all before removing any, so a bad name leaves every network
             // alone; then mark them, so no container starts on them meanwhile.
-            let _records = self.records.lock().await;
+            let _checks = self.checks.lock().await;
             let mut configs = Vec::new();
             for name in &names {
                 let config = self.config(name)?;
@@ -41,7 +40,7 @@ impl Networks {
             for mut config in configs {
                 if !config.removing {
                     config.removing = true;
-                    save_network(&self.paths, &config).map_err(|e| {
+                    self.records.save_network(&config).map_err(|e| {
                         ApiError::from(e).context(format!("network {}: rm", config.id))
                     })?;
                 }
@@ -95,7 +94,9 @@ impl Networks {
         self.table
             .shutdown(name, self.table.deadlines().quick)
             .await;
-        remove_network(&self.paths, name).map_err(|e| ApiError::from(e).context(context()))?;
+        self.records
+            .remove_network(name)
+            .map_err(|e| ApiError::from(e).context(context()))?;
         self.table.spawner().remove_log(HelperKind::Network, name);
         self.per_network.forget(name);
         tracing::info!("network {name} removed");
@@ -103,8 +104,9 @@ impl Networks {
     }
 
     pub async fn prune(self: &Arc<Self>) -> Result<Vec<String>, ApiError> {
-        let (configs, _) = load_networks(&self.paths);
-        let unused: Vec<String> = configs
+        let unused: Vec<String> = self
+            .records
+            .networks()
             .into_iter()
             .filter(|c| !c.builtin && self.containers_on(&c.id).is_empty())
             .map(|c| c.id)

@@ -8,7 +8,6 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use container_network_helper::plugins;
 use container_protocol::api::NetworkCreate;
 use container_protocol::network::{PluginKind, UnknownPlugin};
-use container_store::network::load_networks;
 use container_store::{unix_now, validate_id, NameKind, NetworkConfig};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
@@ -134,7 +133,7 @@ impl Networks {
         }
         let plugin = plugin_of(&req)?;
         let (labels, options) = labels_and_options(&req)?;
-        let (others, _) = load_networks(&self.paths);
+        let others = self.records.networks();
         let taken = Taken::of(&others);
 
         let subnet = match &req.subnet {
