@@ -25,6 +25,11 @@ use crate::frame::{
 };
 use crate::transport::{send_frame, FdReader, FrameWriter};
 
+/// What an endpoint's reader holds to begin with: most frames are a few hundred bytes,
+/// and the buffer grows for the rare large one. tokio-util's 8 KiB default, times one
+/// endpoint per container, was most of the apiserver's memory with 1,000 containers.
+const READ_BUFFER: usize = 1024;
+
 /// How long a peer may take to answer the opening hello before the connection is
 /// abandoned: a live peer answers in microseconds, a wedged one must not hang us.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -170,9 +175,10 @@ async fn serve_inner<S: Service>(
     admitted: Admitted,
 ) -> Result<(), ProtocolError> {
     let sock = Arc::new(stream);
-    let mut reader = FramedRead::new(
+    let mut reader = FramedRead::with_capacity(
         FdReader::new(sock.clone()),
         FrameCodec::new(MAX_HELLO_FRAME),
+        READ_BUFFER,
     );
     let writer = Arc::new(FrameWriter::new(sock.clone()));
     if !hello::<S>(&mut reader, &writer, peer, admitted).await? {
@@ -442,7 +448,8 @@ where
     ) -> Result<Self, ProtocolError> {
         let peer = peer.into();
         let sock = Arc::new(stream);
-        let mut reader = FramedRead::new(FdReader::new(sock.clone()), frame::codec());
+        let mut reader =
+            FramedRead::with_capacity(FdReader::new(sock.clone()), frame::codec(), READ_BUFFER);
         let hello: ClientFrame<()> = ClientFrame::Hello {
             version: PROTOCOL_VERSION,
             service: service.to_string(),

@@ -201,6 +201,36 @@ impl Spawner {
         }
     }
 
+    /// Live helper processes of `kind` for this run directory, found by their command
+    /// line: a helper whose apiserver died between spawning it and its first words has
+    /// written no pid file yet, and must still be found (and adopted or stopped), never
+    /// left running unseen.
+    pub fn live_processes(&self, kind: HelperKind) -> Vec<(String, u32)> {
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return vec![];
+        };
+        let mut found = Vec::new();
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(p.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let id = args
+                .windows(2)
+                .find(|w| w[0] == b"--id")
+                .and_then(|w| std::str::from_utf8(w[1]).ok());
+            if let Some(id) = id {
+                if self.is_helper_process(kind, id, pid) {
+                    found.push((id.to_string(), pid));
+                }
+            }
+        }
+        found
+    }
+
     /// Whether process `pid` is this helper (its binary, with `--id <id>` and our run
     /// directory), so a reused pid is never taken for a live helper.
     pub fn is_helper_process(&self, kind: HelperKind, id: &str, pid: u32) -> bool {

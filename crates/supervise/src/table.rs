@@ -340,10 +340,17 @@ impl<P: HelperProto> HelperTable<P> {
     /// stuck are kept, retried, and cleaned up after only once their process is gone.
     pub async fn adopt_all(self: &Arc<Self>) -> Adoption {
         let mut tasks = tokio::task::JoinSet::new();
-        for id in self.spawner.listed(P::KIND) {
+        let running: BTreeMap<String, u32> =
+            self.spawner.live_processes(P::KIND).into_iter().collect();
+        let mut ids = self.spawner.listed(P::KIND);
+        ids.extend(running.keys().cloned());
+        ids.sort();
+        ids.dedup();
+        for id in ids {
             let table = self.clone();
+            let pid = running.get(&id).copied();
             tasks.spawn(async move {
-                let outcome = table.adopt_one(&id).await;
+                let outcome = table.adopt_one(&id, pid).await;
                 (id, outcome)
             });
         }
@@ -362,11 +369,13 @@ impl<P: HelperProto> HelperTable<P> {
         report
     }
 
-    async fn adopt_one(self: &Arc<Self>, id: &str) -> AdoptOutcome {
+    /// `seen`: the pid of a live process found for `id` by its command line.
+    async fn adopt_one(self: &Arc<Self>, id: &str, seen: Option<u32>) -> AdoptOutcome {
         let peer = peer_name(P::KIND, id);
         let process = self
             .spawner
             .recorded_pid(P::KIND, id)
+            .or(seen)
             .filter(|pid| self.spawner.is_helper_process(P::KIND, id, *pid))
             .and_then(|pid| Pidfd::open(pid).ok())
             .filter(|p| p.is_alive());
@@ -491,12 +500,14 @@ impl<P: HelperProto> HelperTable<P> {
                 false
             }
         };
-        if !helper.pidfd.exited_within(EXIT_GRACE).await {
+        let exited = helper.pidfd.exited_within(EXIT_GRACE).await;
+        if !exited {
             let _ = helper.pidfd.kill_group();
             helper.pidfd.exited().await;
-            return false;
         }
-        clean
+        // Gone: its endpoints say so as soon as their readers see the close.
+        let _ = tokio::time::timeout(EXIT_GRACE, helper.client.closed()).await;
+        clean && exited
     }
 
     /// Kills a helper at once (its whole process group) and waits for it to be gone.

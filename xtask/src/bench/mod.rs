@@ -23,6 +23,7 @@
 
 mod criterion;
 mod deps;
+mod plot;
 mod podman;
 mod report;
 mod run;
@@ -146,7 +147,7 @@ impl Options {
     }
 
     pub fn scale_n(&self) -> usize {
-        self.scale.unwrap_or(if self.quick { 20 } else { 500 })
+        self.scale.unwrap_or(if self.quick { 20 } else { 1000 })
     }
 
     /// Iterations of a timing loop: `full` normally, a handful for `--quick`.
@@ -183,6 +184,18 @@ pub struct Ctx {
     /// Temporary state of this run: every root and runroot lives under it.
     pub state: PathBuf,
     pub notes: Notes,
+}
+
+impl Ctx {
+    /// Where figures go: `docs/` for a run whose numbers belong in the docs, the run's
+    /// own state directory otherwise.
+    pub fn figures_dir(&self) -> PathBuf {
+        if self.opts.full() || self.opts.docs {
+            crate::workspace().join("docs")
+        } else {
+            self.state.clone()
+        }
+    }
 }
 
 /// Lines explaining what could not be measured, `entry: text`, in a file so that the

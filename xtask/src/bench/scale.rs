@@ -1,5 +1,6 @@
-//! `scale`: N containers (`--scale N`, default 500) running `sleep 1000` on one bridge
-//! network. Time to start them all (`container run -d`, one after another, as a script
+//! `scale`: N containers (`--scale N`, default 1,000) running `sleep 1000` on one bridge
+//! network. At 10, 100 and 1,000 of them: `ls` and `inspect` latency (median, p99),
+//! `run -d` per container, apiserver memory, plotted against N in docs/scale.svg. Time to start them all (`container run -d`, one after another, as a script
 //! would), memory of every sandbox helper and of the apiserver with all of them up, then
 //! time to remove them all with one `container rm -f`. Memory is PSS from
 //! `/proc/<pid>/smaps_rollup`, beside conmon's, podman's per-container monitor.
@@ -111,6 +112,8 @@ fn ours(
 
     let mut ids = Vec::with_capacity(n);
     let mut per = Vec::with_capacity(n);
+    let mut window: Vec<f64> = Vec::new();
+    let mut curve = Vec::new();
     let all = Instant::now();
     for i in 0..n {
         let start = Instant::now();
@@ -124,8 +127,13 @@ fn ours(
         );
         match out {
             Ok(o) => {
-                per.push(start.elapsed().as_nanos() as f64);
+                let took = start.elapsed().as_nanos() as f64;
+                per.push(took);
+                window.push(took);
                 ids.push(String::from_utf8_lossy(&o.stdout).trim().to_string());
+                if CHECKPOINTS.contains(&ids.len()) {
+                    curve.push(checkpoint(ctx, ids.len(), std::mem::take(&mut window))?);
+                }
             }
             Err(e) => {
                 // Measure what did start, and say where it stopped.
@@ -139,6 +147,73 @@ fn ours(
     }
     let total = all.elapsed().as_nanos() as f64;
     let started = ids.len();
+    for c in &curve {
+        times.push(
+            Row::from_samples(format!("`ls`, {} containers", c.n), Unit::Nanos, &c.ls)
+                .extra(format!(
+                    "p99 {}",
+                    Unit::Nanos.human(stats::percentile(&c.ls, 99.0))
+                ))
+                .no_ratio(),
+        );
+        times.push(
+            Row::from_samples(
+                format!("`inspect`, {} containers", c.n),
+                Unit::Nanos,
+                &c.inspect,
+            )
+            .extra(format!(
+                "p99 {}",
+                Unit::Nanos.human(stats::percentile(&c.inspect, 99.0))
+            ))
+            .no_ratio(),
+        );
+        times.push(
+            Row::from_samples(
+                format!("`run -d` up to {} containers", c.n),
+                Unit::Nanos,
+                &c.run,
+            )
+            .no_ratio(),
+        );
+        times.push(
+            Row::single(
+                format!("apiserver PSS at {} containers", c.n),
+                Unit::Bytes,
+                c.pss,
+            )
+            .no_ratio(),
+        );
+    }
+    super::plot::write(
+        &ctx.figures_dir().join("scale.svg"),
+        "container ls and run -d against the number of containers",
+        "containers",
+        "milliseconds",
+        &[
+            (
+                "ls median",
+                curve
+                    .iter()
+                    .map(|c| (c.n as f64, stats::median(&c.ls) / 1e6))
+                    .collect(),
+            ),
+            (
+                "ls p99",
+                curve
+                    .iter()
+                    .map(|c| (c.n as f64, stats::percentile(&c.ls, 99.0) / 1e6))
+                    .collect(),
+            ),
+            (
+                "run -d median",
+                curve
+                    .iter()
+                    .map(|c| (c.n as f64, stats::median(&c.run) / 1e6))
+                    .collect(),
+            ),
+        ],
+    )?;
     times.push(Row::single(
         format!("start all {started} (total)"),
         Unit::Nanos,
@@ -193,6 +268,39 @@ fn ours(
         );
     }
     Ok(())
+}
+
+/// Where the curve of cost against N is sampled, as the issue asks: 10, 100, 1,000.
+const CHECKPOINTS: &[usize] = &[10, 100, 1000];
+
+struct Checkpoint {
+    n: usize,
+    ls: Vec<f64>,
+    inspect: Vec<f64>,
+    run: Vec<f64>,
+    pss: f64,
+}
+
+/// With `n` containers up: `ls` and `inspect` timed as a user types them (whole
+/// command), the `run -d` times since the last checkpoint, the apiserver's memory.
+fn checkpoint(ctx: &Ctx, n: usize, run: Vec<f64>) -> Result<Checkpoint> {
+    let k = if ctx.opts.quick { 10 } else { 100 };
+    let time = |args: &[&str]| -> Result<Vec<f64>> {
+        let mut samples = Vec::with_capacity(k);
+        for _ in 0..k {
+            let start = Instant::now();
+            sys::output(container_cmd(ctx, "scale").args(args))?;
+            samples.push(start.elapsed().as_nanos() as f64);
+        }
+        Ok(samples)
+    };
+    Ok(Checkpoint {
+        n,
+        ls: time(&["ls", "--format", "json"])?,
+        inspect: time(&["inspect", "scale-0"])?,
+        run,
+        pss: apiserver_mem(ctx)?.pss,
+    })
 }
 
 fn status(ctx: &Ctx) -> Result<serde_json::Value> {
