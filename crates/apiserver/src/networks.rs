@@ -213,6 +213,13 @@ impl Networks {
                 }
                 continue;
             }
+            // An adopted helper may have been cut short before its set-up (an apiserver
+            // killed during `network create`): set-up is idempotent, so run it again.
+            if let Some(h) = self.table.get(&config.id) {
+                if let Err(e) = h.setup().await {
+                    tracing::error!("network {}: set up: {e}", config.id);
+                }
+            }
             match self.gc_one(&config.id).await {
                 Ok(released) => {
                     for r in released {

@@ -17,6 +17,7 @@ use super::Containers;
 use crate::error::{bad, ApiError};
 use crate::ops::Holds;
 use crate::undo::Undo;
+use container_network_helper::plugins;
 
 impl Containers {
     /// Bootstraps and starts a container; returns the workload's pid and, for a tty, the
@@ -116,8 +117,10 @@ impl Containers {
         }
     }
 
-    /// The steps of a start, in order, each pushing its undo: claims, a fresh sandbox
-    /// helper, an allocation per network, the sandbox's set-up, the record, the workload.
+    /// The steps of a start, each with its undo pushed before it: claims, a fresh
+    /// sandbox helper, an allocation per network, the sandbox's set-up, the record, the
+    /// workload. The helper's start and the allocations that need no namespace (all but
+    /// CNI's) run at once; the undo order stays that of the serial steps.
     async fn bootstrap<'a>(
         self: &'a Arc<Self>,
         config: &ContainerConfig,
@@ -136,9 +139,29 @@ impl Containers {
                 Ok(())
             });
         }
-        let helper = self.spawn_sandbox(config, undo).await?;
         let netns = self.paths.netns(&id)?.display().to_string();
-        let allocations = self.allocate_all(config, &netns, undo).await?;
+        self.push_start_undo(config, &netns, undo);
+        // Which allocations act inside the container (after the sandbox made it).
+        let mut early = Vec::new();
+        let mut late = Vec::new();
+        for (i, att) in config.networks.iter().enumerate() {
+            let plugin = self.networks.config(&att.network)?.plugin;
+            if plugins::needs_netns(plugin) {
+                late.push(i);
+            } else {
+                early.push(i);
+            }
+        }
+        let (helper, early) = tokio::join!(
+            self.spawn_sandbox(config),
+            self.allocate(config, &netns, &early)
+        );
+        let helper = helper?;
+        let mut allocations = early?;
+        allocations.extend(self.allocate(config, &netns, &late).await?);
+        allocations.sort_by_key(|(i, _)| *i);
+        let allocations: Vec<Allocation> = allocations.into_iter().map(|(_, a)| a).collect();
+
         let spec = SandboxSpec {
             id: id.clone(),
             hostname: config.hostname.clone().unwrap_or_else(|| id.clone()),
@@ -167,69 +190,79 @@ impl Containers {
         Ok((pid, out_fds, helper))
     }
 
-    /// A new sandbox helper, never a leftover one (seed 002): an earlier run's goes first.
-    async fn spawn_sandbox<'a>(
+    /// The undo of the sandbox and of every allocation, pushed before any of them is
+    /// tried (each is idempotent: shutting down no helper, releasing what is not held),
+    /// in the order a serial start would have pushed them: releases run first.
+    fn push_start_undo<'a>(
         self: &'a Arc<Self>,
         config: &ContainerConfig,
+        netns: &str,
         undo: &mut Undo<'a>,
-    ) -> Result<Helper<SandboxProto>, ApiError> {
+    ) {
         let id = config.id.clone();
-        if self.sandboxes.get(&id).is_some() || self.sandboxes.stuck(&id).is_some() {
-            let deadline = self.sandboxes.deadlines().grace + self.sandboxes.deadlines().quick;
-            if !self.sandboxes.shutdown(&id, deadline).await {
-                self.remove_sandbox_remains(&id, &[]).await;
-            }
-        }
-        let helper = self.sandboxes.start(&id, &[]).await?;
-        fault::point("apiserver:after-sandbox-spawn");
-        let containers = self.clone();
-        let deadline = helper.shutdown_deadline();
         let ifnames: Vec<String> = config
             .networks
             .iter()
             .filter_map(|n| n.ifname.clone())
             .collect();
-        undo.push(format!("shut down sandbox helper {id}"), async move {
-            // A helper that died or was killed mid-setup tore nothing down: do it from
-            // what we know.
-            if !containers.sandboxes.shutdown(&id, deadline).await {
-                containers.remove_sandbox_remains(&id, &ifnames).await;
+        {
+            let containers = self.clone();
+            let id = id.clone();
+            let deadline = self.sandboxes.deadlines().grace + self.sandboxes.deadlines().quick;
+            undo.push(format!("shut down sandbox helper {id}"), async move {
+                // A helper that died or was killed mid-setup tore nothing down: do it
+                // from what we know.
+                if !containers.sandboxes.shutdown(&id, deadline).await {
+                    containers.remove_sandbox_remains(&id, &ifnames).await;
+                }
+                Ok(())
+            });
+        }
+        for att in &config.networks {
+            let containers = self.clone();
+            let network = att.network.clone();
+            let ifname = att.ifname.clone().unwrap_or_default();
+            let (id, netns) = (id.clone(), netns.to_string());
+            undo.push(format!("release {network} {ifname}"), async move {
+                containers
+                    .release(&network, &id, &ifname, Some(netns))
+                    .await
+            });
+        }
+    }
+
+    /// A new sandbox helper, never a leftover one (seed 002): an earlier run's goes first.
+    async fn spawn_sandbox(
+        self: &Arc<Self>,
+        config: &ContainerConfig,
+    ) -> Result<Helper<SandboxProto>, ApiError> {
+        let id = &config.id;
+        if self.sandboxes.get(id).is_some() || self.sandboxes.stuck(id).is_some() {
+            let deadline = self.sandboxes.deadlines().grace + self.sandboxes.deadlines().quick;
+            if !self.sandboxes.shutdown(id, deadline).await {
+                self.remove_sandbox_remains(id, &[]).await;
             }
-            Ok(())
-        });
+        }
+        let helper = self.sandboxes.start(id, &[]).await?;
+        fault::point("apiserver:after-sandbox-spawn");
         Ok(helper)
     }
 
-    /// One allocation per network, eth0 first; published ports go to the first, as eth0
-    /// is the container's address for the outside.
-    async fn allocate_all<'a>(
-        self: &'a Arc<Self>,
+    /// The allocations of `config.networks[which]`, one after another, tagged with
+    /// their index (eth0 is 0). Published ports go to the first network, as eth0 is
+    /// the container's address for the outside.
+    async fn allocate(
+        self: &Arc<Self>,
         config: &ContainerConfig,
         netns: &str,
-        undo: &mut Undo<'a>,
-    ) -> Result<Vec<Allocation>, ApiError> {
+        which: &[usize],
+    ) -> Result<Vec<(usize, Allocation)>, ApiError> {
         let id = &config.id;
-        let mut allocations: Vec<Allocation> = Vec::new();
-        for att in &config.networks {
+        let mut allocations = Vec::new();
+        for &i in which {
+            let att = &config.networks[i];
             let network = att.network.clone();
             let ifname = att.ifname.clone().unwrap_or_default();
-            // The release is pushed before the allocation: a call that fails in an
-            // unknown state (a timeout; the helper answers later) is undone as surely as
-            // one that succeeded. Releasing what is not held is no error.
-            {
-                let containers = self.clone();
-                let (network, id, ifname, netns) = (
-                    network.clone(),
-                    id.clone(),
-                    ifname.clone(),
-                    netns.to_string(),
-                );
-                undo.push(format!("release {network} {ifname}"), async move {
-                    containers
-                        .release(&network, &id, &ifname, Some(netns))
-                        .await
-                });
-            }
             let nh = self.networks.helper(&network).await?;
             let alloc = nh
                 .allocate(Attachment {
@@ -240,15 +273,11 @@ impl Containers {
                     ipv6: att.ip6,
                     mac: att.mac.map(|m| m.0),
                     netns: Some(netns.to_string()),
-                    ports: if allocations.is_empty() {
-                        config.ports.clone()
-                    } else {
-                        vec![]
-                    },
+                    ports: if i == 0 { config.ports.clone() } else { vec![] },
                 })
                 .await
                 .map_err(|e| ApiError::from(e).context(format!("network {network}: {ifname}")))?;
-            allocations.push(alloc);
+            allocations.push((i, alloc));
             fault::point("apiserver:after-allocate");
         }
         Ok(allocations)

@@ -100,6 +100,7 @@ impl NetworkPlugin for Cni {
     const KIND: PluginKind = NAME;
     /// A conflist carries its own IPAM.
     const USES_IPAM: bool = false;
+    const NEEDS_NETNS: bool = true;
 
     fn validate(config: &NetworkConfig) -> Result<(), PluginError> {
         Options::parse(config).map(drop)

@@ -63,6 +63,7 @@ pub struct Macvlan {
 impl NetworkPlugin for Macvlan {
     const KIND: PluginKind = NAME;
     const USES_IPAM: bool = true;
+    const NEEDS_NETNS: bool = false;
 
     fn validate(config: &NetworkConfig) -> Result<(), PluginError> {
         Options::parse(config).map(drop)

@@ -49,6 +49,11 @@ pub trait NetworkPlugin: Sized + Send + Sync {
     /// subnet. Known before there is a subnet, so the apiserver can pick one.
     const USES_IPAM: bool;
 
+    /// Whether `allocate` acts inside the container's network namespace (CNI plugins
+    /// build the interface there), so the sandbox must exist first. Allocations of the
+    /// other plugins may overlap the sandbox's start.
+    const NEEDS_NETNS: bool;
+
     /// Checks options and subnets without touching the host. A missing subnet is not an
     /// error here: the apiserver picks one after validating.
     fn validate(config: &NetworkConfig) -> Result<(), PluginError>;
@@ -141,6 +146,13 @@ macro_rules! registry {
         pub fn uses_ipam(kind: PluginKind) -> bool {
             match kind {
                 $(PluginKind::$kind => <$ty as NetworkPlugin>::USES_IPAM,)+
+            }
+        }
+
+        /// Whether allocations on `kind` act inside the container's network namespace.
+        pub fn needs_netns(kind: PluginKind) -> bool {
+            match kind {
+                $(PluginKind::$kind => <$ty as NetworkPlugin>::NEEDS_NETNS,)+
             }
         }
 

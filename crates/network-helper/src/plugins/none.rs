@@ -22,6 +22,7 @@ pub struct NoneNet;
 impl NetworkPlugin for NoneNet {
     const KIND: PluginKind = NAME;
     const USES_IPAM: bool = false;
+    const NEEDS_NETNS: bool = false;
 
     fn validate(config: &NetworkConfig) -> Result<(), PluginError> {
         Opts::new(NAME, &config.options, &[]).map(drop)

@@ -100,6 +100,7 @@ pub struct Bridge {
 impl NetworkPlugin for Bridge {
     const KIND: PluginKind = NAME;
     const USES_IPAM: bool = true;
+    const NEEDS_NETNS: bool = false;
 
     fn validate(config: &NetworkConfig) -> Result<(), PluginError> {
         Options::parse(config).map(drop)
