@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::containers::Containers;
 use crate::error::ApiError;
+use crate::events::Events;
 use crate::networks::Networks;
 use crate::notify::sd_notify;
 use crate::ops::Ops;
@@ -39,6 +40,7 @@ pub struct ApiServer {
     pub(crate) networks: Arc<Networks>,
     pub(crate) containers: Arc<Containers>,
     pub(crate) ops: Arc<Ops>,
+    pub(crate) events: Arc<Events>,
     pub(crate) started: SystemTime,
     pub(crate) stop: Notify,
     pub(crate) stop_helpers: AtomicBool,
@@ -80,11 +82,12 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
         tracing::info!("removed {} left by a failed write", removed.display());
     }
     let (records, unreadable) = Records::load(&paths);
+    let events = Arc::new(Events::default());
     for e in unreadable {
         tracing::error!("skipping network record: {e}");
     }
 
-    let (events_tx, mut events) = mpsc::unbounded_channel::<HelperEvent>();
+    let (events_tx, mut helper_events) = mpsc::unbounded_channel::<HelperEvent>();
     let spawner = Arc::new(Spawner::new(paths.clone(), opts.helper_dir.clone()));
     let ops = Ops::new();
     let host_netlink =
@@ -92,6 +95,7 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
     let networks = Networks::new(
         paths.clone(),
         records.clone(),
+        events.clone(),
         HelperTable::new(spawner.clone(), events_tx.clone(), opts.deadlines),
         host_netlink,
         ops.clone(),
@@ -99,6 +103,7 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
     let containers = Containers::new(
         paths.clone(),
         records,
+        events.clone(),
         HelperTable::new(spawner, events_tx, opts.deadlines),
         networks.clone(),
         ops.clone(),
@@ -108,6 +113,7 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
         networks: networks.clone(),
         containers: containers.clone(),
         ops: ops.clone(),
+        events: events.clone(),
         started: SystemTime::now(),
         stop: Notify::new(),
         stop_helpers: AtomicBool::new(false),
@@ -138,7 +144,7 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
     {
         let server = server.clone();
         tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
+            while let Some(event) = helper_events.recv().await {
                 let server = server.clone();
                 tokio::spawn(async move { server.helper_event(event).await });
             }

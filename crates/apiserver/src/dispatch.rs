@@ -129,6 +129,21 @@ impl ApiServer {
                 c.resize(&id, rows, cols).await?;
                 ApiResponse::Done
             }
+            ApiRequest::Events {
+                since,
+                until,
+                filters,
+            } => {
+                let out = fds.into_iter().next().ok_or_else(|| {
+                    ApiError::Invalid("events: the call carries no descriptor to write to".into())
+                })?;
+                match self.events.stream(out, since, until, &filters).await {
+                    Ok(()) => ApiResponse::Done,
+                    // The reader went: nobody to answer.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ApiResponse::Done,
+                    Err(e) => return Err(ApiError::io("events")(e)),
+                }
+            }
             ApiRequest::Check { fix } => {
                 let _op = if fix {
                     Some(self.ops.begin("system check --fix", Default::default())?)
@@ -163,6 +178,7 @@ impl Service for ApiServer {
             ApiRequest::ContainerWait { .. }
                 | ApiRequest::ContainerExecWait { .. }
                 | ApiRequest::ContainerExec { tty: false, .. }
+                | ApiRequest::Events { .. }
         )
     }
 }

@@ -15,6 +15,7 @@ pub mod containers;
 pub mod daemon;
 pub mod dispatch;
 pub mod error;
+pub mod events;
 pub mod keyed;
 pub mod networks;
 pub mod notify;

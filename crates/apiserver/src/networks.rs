@@ -20,6 +20,7 @@ use container_store::{validate_id, NameKind, NetworkConfig, Paths};
 use container_supervise::{Helper, HelperTable, NetworkProto};
 
 use crate::error::{bad, ApiError};
+use crate::events::Events;
 use crate::keyed::{KeyedGates, KeyedLocks};
 use crate::ops::{Holds, Ops};
 use crate::records::Records;
@@ -30,6 +31,7 @@ use crate::subnets;
 pub struct Networks {
     paths: Paths,
     records: Arc<Records>,
+    events: Arc<Events>,
     table: Arc<HelperTable<NetworkProto>>,
     host_netlink: Netlink,
     ops: Arc<Ops>,
@@ -56,6 +58,7 @@ impl Networks {
     pub fn new(
         paths: Paths,
         records: Arc<Records>,
+        events: Arc<Events>,
         table: Arc<HelperTable<NetworkProto>>,
         host_netlink: Netlink,
         ops: Arc<Ops>,
@@ -63,6 +66,7 @@ impl Networks {
         Arc::new(Networks {
             paths,
             records,
+            events,
             table,
             host_netlink,
             ops,
@@ -274,6 +278,12 @@ impl Networks {
             return Err(e);
         }
         tracing::info!("network {} created ({})", config.id, config.plugin);
+        self.events.publish(
+            container_protocol::api::EventType::Network,
+            "create",
+            &config.id,
+            &[("plugin", config.plugin.to_string())],
+        );
         Ok(config)
     }
 

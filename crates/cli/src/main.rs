@@ -4,10 +4,12 @@ mod attach;
 mod client;
 mod config_file;
 mod container;
+mod events;
 mod logs;
 mod network;
 mod output;
 mod system;
+mod when;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -116,6 +118,22 @@ enum Command {
         #[arg(short = 'n', long = "tail")]
         tail: Option<usize>,
         id: String,
+    },
+    /// Print lifecycle events (create, start, die, destroy, …) as they happen.
+    Events {
+        /// Also those since this time: seconds since the epoch, a duration back from now
+        /// (10m), or an RFC 3339 time. The apiserver keeps the last 1,024.
+        #[arg(long)]
+        since: Option<String>,
+        /// Stop at this time (same forms as --since); without it, run until interrupted.
+        #[arg(long)]
+        until: Option<String>,
+        /// type=container|network, container=ID, network=NAME, event=ACTION; repeated
+        /// keys mean any of them, different keys all of them.
+        #[arg(short = 'f', long = "filter", value_parser = events::parse_filter)]
+        filters: Vec<container_protocol::api::EventFilter>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
     },
     /// Wait for containers to stop and print their exit codes.
     Wait {
@@ -247,6 +265,15 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             logs::logs(&client, &id, follow, tail).await
         }
         Command::Wait { ids } => container::wait(&paths, ids).await,
+        Command::Events {
+            since,
+            until,
+            filters,
+            format,
+        } => {
+            let client = client::connect(&paths.apiserver_socket()).await?;
+            events::events(&client, since, until, filters, format).await
+        }
         Command::Exec {
             interactive,
             tty,

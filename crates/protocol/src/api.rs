@@ -102,6 +102,107 @@ pub enum ApiRequest {
     Check {
         fix: bool,
     },
+    /// Lifecycle events as JSON lines, written to the one descriptor the call carries:
+    /// those kept from `since` (seconds since the epoch), then live ones, until `until`
+    /// or until the caller goes. Replies `Done` at `until`.
+    Events {
+        since: Option<u64>,
+        until: Option<u64>,
+        filters: Vec<EventFilter>,
+    },
+}
+
+/// What kind of object an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    Container,
+    Network,
+    Image,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Container => "container",
+            EventType::Network => "network",
+            EventType::Image => "image",
+        }
+    }
+}
+
+impl std::str::FromStr for EventType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<EventType, String> {
+        match s {
+            "container" => Ok(EventType::Container),
+            "network" => Ok(EventType::Network),
+            "image" => Ok(EventType::Image),
+            other => Err(format!(
+                "unknown event type {other:?}: use container, network or image"
+            )),
+        }
+    }
+}
+
+/// One condition an event must meet (several of one key: any; of different keys: all).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventFilter {
+    Type(EventType),
+    /// The object's id or name.
+    Object(String),
+    /// The action: create, start, die, oom, destroy, connect, disconnect, pull, …
+    Action(String),
+}
+
+/// One lifecycle event, as `container events` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Increasing, without gaps, for the life of one apiserver.
+    pub seq: u64,
+    /// Nanoseconds since the epoch.
+    pub time_nano: u64,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub action: String,
+    pub id: String,
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+impl Event {
+    /// Whether the event meets every kind of condition in `filters`.
+    pub fn matches(&self, filters: &[EventFilter]) -> bool {
+        let types: Vec<_> = filters
+            .iter()
+            .filter_map(|f| match f {
+                EventFilter::Type(t) => Some(*t),
+                _ => None,
+            })
+            .collect();
+        let objects: Vec<_> = filters
+            .iter()
+            .filter_map(|f| match f {
+                EventFilter::Object(o) => Some(o.as_str()),
+                _ => None,
+            })
+            .collect();
+        let actions: Vec<_> = filters
+            .iter()
+            .filter_map(|f| match f {
+                EventFilter::Action(a) => Some(a.as_str()),
+                _ => None,
+            })
+            .collect();
+        (types.is_empty() || types.contains(&self.kind))
+            && (objects.is_empty()
+                || objects.iter().any(|o| {
+                    // An id, a prefix of one of at least 4 characters, or a name.
+                    *o == self.id
+                        || (o.len() >= 4 && self.id.starts_with(o))
+                        || self.attributes.get("name").is_some_and(|n| n == o)
+                }))
+            && (actions.is_empty() || actions.contains(&self.action.as_str()))
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -151,6 +151,7 @@ impl Containers {
         self.sandboxes.spawner().remove_log(HelperKind::Sandbox, id);
         self.forget(id);
         tracing::info!("container {id} removed");
+        self.publish("destroy", id, &[]);
         Ok(())
     }
 

@@ -93,6 +93,11 @@ impl Containers {
             status,
             unsaved: saved.as_ref().err().map(|e| e.to_string()),
         };
+        let mut attrs = vec![("exitCode", status.code.to_string())];
+        if let Some(r) = &reason {
+            attrs.push(("reason", r.clone()));
+        }
+        self.publish("die", id, &attrs);
         self.exit_watch(id).send_modify(|(seq, last)| {
             *seq += 1;
             *last = Some(finished);
@@ -103,6 +108,7 @@ impl Containers {
                     self.sandboxes.spawner().remove_log(HelperKind::Sandbox, id);
                     self.forget(id);
                     self.remember_removed(id, status);
+                    self.publish("destroy", id, &[]);
                 }
                 Err(e) => tracing::warn!("container {id}: remove: {e}"),
             }

@@ -30,6 +30,7 @@ use tokio::sync::watch;
 
 use crate::claims::Claims;
 use crate::error::ApiError;
+use crate::events::Events;
 use crate::keyed::KeyedLocks;
 use crate::networks::Networks;
 use crate::ops::Ops;
@@ -52,6 +53,7 @@ type ExitWatch = watch::Sender<(u64, Option<Finished>)>;
 pub struct Containers {
     paths: Paths,
     records: Arc<Records>,
+    events: Arc<Events>,
     sandboxes: Arc<HelperTable<SandboxProto>>,
     networks: Arc<Networks>,
     ops: Arc<Ops>,
@@ -74,6 +76,7 @@ impl Containers {
     pub fn new(
         paths: Paths,
         records: Arc<Records>,
+        events: Arc<Events>,
         sandboxes: Arc<HelperTable<SandboxProto>>,
         networks: Arc<Networks>,
         ops: Arc<Ops>,
@@ -81,6 +84,7 @@ impl Containers {
         Arc::new(Containers {
             paths,
             records,
+            events,
             sandboxes,
             networks,
             ops,
@@ -172,6 +176,15 @@ impl Containers {
             .rev()
             .find(|(i, _)| i == id)
             .map(|(_, s)| *s)
+    }
+
+    fn publish(&self, action: &str, id: &str, attributes: &[(&str, String)]) {
+        self.events.publish(
+            container_protocol::api::EventType::Container,
+            action,
+            id,
+            attributes,
+        );
     }
 
     pub fn log_path(&self, id: &str) -> Result<std::path::PathBuf, ApiError> {

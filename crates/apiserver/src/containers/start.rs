@@ -67,6 +67,7 @@ impl Containers {
         match self.bootstrap(&config, &state, stdio, fds, &mut undo).await {
             Ok((pid, fds, helper)) => {
                 undo.commit();
+                self.publish("start", id, &[("pid", pid.to_string())]);
                 let containers = self.clone();
                 let id = id.to_string();
                 tokio::spawn(async move { containers.watch(id, helper).await });

@@ -117,6 +117,7 @@ impl Containers {
             .create_container(config, ContainerState::default())
             .map_err(|e| ApiError::from(e).context(format!("container {id}: create")))?;
         tracing::info!("container {id} created");
+        self.publish("create", &id, &[]);
         Ok(id)
     }
 

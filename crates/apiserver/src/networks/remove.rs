@@ -100,6 +100,12 @@ impl Networks {
         self.table.spawner().remove_log(HelperKind::Network, name);
         self.per_network.forget(name);
         tracing::info!("network {name} removed");
+        self.events.publish(
+            container_protocol::api::EventType::Network,
+            "destroy",
+            name,
+            &[],
+        );
         Ok(())
     }
 
