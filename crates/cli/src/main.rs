@@ -7,6 +7,7 @@ mod container;
 mod logs;
 mod network;
 mod output;
+mod security;
 mod system;
 
 use std::path::PathBuf;

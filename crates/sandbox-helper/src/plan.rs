@@ -31,6 +31,8 @@ use std::path::{Path, PathBuf};
 
 use libc::{MS_PRIVATE, MS_REC};
 
+use container_protocol::security::Confinement;
+
 use crate::etc::EtcFiles;
 use crate::process::{Launch, NulError, Plan};
 
@@ -81,6 +83,9 @@ pub struct LaunchSpec<'a> {
     pub user: &'a Credentials,
     /// The process's stdin is a pty slave, to become its controlling terminal.
     pub tty: bool,
+    /// Capabilities, no_new_privs, seccomp and masked paths: the workload's and every
+    /// exec's alike.
+    pub confinement: &'a Confinement,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +97,8 @@ pub enum PlanError {
         step: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::BadProgram),
 }
 
 /// The plan for `spec`, in the order of the module comment.
@@ -125,14 +132,27 @@ pub fn build(spec: &LaunchSpec<'_>) -> Result<Plan, PlanError> {
     // 3. Mounts and pivot_root.
     match fs {
         Some(Filesystem::Rootfs { path, etc }) => {
-            crate::rootfs::rootfs_mounts(&mut plan, path, etc)?
+            crate::rootfs::rootfs_mounts(&mut plan, path, etc, spec.confinement)?
         }
         Some(Filesystem::Host { etc, masked }) => {
             crate::rootfs::host_mounts(&mut plan, etc, masked)?
         }
         None => {}
     }
-    // 4. Confinement (issue 10): masked and read-only paths.
+    // 4. Confinement (issue 10): masked and read-only paths, inside the new root (an
+    // exec'd process joined the workload's mounts, masks included).
+    let c = spec.confinement;
+    if fs.is_some() {
+        for path in &c.masked_paths {
+            plan.mask_path(path)?;
+        }
+        for path in &c.readonly_paths {
+            plan.readonly_path(path)?;
+        }
+        if c.read_only_rootfs {
+            plan.readonly_root();
+        }
+    }
 
     // 5. Hostname, terminal, signals.
     if matches!(spec.entry, Entry::Workload { .. }) {
@@ -144,16 +164,24 @@ pub fn build(spec: &LaunchSpec<'_>) -> Result<Plan, PlanError> {
     // The helper ignores SIGHUP, and an ignored signal stays ignored across exec.
     plan.default_signal(libc::SIGHUP);
     // 6. Confinement (issue 10): capability bounding set.
+    plan.bounding_set(c.capabilities);
 
     // 7. Ids and groups.
     plan.credentials(spec.user.uid, spec.user.gid, &spec.user.groups);
     // 8. Confinement (issue 10): capabilities, no_new_privs.
+    plan.capabilities(c.capabilities, c.seccomp.is_some() && !c.no_new_privileges);
+    if c.no_new_privileges {
+        plan.no_new_privs();
+    }
 
     // 9. What the exec'd program finds.
     plan.parent_death_signal(libc::SIGKILL);
     plan.chdir(Path::new(spec.cwd.unwrap_or("/")))?;
     plan.cloexec_all();
     // 10. Confinement (issue 10): seccomp.
+    if let Some(program) = &c.seccomp {
+        plan.seccomp(program)?;
+    }
     Ok(plan)
 }
 
