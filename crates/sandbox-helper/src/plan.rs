@@ -13,16 +13,19 @@
 //! 2. (issue 10) the user-namespace handshake, then rlimits, then the cgroup: set up
 //!    while the process still has every privilege, before anything it runs.
 //! 3. mounts, then pivot_root (the workload only: an exec'd process joined them).
-//! 4. (issue 10) masked and read-only paths, inside the new root.
+//! 4. masked and read-only paths, inside the new root, then `--read-only` (`masks`).
 //! 5. hostname (the workload only); a session with the terminal, if there is one; the
 //!    helper's ignored SIGHUP back to default.
-//! 6. (issue 10) the capability bounding set, while CAP_SETPCAP is still held.
+//! 6. the capability bounding set, while CAP_SETPCAP is still held, and keepcaps for
+//!    the setuid that follows (`caps`).
 //! 7. ids and groups: supplementary groups, gid, then uid (after setuid the others are
 //!    no longer allowed).
-//! 8. (issue 10) capabilities, then no_new_privs.
+//! 8. capabilities (inheritable and ambient empty), then no_new_privs (`caps`).
 //! 9. parent-death signal (credentials clear it), working directory, every inherited
 //!    descriptor close-on-exec.
-//! 10. (issue 10) seccomp, last: nothing after it may need a filtered call.
+//! 10. seccomp, last: nothing after it may need a filtered call (`seccomp`).
+//!
+//! docs/security.md gives the reasons in full.
 //!
 //! [`Step`]: crate::process::Step
 
