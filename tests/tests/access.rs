@@ -21,6 +21,7 @@ fn a_container_without_rootfs_cannot_see_the_runtime_state_or_sockets() {
         "none",
         "--hostname",
         "h1",
+        "--host-rootfs",
         "--",
         "sh",
         "-c",

@@ -401,6 +401,15 @@ fn write_inputs(dir: &Path) -> BTreeMap<&'static str, String> {
             "cfg-hostname.json",
             r#"{"process": {"args": ["true"]}, "hostname": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#,
         ),
+        ("seccomp-notjson.json", "{\"defaultAction\": "),
+        (
+            "seccomp-badcall.json",
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read", "frobnicate"], "action": "SCMP_ACT_ALLOW"}]}"#,
+        ),
+        (
+            "seccomp-badarch.json",
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_VAX"]}"#,
+        ),
         ("conflist-notjson.conflist", "{ \"cniVersion\": "),
         (
             "conflist-traversal.conflist",
@@ -436,6 +445,12 @@ fn cli_bad_input_is_refused_in_one_line_and_changes_nothing() {
     let rootfs = busybox_rootfs(w.iso.dir()).display().to_string();
     let rootfs = rootfs.as_str();
     let f = write_inputs(w.iso.dir());
+    let seccomp = |name: &str| format!("seccomp={}", f[name]);
+    let (seccomp_notjson, seccomp_badcall, seccomp_badarch) = (
+        seccomp("seccomp-notjson.json"),
+        seccomp("seccomp-badcall.json"),
+        seccomp("seccomp-badarch.json"),
+    );
     w.start_apiserver();
     // A host NIC stand-in for --net-device, a second network, a running and a created
     // container: the objects the cases aim at.
@@ -875,7 +890,15 @@ fn cli_bad_input_is_refused_in_one_line_and_changes_nothing() {
             "invalid line \"garbage line\"",
         ),
         case(
-            &["run", "--rm", "-u", "1:nosuchgroup", "--", "true"],
+            &[
+                "run",
+                "--rm",
+                "--host-rootfs",
+                "-u",
+                "1:nosuchgroup",
+                "--",
+                "true",
+            ],
             "group \"nosuchgroup\" not found in the container's /etc/group",
         ),
         case(
@@ -905,6 +928,102 @@ fn cli_bad_input_is_refused_in_one_line_and_changes_nothing() {
         case(
             &["run", "--rm", "--label", "=v", "--", "true"],
             "invalid label",
+        ),
+        // --- confinement (issue 10)
+        case(
+            &["run", "--rm", "--", "true"],
+            "no root filesystem: pass --rootfs DIR, or --host-rootfs",
+        ),
+        case(
+            &[
+                "run",
+                "--rm",
+                "--rootfs",
+                rootfs,
+                "--cap-add",
+                "CAP_FLY",
+                "--",
+                "true",
+            ],
+            "unknown capability \"CAP_FLY\"",
+        ),
+        case(
+            &[
+                "run",
+                "--rm",
+                "--rootfs",
+                rootfs,
+                "--cap-drop",
+                "all,nope",
+                "--",
+                "true",
+            ],
+            "unknown capability \"nope\"",
+        ),
+        case(
+            &[
+                "run",
+                "--rm",
+                "--rootfs",
+                rootfs,
+                "--security-opt",
+                &seccomp_notjson,
+                "--",
+                "true",
+            ],
+            "not a seccomp profile",
+        ),
+        case(
+            &[
+                "run",
+                "--rm",
+                "--rootfs",
+                rootfs,
+                "--security-opt",
+                &seccomp_badcall,
+                "--",
+                "true",
+            ],
+            "unknown system call \"frobnicate\"",
+        ),
+        case(
+            &[
+                "run",
+                "--rm",
+                "--rootfs",
+                rootfs,
+                "--security-opt",
+                &seccomp_badarch,
+                "--",
+                "true",
+            ],
+            "unknown architecture \"SCMP_ARCH_VAX\"",
+        ),
+        case(
+            &[
+                "run",
+                "--rm",
+                "--rootfs",
+                rootfs,
+                "--security-opt",
+                "seccomp",
+                "--",
+                "true",
+            ],
+            "invalid --security-opt \"seccomp\"",
+        ),
+        case(
+            &[
+                "run",
+                "--rm",
+                "--rootfs",
+                rootfs,
+                "--shm-size",
+                "0",
+                "--",
+                "true",
+            ],
+            "--shm-size 0 is below the minimum",
         ),
         // --- --config files
         case(

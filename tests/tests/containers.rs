@@ -421,7 +421,15 @@ fn bad_container_input_is_refused_with_nothing_changed() {
             "invalid --user",
         ),
         (
-            &["run", "--rm", "-u", "nosuchuser", "--", "true"],
+            &[
+                "run",
+                "--rm",
+                "--host-rootfs",
+                "-u",
+                "nosuchuser",
+                "--",
+                "true",
+            ],
             "user \"nosuchuser\" not found in the container's /etc/passwd",
         ),
         (&["run", "--rm"], "no command"),

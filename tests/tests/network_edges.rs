@@ -383,6 +383,12 @@ fn a_container_cannot_reach_the_hosts_loopback() {
         "lonet",
         "--rootfs",
         &s.rootfs,
+        // The attacker this plays has CAP_NET_ADMIN and writable net sysctls (in its
+        // own network namespace): a default container has neither.
+        "--cap-add",
+        "NET_ADMIN",
+        "--security-opt",
+        "systempaths=unconfined",
         "--",
         "sh",
         "-c",

@@ -29,6 +29,11 @@ const PACKAGES: &[(&str, &str)] = &[
     ("systemd", "/usr/bin/systemd-analyze"),
     ("util-linux", "/usr/bin/setpriv"),
     ("procps", "/usr/bin/pgrep"),
+    // The apiserver compiles seccomp profiles with libseccomp.
+    ("libseccomp-dev", "/usr/include/seccomp.h"),
+    // The confinement suite builds its static probe binary.
+    ("gcc", "/usr/bin/gcc"),
+    ("libc6-dev", "/usr/include/stdio.h"),
 ];
 
 fn main() -> Result<()> {

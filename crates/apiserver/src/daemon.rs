@@ -33,6 +33,7 @@ pub struct Options {
     pub access: Access,
     pub deadlines: Deadlines,
     pub limits: server::Limits,
+    pub security: crate::containers::SecurityDefaults,
 }
 
 pub struct ApiServer {
@@ -107,6 +108,7 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
         HelperTable::new(spawner, events_tx, opts.deadlines),
         networks.clone(),
         ops.clone(),
+        opts.security,
     );
     let server = Arc::new(ApiServer {
         paths: paths.clone(),

@@ -46,6 +46,10 @@ struct Args {
     #[arg(long = "max-pending-hellos", env = "CONTAINER_MAX_PENDING_HELLOS",
           default_value_t = MAX_PENDING_HELLOS)]
     max_pending_hellos: usize,
+    /// Set no_new_privs for every container that does not say otherwise (a container's
+    /// `--security-opt no-new-privileges=false` still turns it off).
+    #[arg(long = "no-new-privileges", env = "CONTAINER_NO_NEW_PRIVILEGES")]
+    no_new_privileges: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -87,6 +91,9 @@ fn main() -> anyhow::Result<()> {
                 Duration::from_millis(args.hello_timeout_ms),
             ),
             max_connections,
+        },
+        security: container_apiserver::containers::SecurityDefaults {
+            no_new_privileges: args.no_new_privileges,
         },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -55,6 +55,8 @@ struct File {
     created: u64,
     #[serde(default)]
     log: LogConfig,
+    #[serde(default)]
+    security: container_protocol::security::SecurityConfig,
 }
 
 /// The part of OCI's `linux` object this runtime reads.
@@ -188,6 +190,7 @@ pub fn parse(text: &str, origin: &str) -> Result<ContainerConfig> {
         labels: file.labels,
         created: file.created,
         log: file.log,
+        security: file.security,
     })
 }
 
@@ -303,7 +306,11 @@ mod tests {
             "rootfs": null, "hostname": "c1", "dns": [],
             "networks": [{"network": "default", "ip": null, "ip6": null, "mac": null, "ifname": "eth0"}],
             "netDevices": {}, "ports": [], "auto_remove": false, "labels": {}, "created": 5,
-            "log": {"max_size": 65536, "max_files": 2}}"#;
+            "log": {"max_size": 65536, "max_files": 2},
+            "security": {"privileged": false, "cap_add": ["CAP_SYS_ADMIN"], "cap_drop": [],
+            "capabilities": ["CAP_CHOWN"], "no_new_privileges": true, "seccomp": "default",
+            "masked_paths": ["/proc/kcore"], "readonly_paths": [], "read_only": true,
+            "shm_size": 1048576, "host_rootfs": false}}"#;
         let config = parsed(record).expect("a record");
         assert_eq!(
             serde_json::to_value(&config).expect("json"),

@@ -30,7 +30,7 @@ pub struct CreateArgs {
     /// Move host interface HOSTIF into the container, named NAME (repeatable).
     #[arg(long = "net-device", value_name = "HOSTIF[=NAME]")]
     pub net_devices: Vec<String>,
-    /// Root filesystem directory (default: the host's files, private mounts and /proc).
+    /// Root filesystem directory (or --host-rootfs).
     #[arg(long)]
     pub rootfs: Option<PathBuf>,
     #[arg(long)]
@@ -73,6 +73,8 @@ pub struct CreateArgs {
     /// A JSON container configuration (the on-disk shape) instead of flags.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub security: crate::security::SecurityArgs,
     /// Command and arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -172,6 +174,7 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         }
         once_per_network(&config.networks)?;
         config.log = log_config(config.log, &a.log_opts)?;
+        config.security = a.security.apply(config.security)?;
         return Ok(config);
     }
     if a.command.is_empty() {
@@ -289,11 +292,12 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         labels,
         created: 0,
         log: log_config(LogConfig::default(), &a.log_opts)?,
+        security: a.security.apply(Default::default())?,
     })
 }
 
 /// `10m`, `64k`, `1g`, or bytes; units of 1024, as Docker's.
-fn parse_size(text: &str) -> Option<u64> {
+pub fn parse_size(text: &str) -> Option<u64> {
     let lower = text.to_ascii_lowercase();
     let digits = lower.trim_end_matches('b');
     let (number, unit) = match digits.char_indices().last()? {

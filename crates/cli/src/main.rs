@@ -8,6 +8,7 @@ mod events;
 mod logs;
 mod network;
 mod output;
+mod security;
 mod system;
 mod when;
 

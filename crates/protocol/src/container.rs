@@ -190,6 +190,9 @@ pub struct ContainerConfig {
     /// How much of the workload's output is kept (`--log-opt`).
     #[serde(default)]
     pub log: LogConfig,
+    /// Capabilities, seccomp, masked paths and the root filesystem's mode (issue 10).
+    #[serde(default)]
+    pub security: crate::security::SecurityConfig,
 }
 
 /// Docker's `local` log driver habits: the output goes to `container.log`, which is

@@ -6,6 +6,7 @@
 //! * `bootstrap`: endpoint vending — the only request a helper's bootstrap socket answers.
 //! * `api`, `network`, `sandbox`, `helper`: the messages of each service.
 //! * `container`: a container's configuration, as the CLI sends it and the store keeps it.
+//! * `security`: its confinement, as configured and as the sandbox applies it.
 
 pub mod api;
 pub mod bootstrap;
@@ -18,6 +19,7 @@ pub mod helper_server;
 pub mod network;
 pub mod rpc;
 pub mod sandbox;
+pub mod security;
 pub mod transport;
 
 pub use error::{ErrorKind, Failures, ProtocolError, RemoteError};

@@ -167,6 +167,8 @@ pub struct SandboxSpec {
     pub log: crate::container::LogConfig,
     /// Labels, passed through for inspection.
     pub labels: BTreeMap<String, String>,
+    /// Applied to the workload and to every `exec` alike.
+    pub confinement: crate::security::Confinement,
 }
 
 /// A Linux interface realised inside the sandbox.

@@ -8,15 +8,18 @@
 //! * `plan`: what a process does between fork and exec, workload and exec alike;
 //!   `process` carries it out; `rootfs` is its filesystem part; `launch`, `pty`: its
 //!   environment and stdio.
+//! * `caps`, `masks`, `seccomp`: the confinement steps of the plan (issue 10).
 //! * `users`: `-u USER[:GROUP]` resolved in the container's own user database.
 //! * `service`: the calls.
 //! * `cleanup`: the `cleanup` mode, for a sandbox that died without tearing down.
 
+pub mod caps;
 pub mod cleanup;
 pub mod etc;
 pub mod interfaces;
 pub mod launch;
 pub mod logs;
+pub mod masks;
 pub mod namespaces;
 pub mod netdev;
 pub mod network;
@@ -24,5 +27,6 @@ pub mod plan;
 pub mod process;
 pub mod pty;
 pub mod rootfs;
+pub mod seccomp;
 pub mod service;
 pub mod users;

@@ -13,16 +13,19 @@
 //! 2. (issue 10) the user-namespace handshake, then rlimits, then the cgroup: set up
 //!    while the process still has every privilege, before anything it runs.
 //! 3. mounts, then pivot_root (the workload only: an exec'd process joined them).
-//! 4. (issue 10) masked and read-only paths, inside the new root.
+//! 4. masked and read-only paths, inside the new root, then `--read-only` (`masks`).
 //! 5. hostname (the workload only); a session with the terminal, if there is one; the
 //!    helper's ignored SIGHUP back to default.
-//! 6. (issue 10) the capability bounding set, while CAP_SETPCAP is still held.
+//! 6. the capability bounding set, while CAP_SETPCAP is still held, and keepcaps for
+//!    the setuid that follows (`caps`).
 //! 7. ids and groups: supplementary groups, gid, then uid (after setuid the others are
 //!    no longer allowed).
-//! 8. (issue 10) capabilities, then no_new_privs.
+//! 8. capabilities (inheritable and ambient empty), then no_new_privs (`caps`).
 //! 9. parent-death signal (credentials clear it), working directory, every inherited
 //!    descriptor close-on-exec.
-//! 10. (issue 10) seccomp, last: nothing after it may need a filtered call.
+//! 10. seccomp, last: nothing after it may need a filtered call (`seccomp`).
+//!
+//! docs/security.md gives the reasons in full.
 //!
 //! [`Step`]: crate::process::Step
 
@@ -30,6 +33,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use libc::{MS_PRIVATE, MS_REC};
+
+use container_protocol::security::Confinement;
 
 use crate::etc::EtcFiles;
 use crate::process::{Launch, NulError, Plan};
@@ -81,6 +86,9 @@ pub struct LaunchSpec<'a> {
     pub user: &'a Credentials,
     /// The process's stdin is a pty slave, to become its controlling terminal.
     pub tty: bool,
+    /// Capabilities, no_new_privs, seccomp and masked paths: the workload's and every
+    /// exec's alike.
+    pub confinement: &'a Confinement,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +100,8 @@ pub enum PlanError {
         step: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::BadProgram),
 }
 
 /// The plan for `spec`, in the order of the module comment.
@@ -125,14 +135,27 @@ pub fn build(spec: &LaunchSpec<'_>) -> Result<Plan, PlanError> {
     // 3. Mounts and pivot_root.
     match fs {
         Some(Filesystem::Rootfs { path, etc }) => {
-            crate::rootfs::rootfs_mounts(&mut plan, path, etc)?
+            crate::rootfs::rootfs_mounts(&mut plan, path, etc, spec.confinement)?
         }
         Some(Filesystem::Host { etc, masked }) => {
             crate::rootfs::host_mounts(&mut plan, etc, masked)?
         }
         None => {}
     }
-    // 4. Confinement (issue 10): masked and read-only paths.
+    // 4. Confinement (issue 10): masked and read-only paths, inside the new root (an
+    // exec'd process joined the workload's mounts, masks included).
+    let c = spec.confinement;
+    if fs.is_some() {
+        for path in &c.masked_paths {
+            plan.mask_path(path)?;
+        }
+        for path in &c.readonly_paths {
+            plan.readonly_path(path)?;
+        }
+        if c.read_only_rootfs {
+            plan.readonly_root();
+        }
+    }
 
     // 5. Hostname, terminal, signals.
     if matches!(spec.entry, Entry::Workload { .. }) {
@@ -144,16 +167,24 @@ pub fn build(spec: &LaunchSpec<'_>) -> Result<Plan, PlanError> {
     // The helper ignores SIGHUP, and an ignored signal stays ignored across exec.
     plan.default_signal(libc::SIGHUP);
     // 6. Confinement (issue 10): capability bounding set.
+    plan.bounding_set(c.capabilities);
 
     // 7. Ids and groups.
     plan.credentials(spec.user.uid, spec.user.gid, &spec.user.groups);
     // 8. Confinement (issue 10): capabilities, no_new_privs.
+    plan.capabilities(c.capabilities, c.seccomp.is_some() && !c.no_new_privileges);
+    if c.no_new_privileges {
+        plan.no_new_privs();
+    }
 
     // 9. What the exec'd program finds.
     plan.parent_death_signal(libc::SIGKILL);
     plan.chdir(Path::new(spec.cwd.unwrap_or("/")))?;
     plan.cloexec_all();
     // 10. Confinement (issue 10): seccomp.
+    if let Some(program) = &c.seccomp {
+        plan.seccomp(program)?;
+    }
     Ok(plan)
 }
 

@@ -112,6 +112,12 @@ pub enum Step {
     ParentDeathSignal(libc::c_int),
     /// Marks every descriptor above stderr close-on-exec, whatever opened it.
     CloexecAll,
+    /// Capabilities and no_new_privs (see `caps`).
+    Caps(crate::caps::CapStep),
+    /// Masked and read-only paths (see `masks`).
+    Mask(crate::masks::MaskStep),
+    /// Loads a seccomp filter (see `seccomp`).
+    Seccomp(crate::seccomp::Filter),
 }
 
 /// An existing object is fine for the steps that create one.
@@ -275,6 +281,9 @@ impl Step {
                     }
                     0
                 }
+                Step::Caps(step) => step.apply(),
+                Step::Mask(step) => step.apply(),
+                Step::Seccomp(filter) => filter.apply(),
             }
         };
         if rc < 0 {
@@ -297,7 +306,7 @@ pub struct NulError {
     value: String,
 }
 
-fn cstr(what: &'static str, value: &[u8]) -> Result<CString, NulError> {
+pub(crate) fn cstr(what: &'static str, value: &[u8]) -> Result<CString, NulError> {
     CString::new(value).map_err(|_| NulError {
         what,
         value: String::from_utf8_lossy(value).into_owned(),
@@ -341,7 +350,7 @@ impl Plan {
         self.steps.iter().map(|(l, _)| l.as_str()).collect()
     }
 
-    fn push(&mut self, label: impl Into<String>, step: Step) -> &mut Plan {
+    pub(crate) fn push(&mut self, label: impl Into<String>, step: Step) -> &mut Plan {
         self.steps.push((label.into(), step));
         self
     }

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use libc::{MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_STRICTATIME};
 
+use container_protocol::security::Confinement;
+
 use crate::etc::EtcFiles;
 use crate::process::{Plan, Slot};
 use container_rootfs::Root;
@@ -105,16 +107,24 @@ pub(crate) fn rootfs_mounts(
     plan: &mut Plan,
     rootfs: &Path,
     etc: &EtcFiles,
+    confinement: &Confinement,
 ) -> Result<(), crate::process::NulError> {
     use Slot::{Dev, Root as R, Target as T};
     plan.mount(Some(rootfs), rootfs, None, MS_BIND | MS_REC, None)?;
     plan.open_dir(rootfs, R)?;
+    // Read-only unless --privileged, as Docker mounts it.
+    let sys_ro = if confinement.writable_sysfs {
+        0
+    } else {
+        MS_RDONLY
+    };
+    let shm = format!("mode=1777,size={}", confinement.shm_size);
     let kernel: [(&str, &str, libc::c_ulong, Option<&str>); 3] = [
         ("proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None),
         (
             "sys",
             "sysfs",
-            MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
+            MS_NOSUID | MS_NODEV | MS_NOEXEC | sys_ro,
             None,
         ),
         (
@@ -152,7 +162,8 @@ pub(crate) fn rootfs_mounts(
             "/dev/pts",
             Some("devpts"),
             MS_NOSUID | MS_NOEXEC,
-            Some("newinstance,ptmxmode=0666,mode=0620"),
+            // A devpts of its own: the host's ptys are not the container's.
+            Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
         )?;
     plan.symlink_at("pts/ptmx", Dev, "ptmx", "/dev/ptmx")?;
     plan.mkdir_at(Dev, "shm", "/dev/shm")?
@@ -163,7 +174,7 @@ pub(crate) fn rootfs_mounts(
             "/dev/shm",
             Some("tmpfs"),
             MS_NOSUID | MS_NODEV | MS_NOEXEC,
-            Some("mode=1777,size=65536k"),
+            Some(&shm),
         )?;
     for (link, target) in [
         ("fd", "/proc/self/fd"),

@@ -263,6 +263,7 @@ impl SandboxHelper {
             hostname: &spec.hostname,
             user: &user,
             tty: stdio == Stdio::Tty,
+            confinement: &spec.confinement,
         };
         let mut wiring = launch::wire(stdio, fds, spec.log_path.as_ref(), spec.log, None)
             .map_err(|e| self.err(step, e))?;
@@ -391,6 +392,7 @@ impl SandboxHelper {
                 hostname: &spec.hostname,
                 user: &user,
                 tty: process.tty,
+                confinement: &spec.confinement,
             },
             wiring,
         )

@@ -10,7 +10,9 @@ use crate::names::{validate_id, NameKind};
 use crate::paths::Paths;
 use crate::StoreError;
 
-pub const CONTAINER_RECORD_VERSION: u32 = 1;
+/// 2: `security` (issue 10). A version-1 record without a rootfs ran on the host's
+/// files, which now needs `--host-rootfs`: it loads with that set.
+pub const CONTAINER_RECORD_VERSION: u32 = 2;
 
 /// The configuration travels typed from the CLI to the apiserver, so its types live
 /// with the protocol; the record on disk is the same shape, in JSON.
@@ -61,7 +63,10 @@ pub fn save_state(paths: &Paths, id: &str, state: &ContainerState) -> Result<(),
 
 pub fn load_config(paths: &Paths, id: &str) -> Result<ContainerConfig, StoreError> {
     let path = paths.container_dir(id)?.join("config.json");
-    let config: ContainerConfig = read_json(&path)?;
+    let mut config: ContainerConfig = read_json(&path)?;
+    if config.version < 2 && config.rootfs.is_none() {
+        config.security.host_rootfs = true;
+    }
     crate::check_record(
         path,
         "container",

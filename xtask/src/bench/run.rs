@@ -25,17 +25,27 @@ pub fn measure(ctx: &Ctx, podman: Option<&Result<Podman, String>>) -> Section {
     let n = ctx.opts.iterations(50);
 
     let ours = "container run --rm --network default";
-    match container(ctx, n, "default") {
+    match container(ctx, n, "default", &[]) {
         Ok(s) => rows.push(Row::from_samples(ours, Unit::Nanos, &s)),
         Err(e) => notes.push(format!("container: not measured: {e:#}")),
     }
     // Not a target: what the network part of ours costs, by difference.
-    match container(ctx, n, "none") {
+    match container(ctx, n, "none", &[]) {
         Ok(s) => rows.push(
             Row::from_samples("container run --rm --network none", Unit::Nanos, &s)
                 .extra("loopback only: the network's share is the difference"),
         ),
         Err(e) => notes.push(format!("container --network none: not measured: {e:#}")),
+    }
+    // What confinement costs: the same run with none of it (no filter to load, no
+    // masks, no capability steps).
+    let privileged = "container run --rm --network default --privileged";
+    match container(ctx, n, "default", &["--privileged"]) {
+        Ok(s) => rows.push(
+            Row::from_samples(privileged, Unit::Nanos, &s)
+                .extra("no seccomp filter, no masked paths, every capability"),
+        ),
+        Err(e) => notes.push(format!("container --privileged: not measured: {e:#}")),
     }
 
     let theirs = "podman run --rm --network podman";
@@ -63,13 +73,22 @@ pub fn measure(ctx: &Ctx, podman: Option<&Result<Podman, String>>) -> Section {
     }
 
     let median = |name: &str| rows.iter().find(|r| r.name == name).map(|r| r.median);
-    let targets = vec![Target::ratio_at_most(
-        "at least 5× faster than podman",
-        median(ours),
-        median(theirs),
-        0.2,
-        "podman",
-    )];
+    let targets = vec![
+        Target::ratio_at_most(
+            "at most 1/10 of podman's, default confinement on",
+            median(ours),
+            median(theirs),
+            0.1,
+            "podman",
+        ),
+        Target::ratio_at_most(
+            "at most 1.2× of `--privileged`: confinement costs little",
+            median(ours),
+            median(privileged),
+            1.2,
+            "--privileged",
+        ),
+    ];
     let baseline = if median(theirs).is_some() {
         theirs
     } else {
@@ -79,7 +98,8 @@ pub fn measure(ctx: &Ctx, podman: Option<&Result<Podman, String>>) -> Section {
         title: "Container run end to end".into(),
         method: "A timing loop in xtask (`Instant` around each spawned command, after 2 \
                  untimed runs), all on one busybox-static root filesystem: `container run --rm \
-                 --network default --rootfs R true` (apiserver already running), `podman run --rm \
+                 --network default --rootfs R true` (apiserver already running; default \
+                 confinement, and again with `--privileged`: none), `podman run --rm \
                  --network podman` of R imported with `podman import` (overlay storage, cgroupfs, \
                  runc, `default_ulimits = []` through a private `CONTAINERS_CONF`), and `runc run` \
                  of an OCI bundle on R with no network (the default spec's empty network \
@@ -104,13 +124,15 @@ pub fn container_cmd(ctx: &Ctx, entry: &str) -> Command {
     cmd
 }
 
-fn container(ctx: &Ctx, n: usize, network: &str) -> Result<Vec<f64>> {
+fn container(ctx: &Ctx, n: usize, network: &str, flags: &[&str]) -> Result<Vec<f64>> {
     let rootfs = sys::rootfs(&ctx.state)?;
     sys::output(container_cmd(ctx, "run").args(["system", "start"]))?;
     let samples = sys::time_loop(WARMUP, n, |_| {
         sys::output(
             container_cmd(ctx, "run")
-                .args(["run", "--rm", "--network", network, "--rootfs"])
+                .args(["run", "--rm", "--network", network])
+                .args(flags)
+                .arg("--rootfs")
                 .arg(&rootfs)
                 .args(["--", "true"]),
         )

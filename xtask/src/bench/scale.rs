@@ -24,13 +24,22 @@ pub fn measure(ctx: &Ctx, podman: Option<&Result<Podman, String>>) -> Section {
     let mut times = Vec::new();
     let mut memory = Vec::new();
     let mut helper_pss = None;
+    let mut helper_anon = None;
 
-    if let Err(e) = ours(ctx, n, &mut times, &mut memory, &mut helper_pss) {
+    if let Err(e) = ours(
+        ctx,
+        n,
+        &mut times,
+        &mut memory,
+        &mut helper_pss,
+        &mut helper_anon,
+    ) {
         notes.push(format!("container: {e:#}"));
     }
     let _ = sys::output(container_cmd(ctx, "scale").args(["system", "stop"]));
 
     let k = if ctx.opts.quick { 3 } else { 10 };
+    let mut conmon_anon = None;
     match podman {
         Some(Ok(p)) => match p.conmon_mem(k) {
             Ok(mems) => {
@@ -50,6 +59,9 @@ pub fn measure(ctx: &Ctx, podman: Option<&Result<Podman, String>>) -> Section {
                     )
                     .no_ratio(),
                 );
+                let anon: Vec<f64> = mems.iter().map(|m| m.anon).collect();
+                conmon_anon = Some(stats::median(&anon));
+                memory.push(Row::from_samples("conmon Anonymous", Unit::Bytes, &anon).no_ratio());
             }
             Err(e) => notes.push(format!("conmon: not measured: {e:#}")),
         },
@@ -57,23 +69,32 @@ pub fn measure(ctx: &Ctx, podman: Option<&Result<Podman, String>>) -> Section {
         None => {}
     }
 
-    let targets = vec![Target {
-        what: "every sandbox helper under 3 MiB PSS".into(),
-        measured: match helper_pss {
-            Some((median, max)) => {
-                format!("median {:.2} MiB, max {:.2} MiB", median / MIB, max / MIB)
-            }
-            None => "not measured".into(),
+    let targets = vec![
+        Target::ratio_at_most(
+            "sandbox helper's Anonymous (smaps_rollup) no more than conmon's",
+            helper_anon,
+            conmon_anon,
+            1.0,
+            "conmon",
+        ),
+        Target {
+            what: "every sandbox helper under 3 MiB PSS".into(),
+            measured: match helper_pss {
+                Some((median, max)) => {
+                    format!("median {:.2} MiB, max {:.2} MiB", median / MIB, max / MIB)
+                }
+                None => "not measured".into(),
+            },
+            met: helper_pss.map(|(_, max)| max < 3.0 * MIB),
         },
-        met: helper_pss.map(|(_, max)| max < 3.0 * MIB),
-    }];
+    ];
     let has_conmon = memory.iter().any(|r| r.name == "conmon PSS");
     Section {
         title: format!("Scale: {n} containers on one bridge network"),
         method: format!(
             "A timing loop in xtask: `container network create --subnet 10.99.0.0/16 {NETWORK}`, \
              then {n} × `container run -d --network {NETWORK} --rootfs R -- sleep 1000`, one after \
-             another; PSS/USS/RSS of every sandbox helper and of the apiserver from \
+             another; PSS/USS/RSS and Anonymous of every sandbox helper and of the apiserver from \
              `/proc/<pid>/smaps_rollup` with all {n} running (pids from `container system \
              status`); then one `container rm -f` of all of them. conmon: the same memory \
              figures for podman containers run with `-d` (PSS splits shared pages among the \
@@ -103,6 +124,7 @@ fn ours(
     times: &mut Vec<Row>,
     memory: &mut Vec<Row>,
     helper_pss: &mut Option<(f64, f64)>,
+    helper_anon: &mut Option<f64>,
 ) -> Result<()> {
     let rootfs = sys::rootfs(&ctx.state)?;
     let cli = || container_cmd(ctx, "scale");
@@ -237,6 +259,9 @@ fn ours(
         memory.push(Row::from_samples("sandbox helper USS", Unit::Bytes, &uss).no_ratio());
         let rss: Vec<f64> = helpers.iter().map(|m| m.rss).collect();
         memory.push(Row::from_samples("sandbox helper RSS", Unit::Bytes, &rss).no_ratio());
+        let anon: Vec<f64> = helpers.iter().map(|m| m.anon).collect();
+        *helper_anon = Some(stats::median(&anon));
+        memory.push(Row::from_samples("sandbox helper Anonymous", Unit::Bytes, &anon).no_ratio());
     }
     let busy = apiserver_mem(ctx)?;
     memory.push(

@@ -45,6 +45,8 @@ pub struct Mem {
     /// Unique set size: pages only this process maps.
     pub uss: f64,
     pub rss: f64,
+    /// `Anonymous`: heap, stacks and other pages backed by no file, the process's own.
+    pub anon: f64,
 }
 
 pub fn mem(pid: u32) -> Result<Mem> {
@@ -62,6 +64,7 @@ pub fn mem(pid: u32) -> Result<Mem> {
         pss: field("Pss:"),
         uss: field("Private_Clean:") + field("Private_Dirty:"),
         rss: field("Rss:"),
+        anon: field("Anonymous:"),
     })
 }
 

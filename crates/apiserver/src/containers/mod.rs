@@ -15,6 +15,7 @@ mod exec;
 mod finish;
 mod query;
 mod reconcile;
+mod security;
 mod start;
 mod validate;
 
@@ -37,6 +38,7 @@ use crate::ops::Ops;
 use crate::records::Records;
 
 pub use exec::Execd;
+pub use security::SecurityDefaults;
 
 /// How a container's run ended, as its waiters learn it.
 #[derive(Debug, Clone)]
@@ -67,6 +69,10 @@ pub struct Containers {
     /// the removal (an attached `run --rm` whose workload exits at once) still learns
     /// the exit. Bounded.
     removed: Mutex<std::collections::VecDeque<(String, ExitStatus)>>,
+    /// Defaults for what a container's confinement leaves unsaid.
+    security: SecurityDefaults,
+    /// Seccomp programs, each compiled once.
+    seccomp: container_seccomp::Cache,
 }
 
 /// How many auto-removed containers' exits `wait` still knows.
@@ -80,6 +86,7 @@ impl Containers {
         sandboxes: Arc<HelperTable<SandboxProto>>,
         networks: Arc<Networks>,
         ops: Arc<Ops>,
+        security: SecurityDefaults,
     ) -> Arc<Containers> {
         Arc::new(Containers {
             paths,
@@ -93,6 +100,8 @@ impl Containers {
             exits: Mutex::new(HashMap::new()),
             create: tokio::sync::Mutex::new(()),
             removed: Mutex::new(std::collections::VecDeque::new()),
+            security,
+            seccomp: container_seccomp::Cache::default(),
         })
     }
 

@@ -175,6 +175,7 @@ impl Containers {
             log_path: self.log_path(&id)?.display().to_string(),
             log: config.log,
             labels: config.labels.clone(),
+            confinement: self.confinement(config)?,
         };
         let report = helper.setup(spec).await?;
         let mut state = self.record_running(&id, previous, allocations, report, &helper)?;

@@ -230,6 +230,7 @@ impl Containers {
             .await
             .map_err(|e| bad(format!("container {id}: {e}")))?;
         }
+        self.resolve_security(&mut config)?;
         config.created = unix_now();
         Ok(config)
     }

@@ -4,6 +4,32 @@ use std::ffi::CStr;
 
 use super::*;
 use crate::process::{Slot, Step};
+use container_protocol::security::{SeccompProgram, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
+
+/// Docker's defaults, with a stand-in one-instruction filter (`ret ALLOW`).
+fn confined() -> Confinement {
+    Confinement {
+        capabilities: 0xa80425fb,
+        no_new_privileges: true,
+        seccomp: Some(SeccompProgram {
+            filter: [
+                0x06u16.to_ne_bytes().to_vec(),
+                vec![0, 0],
+                0x7fff_0000u32.to_ne_bytes().to_vec(),
+            ]
+            .concat(),
+            flags: 0,
+        }),
+        masked_paths: DEFAULT_MASKED_PATHS.iter().map(|p| p.to_string()).collect(),
+        readonly_paths: DEFAULT_READONLY_PATHS
+            .iter()
+            .map(|p| p.to_string())
+            .collect(),
+        read_only_rootfs: true,
+        writable_sysfs: false,
+        shm_size: 1 << 20,
+    }
+}
 
 fn user(uid: u32) -> Credentials {
     Credentials {
@@ -68,6 +94,7 @@ fn workload(fs: Filesystem<'_>, tty: bool) -> Plan {
         hostname: "box",
         user: &u,
         tty,
+        confinement: &confined(),
     })
     .unwrap()
 }
@@ -85,6 +112,7 @@ fn exec() -> Plan {
         hostname: "box",
         user: &u,
         tty: false,
+        confinement: &confined(),
     })
     .unwrap()
 }
@@ -149,7 +177,8 @@ fn the_workload_mounts_inside_its_root_then_pivots_then_becomes_its_user() {
     assert!(setuid < cwd);
     assert!(matches!(all[pivot - 1], Step::Close(Slot::Root)));
     assert!(matches!(all[pivot + 1], Step::DetachOldRoot));
-    assert!(matches!(all.last(), Some(Step::CloexecAll)));
+    assert!(matches!(all[all.len() - 2], Step::CloexecAll));
+    assert!(matches!(all.last(), Some(Step::Seccomp(_))));
 }
 
 #[test]
@@ -223,4 +252,133 @@ fn without_a_rootfs_the_host_files_get_their_own_proc_and_masks_and_no_pivot() {
     assert!(all
         .iter()
         .any(|s| matches!(s, Step::Sethostname(h) if c(h) == "box")));
+}
+
+#[test]
+fn confinement_goes_in_the_documented_order() {
+    use crate::caps::CapStep;
+    use crate::masks::MaskStep;
+    let etc = EtcFiles::in_dir(Path::new("/state/c1/etc"));
+    let plan = workload(
+        Filesystem::Rootfs {
+            path: Path::new("/r"),
+            etc: &etc,
+        },
+        false,
+    );
+    let all = steps(&plan);
+    let pivot = at(&plan, "pivot_root", |s| matches!(s, Step::PivotRoot));
+    let kcore = at(
+        &plan,
+        "mask kcore",
+        |s| matches!(s, Step::Mask(MaskStep::Mask(p)) if c(p) == "/proc/kcore"),
+    );
+    let sys = at(
+        &plan,
+        "read-only /proc/sys",
+        |s| matches!(s, Step::Mask(MaskStep::ReadOnly(p)) if c(p) == "/proc/sys"),
+    );
+    let root = at(&plan, "read-only root", |s| {
+        matches!(s, Step::Mask(MaskStep::ReadOnlyRoot))
+    });
+    let bounding = at(&plan, "bounding set", |s| {
+        matches!(
+            s,
+            Step::Caps(CapStep::Bounding {
+                keep: 0xa80425fb,
+                ..
+            })
+        )
+    });
+    let keep = at(&plan, "keepcaps", |s| {
+        matches!(s, Step::Caps(CapStep::KeepCaps))
+    });
+    let setgroups = at(&plan, "setgroups", |s| matches!(s, Step::Setgroups(_)));
+    let setuid = at(&plan, "setuid", |s| matches!(s, Step::Setuid(_)));
+    // With no_new_privs the filter needs no CAP_SYS_ADMIN: exactly the set.
+    let capset = at(&plan, "capset", |s| {
+        matches!(
+            s,
+            Step::Caps(CapStep::Set {
+                effective: 0xa80425fb,
+                permitted: 0xa80425fb
+            })
+        )
+    });
+    let nnp = at(&plan, "no_new_privs", |s| {
+        matches!(s, Step::Caps(CapStep::NoNewPrivs))
+    });
+    let seccomp = at(&plan, "seccomp", |s| matches!(s, Step::Seccomp(_)));
+    assert!(
+        pivot < kcore && kcore < sys && sys < root,
+        "masks inside the new root"
+    );
+    assert!(root < bounding && bounding < keep && keep < setgroups);
+    assert!(setuid < capset && capset < nnp && nnp < seccomp);
+    assert_eq!(seccomp, all.len() - 1, "seccomp last");
+    // /sys read-only, /dev/shm at the size asked for.
+    let sysfs = lookup_then_mount(&plan, "sys", Some("sysfs"));
+    assert!(matches!(all[sysfs + 1], Step::MountAt { flags, .. } if flags & libc::MS_RDONLY != 0));
+    assert!(all.iter().any(
+        |s| matches!(s, Step::MountAt { data: Some(d), .. } if c(d) == "mode=1777,size=1048576")
+    ));
+}
+
+#[test]
+fn an_exec_gets_the_workloads_confinement_without_remounting() {
+    use crate::caps::CapStep;
+    let plan = exec();
+    let all = steps(&plan);
+    assert!(!all.iter().any(|s| matches!(s, Step::Mask(_))));
+    assert!(all.iter().any(|s| matches!(
+        s,
+        Step::Caps(CapStep::Bounding {
+            keep: 0xa80425fb,
+            ..
+        })
+    )));
+    assert!(all
+        .iter()
+        .any(|s| matches!(s, Step::Caps(CapStep::NoNewPrivs))));
+    assert!(matches!(all.last(), Some(Step::Seccomp(_))));
+}
+
+#[test]
+fn without_no_new_privs_the_filter_is_loaded_holding_cap_sys_admin() {
+    use crate::caps::CapStep;
+    let fd = std::fs::File::open("/dev/null").unwrap();
+    let u = user(1000);
+    let args = ["sh".to_string()];
+    let etc = EtcFiles::in_dir(Path::new("/state/c1/etc"));
+    let mut c = confined();
+    c.no_new_privileges = false;
+    let plan = build(&LaunchSpec {
+        entry: Entry::Workload {
+            net: &fd,
+            uts: &fd,
+            ipc: &fd,
+            fs: Filesystem::Host {
+                etc: &etc,
+                masked: &[],
+            },
+        },
+        args: &args,
+        env: &[],
+        cwd: None,
+        hostname: "box",
+        user: &u,
+        tty: false,
+        confinement: &c,
+    })
+    .unwrap();
+    let admin = 1u64 << 21;
+    let all = steps(&plan);
+    assert!(all.iter().any(|s| matches!(s,
+        Step::Caps(CapStep::Set { effective, .. }) if *effective == 0xa80425fb | admin)));
+    // The bounding set, which is what exec hands on, does not have it.
+    assert!(all.iter().any(|s| matches!(s,
+        Step::Caps(CapStep::Bounding { keep, .. }) if keep & admin == 0)));
+    assert!(!all
+        .iter()
+        .any(|s| matches!(s, Step::Caps(CapStep::NoNewPrivs))));
 }

@@ -103,6 +103,9 @@ pub fn spec(id: &str, args: &[&str], log: &Path) -> SandboxSpec {
         log_path: log.display().to_string(),
         log: Default::default(),
         labels: BTreeMap::new(),
+        // These tests are about the sandbox's other parts; confinement has its own
+        // end-to-end suite (tests/tests/security.rs).
+        confinement: container_protocol::security::Confinement::unconfined(),
     }
 }
 
