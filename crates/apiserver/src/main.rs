@@ -46,6 +46,20 @@ struct Args {
     #[arg(long = "max-pending-hellos", env = "CONTAINER_MAX_PENDING_HELLOS",
           default_value_t = MAX_PENDING_HELLOS)]
     max_pending_hellos: usize,
+    /// The cgroup every container's cgroup goes under, relative to each hierarchy's
+    /// root (`/sys/fs/cgroup/<controller>/<parent>/<id>`).
+    #[arg(long = "cgroup-parent", env = "CONTAINER_CGROUP_PARENT",
+          default_value = container_apiserver::resources::DEFAULT_CGROUP_PARENT)]
+    cgroup_parent: String,
+    /// `--userns` of a container that does not say: host or auto.
+    #[arg(long = "userns-default", env = "CONTAINER_USERNS_DEFAULT", default_value = "host",
+          value_parser = container_protocol::resources::UsernsMode::parse)]
+    userns_default: container_protocol::resources::UsernsMode,
+    /// Host ids `--userns=auto` ranges are taken from, START:SIZE (default: systemd's
+    /// range for containers, 524288:1878523904).
+    #[arg(long = "userns-pool", env = "CONTAINER_USERNS_POOL",
+          value_parser = |s: &str| container_idranges::Pool::parse(s).map_err(|e| e.to_string()))]
+    userns_pool: Option<container_idranges::Pool>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -87,6 +101,11 @@ fn main() -> anyhow::Result<()> {
                 Duration::from_millis(args.hello_timeout_ms),
             ),
             max_connections,
+        },
+        resources: container_apiserver::daemon::ResourceOptions {
+            cgroup_parent: args.cgroup_parent,
+            userns_default: args.userns_default,
+            userns_pool: args.userns_pool.unwrap_or(container_idranges::DEFAULT_POOL),
         },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -55,6 +55,10 @@ struct File {
     created: u64,
     #[serde(default)]
     log: LogConfig,
+    #[serde(default)]
+    resources: container_protocol::resources::ResourceConfig,
+    #[serde(default)]
+    userns: Option<container_protocol::resources::UsernsMode>,
 }
 
 /// The part of OCI's `linux` object this runtime reads.
@@ -188,6 +192,8 @@ pub fn parse(text: &str, origin: &str) -> Result<ContainerConfig> {
         labels: file.labels,
         created: file.created,
         log: file.log,
+        resources: file.resources,
+        userns: file.userns,
     })
 }
 

@@ -73,6 +73,9 @@ pub struct CreateArgs {
     /// A JSON container configuration (the on-disk shape) instead of flags.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// cgroup limits, devices, ulimits, user namespace (issue 10).
+    #[command(flatten)]
+    pub resources: crate::resources::ResourceArgs,
     /// Command and arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -262,6 +265,7 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         Some(p) => Some(config_file::absolute_rootfs(p)?),
         None => None,
     };
+    let (resources, userns) = crate::resources::build(&a.resources)?;
     Ok(ContainerConfig {
         version: 0,
         id: a.name.clone().unwrap_or_default(),
@@ -289,6 +293,8 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         labels,
         created: 0,
         log: log_config(LogConfig::default(), &a.log_opts)?,
+        resources,
+        userns,
     })
 }
 

@@ -7,6 +7,8 @@ mod container;
 mod logs;
 mod network;
 mod output;
+mod resources;
+mod stats;
 mod system;
 
 use std::path::PathBuf;
@@ -116,6 +118,15 @@ enum Command {
         #[arg(short = 'n', long = "tail")]
         tail: Option<usize>,
         id: String,
+    },
+    /// CPU, memory, pids and network of running containers (all, or those named).
+    Stats {
+        /// One reading, then exit.
+        #[arg(long = "no-stream")]
+        no_stream: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        ids: Vec<String>,
     },
     /// Wait for containers to stop and print their exit codes.
     Wait {
@@ -247,6 +258,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             logs::logs(&client, &id, follow, tail).await
         }
         Command::Wait { ids } => container::wait(&paths, ids).await,
+        Command::Stats {
+            no_stream,
+            format,
+            ids,
+        } => stats::stats(&paths, ids, no_stream, format).await,
         Command::Exec {
             interactive,
             tty,

@@ -6,6 +6,7 @@
 //! * `bootstrap`: endpoint vending — the only request a helper's bootstrap socket answers.
 //! * `api`, `network`, `sandbox`, `helper`: the messages of each service.
 //! * `container`: a container's configuration, as the CLI sends it and the store keeps it.
+//! * `resources`: its cgroup limits, devices, rlimits and user namespace (issue 10).
 
 pub mod api;
 pub mod bootstrap;
@@ -16,6 +17,7 @@ pub mod frame;
 pub mod helper;
 pub mod helper_server;
 pub mod network;
+pub mod resources;
 pub mod rpc;
 pub mod sandbox;
 pub mod transport;

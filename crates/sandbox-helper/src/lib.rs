@@ -9,6 +9,7 @@
 //!   `process` carries it out; `rootfs` is its filesystem part; `launch`, `pty`: its
 //!   environment and stdio.
 //! * `users`: `-u USER[:GROUP]` resolved in the container's own user database.
+//! * `resources`: the cgroup, rlimits and devices; `userns`: `--userns=auto` (issue 10).
 //! * `service`: the calls.
 //! * `cleanup`: the `cleanup` mode, for a sandbox that died without tearing down.
 
@@ -23,6 +24,8 @@ pub mod network;
 pub mod plan;
 pub mod process;
 pub mod pty;
+pub mod resources;
 pub mod rootfs;
 pub mod service;
+pub mod userns;
 pub mod users;

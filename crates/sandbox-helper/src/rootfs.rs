@@ -105,9 +105,23 @@ pub(crate) fn rootfs_mounts(
     plan: &mut Plan,
     rootfs: &Path,
     etc: &EtcFiles,
-) -> Result<(), crate::process::NulError> {
+    userns: Option<&std::os::fd::OwnedFd>,
+) -> Result<(), crate::plan::PlanError> {
     use Slot::{Dev, Root as R, Target as T};
-    plan.mount(Some(rootfs), rootfs, None, MS_BIND | MS_REC, None)?;
+    match userns {
+        // `--userns=auto`: the root's files seen through the container's id mapping
+        // (issue 10), instead of a chowned copy.
+        Some(ns) => {
+            plan.idmap_bind(rootfs, ns)
+                .map_err(|source| crate::plan::PlanError::Io {
+                    step: "duplicate user namespace descriptor".into(),
+                    source,
+                })?;
+        }
+        None => {
+            plan.mount(Some(rootfs), rootfs, None, MS_BIND | MS_REC, None)?;
+        }
+    }
     plan.open_dir(rootfs, R)?;
     let kernel: [(&str, &str, libc::c_ulong, Option<&str>); 3] = [
         ("proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None),

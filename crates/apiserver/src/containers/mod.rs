@@ -10,6 +10,7 @@
 //! every mutating call is registered in [`Ops`] (so GC and `check` leave what it holds
 //! alone) and runs detached from the client's connection.
 
+mod confine;
 mod control;
 mod exec;
 mod finish;
@@ -65,6 +66,8 @@ pub struct Containers {
     /// the removal (an attached `run --rm` whose workload exits at once) still learns
     /// the exit. Bounded.
     removed: Mutex<std::collections::VecDeque<(String, ExitStatus)>>,
+    /// cgroup parent, user-namespace default and ranges (issue 10).
+    pub(crate) resources: crate::resources::Settings,
 }
 
 /// How many auto-removed containers' exits `wait` still knows.
@@ -77,6 +80,7 @@ impl Containers {
         sandboxes: Arc<HelperTable<SandboxProto>>,
         networks: Arc<Networks>,
         ops: Arc<Ops>,
+        resources: crate::resources::Settings,
     ) -> Arc<Containers> {
         Arc::new(Containers {
             paths,
@@ -89,6 +93,7 @@ impl Containers {
             exits: Mutex::new(HashMap::new()),
             create: tokio::sync::Mutex::new(()),
             removed: Mutex::new(std::collections::VecDeque::new()),
+            resources,
         })
     }
 

@@ -6,6 +6,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use container_protocol::fault;
+use container_protocol::resources::IdRange;
 use container_protocol::network::{Allocation, Attachment};
 use container_protocol::sandbox::{SandboxSpec, SetupReport, Stdio};
 use container_store::container::{ContainerConfig, ContainerState, Status};
@@ -80,6 +81,8 @@ impl Containers {
                 stopped.pid = None;
                 stopped.helper_pid = None;
                 stopped.netns = None;
+                stopped.cgroup = None;
+                stopped.userns = None;
                 if stopped.status == Status::Running {
                     stopped.status = Status::Stopped;
                 }
@@ -136,7 +139,9 @@ impl Containers {
                 Ok(())
             });
         }
-        let helper = self.spawn_sandbox(config, undo).await?;
+        // Before the sandbox that uses it: a range on disk (see docs/crash-safety.md).
+        let userns = self.reserve_userns(config, undo)?;
+        let helper = self.spawn_sandbox(config, userns, undo).await?;
         let netns = self.paths.netns(&id)?.display().to_string();
         let allocations = self.allocate_all(config, &netns, undo).await?;
         let spec = SandboxSpec {
@@ -151,9 +156,17 @@ impl Containers {
             log_path: self.log_path(&id)?.display().to_string(),
             log: config.log,
             labels: config.labels.clone(),
+            resources: config.resources.clone(),
+            cgroup: Some(self.resources.cgroup_of(&id)),
+            userns,
+            // Every host device is `--privileged`'s, a flag of the security config (its
+            // own branch): `config.security.privileged` once that lands.
+            all_devices: false,
         };
         let report = helper.setup(spec).await?;
-        let mut state = self.record_running(&id, previous, allocations, report, &helper)?;
+        let cgroup = Some(self.resources.cgroup_of(&id));
+        let mut state =
+            self.record_running(&id, previous, allocations, report, &helper, (cgroup, userns))?;
         fault::point("apiserver:after-setup");
 
         let (pid, out_fds) = helper.start(stdio, fds).await?;
@@ -171,6 +184,7 @@ impl Containers {
     async fn spawn_sandbox<'a>(
         self: &'a Arc<Self>,
         config: &ContainerConfig,
+        userns: Option<IdRange>,
         undo: &mut Undo<'a>,
     ) -> Result<Helper<SandboxProto>, ApiError> {
         let id = config.id.clone();
@@ -180,7 +194,12 @@ impl Containers {
                 self.remove_sandbox_remains(&id, &[]).await;
             }
         }
-        let helper = self.sandboxes.start(&id, &[]).await?;
+        // `--userns=auto`: the helper makes the namespace as it starts (sandbox's userns).
+        let args: Vec<String> = match userns {
+            Some(r) => vec!["--userns".into(), format!("{}:{}", r.start, r.size)],
+            None => vec![],
+        };
+        let helper = self.sandboxes.start(&id, &args).await?;
         fault::point("apiserver:after-sandbox-spawn");
         let containers = self.clone();
         let deadline = helper.shutdown_deadline();
@@ -264,9 +283,13 @@ impl Containers {
         allocations: Vec<Allocation>,
         report: SetupReport,
         helper: &Helper<SandboxProto>,
+        (cgroup, userns): (Option<String>, Option<IdRange>),
     ) -> Result<ContainerState, ApiError> {
         let mut state = previous.clone();
         state.status = Status::Running;
+        state.cgroup = cgroup;
+        state.userns = userns;
+        state.oom_killed = false;
         state.allocations = allocations;
         state.interfaces = report.interfaces;
         state.net_devices = report.net_devices;

@@ -103,6 +103,10 @@ pub fn spec(id: &str, args: &[&str], log: &Path) -> SandboxSpec {
         log_path: log.display().to_string(),
         log: Default::default(),
         labels: BTreeMap::new(),
+        resources: Default::default(),
+        cgroup: None,
+        userns: None,
+        all_devices: false,
     }
 }
 
