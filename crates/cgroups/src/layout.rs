@@ -118,10 +118,17 @@ impl Layout {
         }
     }
 
-    /// Every hierarchy root a container's cgroup has a directory in.
+    /// Every hierarchy root a container's cgroup has a directory in. With cgroup2
+    /// mounted, a v1 mount of only `freezer` and `cpuacct` is left out: `cgroup.kill`
+    /// and cgroup2's `cpu.stat` do their work, and each hierarchy joined is one more
+    /// migration (and mkdir, rmdir) per process started.
     pub fn roots(&self) -> Vec<&Path> {
+        let spare = |cs: &Vec<String>| {
+            self.unified.is_some() && cs.iter().all(|c| c == "freezer" || c == "cpuacct")
+        };
         self.v1
             .iter()
+            .filter(|(_, cs)| !spare(cs))
             .map(|(m, _)| m.as_path())
             .chain(self.unified.as_deref())
             .collect()
@@ -181,6 +188,7 @@ mod tests {
             "a bind of a sub-directory is no root"
         );
         assert_eq!(l.v1.len(), 2);
+        assert_eq!(l.roots().len(), 3, "cpu,cpuacct stays for cpu");
         let v2 = "31 25 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
         let l = Layout::from_mountinfo(v2);
         assert!(l.is_unified());

@@ -160,8 +160,13 @@ impl Cgroup {
             .collect()
     }
 
+    /// Its directory in the v1 hierarchy of `controller`, if it has one there.
     fn v1_dir(&self, controller: &str) -> Option<PathBuf> {
-        self.layout.v1_mount(controller).map(|m| m.join(&self.rel))
+        let mount = self.layout.v1_mount(controller)?;
+        self.layout
+            .roots()
+            .contains(&mount)
+            .then(|| mount.join(&self.rel))
     }
 
     fn v2_dir(&self) -> Option<PathBuf> {
@@ -477,12 +482,50 @@ pub fn children(layout: &Layout, parent: &str) -> Result<Vec<String>, Error> {
     Ok(names)
 }
 
-/// Removes `rel` and everything under it, deepest first, killing what runs there:
-/// the end of a test's private parent, or the runtime's own.
+/// Removes `rel` and everything under it, deepest first, killing what runs there, in
+/// every mounted hierarchy (those a container's cgroup leaves out included): the end
+/// of a test's private parent, or of a bench's.
 pub fn remove_tree(layout: &Layout, rel: &str) -> Result<(), Error> {
     check_path(rel)?;
-    for child in children(layout, rel)? {
-        remove_tree(layout, &format!("{rel}/{child}"))?;
+    let mounts: Vec<&Path> = layout
+        .v1
+        .iter()
+        .map(|(m, _)| m.as_path())
+        .chain(layout.unified.as_deref())
+        .collect();
+    for mount in mounts {
+        remove_dir_tree(&mount.join(rel))?;
     }
-    Cgroup::new(layout.clone(), rel)?.remove()
+    Ok(())
+}
+
+fn remove_dir_tree(dir: &Path) -> Result<(), Error> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_dir_tree(&e.path())?;
+        }
+    }
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pids: Vec<i32> = read_file(&dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        if pids.is_empty() {
+            break;
+        }
+        if Instant::now() >= until {
+            return Err(Error::Busy(dir.display().to_string()));
+        }
+        for pid in pids {
+            // SAFETY: kill(2) of a pid read from the cgroup; ESRCH is fine.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    remove_dir(dir)
 }

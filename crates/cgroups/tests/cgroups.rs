@@ -263,3 +263,34 @@ fn a_leftover_empty_cgroup_is_replaced_and_bad_names_refused() {
     }
     cg.remove().unwrap();
 }
+
+#[test]
+fn pure_v1_kills_through_the_freezer() {
+    let _iso = isolate().expect("isolate");
+    let parent = CgroupParent::new();
+    let layout = Layout::detect().expect("layout");
+    if layout.v1_mount("freezer").is_none() {
+        eprintln!("no v1 freezer here");
+        return;
+    }
+    // The layout of a host without cgroup2: no cgroup.kill, so the freezer path.
+    let v1_only = Layout {
+        unified: None,
+        unified_controllers: vec![],
+        ..layout
+    };
+    let cg = Cgroup::new(v1_only, &format!("{}/frozen", parent.name())).unwrap();
+    cg.create(&Limits {
+        cpu_period_us: 100_000,
+        ..Limits::default()
+    })
+    .unwrap();
+    let mut child = spawn_in(&cg, "(sleep 1000 &) ; while :; do (true); done");
+    wait_for("members", || cg.pids().len() >= 2);
+    cg.kill(Duration::from_secs(10))
+        .expect("freeze, kill, thaw");
+    assert!(cg.pids().is_empty());
+    let _ = child.wait();
+    cg.remove().unwrap();
+    assert!(!cg.exists());
+}

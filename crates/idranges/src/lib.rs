@@ -65,7 +65,11 @@ impl Pool {
             size: b.trim().parse().map_err(|_| bad())?,
         };
         let fits = u64::from(pool.start) + pool.size <= u64::from(u32::MAX);
-        if pool.size == 0 || !pool.size.is_multiple_of(u64::from(USERNS_SIZE)) || !fits || pool.start == 0 {
+        if pool.size == 0
+            || !pool.size.is_multiple_of(u64::from(USERNS_SIZE))
+            || !fits
+            || pool.start == 0
+        {
             return Err(bad());
         }
         Ok(pool)
