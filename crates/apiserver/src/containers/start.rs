@@ -6,8 +6,8 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use container_protocol::fault;
-use container_protocol::resources::IdRange;
 use container_protocol::network::{Allocation, Attachment};
+use container_protocol::resources::IdRange;
 use container_protocol::sandbox::{SandboxSpec, SetupReport, Stdio};
 use container_store::container::{ContainerConfig, ContainerState, Status};
 use container_store::unix_now;
@@ -165,8 +165,14 @@ impl Containers {
         };
         let report = helper.setup(spec).await?;
         let cgroup = Some(self.resources.cgroup_of(&id));
-        let mut state =
-            self.record_running(&id, previous, allocations, report, &helper, (cgroup, userns))?;
+        let mut state = self.record_running(
+            &id,
+            previous,
+            allocations,
+            report,
+            &helper,
+            (cgroup, userns),
+        )?;
         fault::point("apiserver:after-setup");
 
         let (pid, out_fds) = helper.start(stdio, fds).await?;
