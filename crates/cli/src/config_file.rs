@@ -309,7 +309,13 @@ mod tests {
             "rootfs": null, "hostname": "c1", "dns": [],
             "networks": [{"network": "default", "ip": null, "ip6": null, "mac": null, "ifname": "eth0"}],
             "netDevices": {}, "ports": [], "auto_remove": false, "labels": {}, "created": 5,
-            "log": {"max_size": 65536, "max_files": 2}}"#;
+            "log": {"max_size": 65536, "max_files": 2},
+            "resources": {"memory": 67108864, "memory_swap": -1, "nano_cpus": 1500000000,
+                "cpu_shares": 512, "pids_limit": 2048, "oom_score_adj": null,
+                "ulimits": [{"name": "nofile", "soft": 1024, "hard": 2048}],
+                "devices": [{"path_on_host": "/dev/fuse", "path_in_container": "/dev/fuse",
+                    "permissions": "rwm"}]},
+            "userns": "auto"}"#;
         let config = parsed(record).expect("a record");
         assert_eq!(
             serde_json::to_value(&config).expect("json"),
