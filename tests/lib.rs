@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub use container_testkit::{bin, bin_dir, isolate, Isolated};
+pub use container_testkit::{bin, bin_dir, isolate, CgroupParent, Isolated};
 
 /// Upper bound for things that normally take milliseconds; reaching it means a hang,
 /// not slowness, so it is generous on purpose.
@@ -15,6 +15,9 @@ pub const HANG: Duration = Duration::from_secs(20);
 pub struct World {
     pub iso: Isolated,
     pub apiserver: Option<Child>,
+    /// The world's own cgroup parent (`--cgroup-parent`): its containers' cgroups,
+    /// removed when the world goes, whatever happened.
+    pub cgroups: CgroupParent,
 }
 
 impl World {
@@ -23,6 +26,7 @@ impl World {
         World {
             iso,
             apiserver: None,
+            cgroups: CgroupParent::new(),
         }
     }
 
@@ -94,6 +98,8 @@ impl World {
             .arg(self.root())
             .arg("--run-dir")
             .arg(self.run_dir())
+            .arg("--cgroup-parent")
+            .arg(self.cgroups.name())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -140,6 +146,8 @@ impl World {
         let mut cmd = Command::new(bin("container"));
         cmd.env("CONTAINER_ROOT", self.root())
             .env("CONTAINER_RUN_DIR", self.run_dir())
+            // An apiserver `system start` starts inherits it.
+            .env("CONTAINER_CGROUP_PARENT", self.cgroups.name())
             .args(args);
         cmd
     }

@@ -34,6 +34,14 @@ pub struct Options {
     pub deadlines: Deadlines,
     pub limits: server::Limits,
     pub security: crate::containers::SecurityDefaults,
+    /// `--cgroup-parent`, `--userns-default`, `--userns-pool` (issue 10).
+    pub resources: ResourceOptions,
+}
+
+pub struct ResourceOptions {
+    pub cgroup_parent: String,
+    pub userns_default: container_protocol::resources::UsernsMode,
+    pub userns_pool: container_idranges::Pool,
 }
 
 pub struct ApiServer {
@@ -101,6 +109,12 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
         host_netlink,
         ops.clone(),
     );
+    let resources = crate::resources::Settings::new(
+        &paths.root,
+        &opts.resources.cgroup_parent,
+        opts.resources.userns_default,
+        opts.resources.userns_pool,
+    )?;
     let containers = Containers::new(
         paths.clone(),
         records,
@@ -108,7 +122,10 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
         HelperTable::new(spawner, events_tx, opts.deadlines),
         networks.clone(),
         ops.clone(),
-        opts.security,
+        crate::containers::Policy {
+            security: opts.security,
+            resources,
+        },
     );
     let server = Arc::new(ApiServer {
         paths: paths.clone(),
@@ -134,6 +151,7 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
     }
     // Containers first: IPAM GC at network helper start must see the true live set.
     containers.reconcile(&sandbox_adoption).await;
+    containers.gc_userns_ranges();
     networks.start_all().await;
 
     let listener = server::bind(&paths.apiserver_socket(), &opts.access)?;

@@ -103,6 +103,7 @@ impl ApiServer {
             }
             ApiRequest::ContainerList { all } => ApiResponse::Containers(c.list(all)),
             ApiRequest::ContainerInspect(ids) => ApiResponse::Json(c.inspect(ids)?),
+            ApiRequest::ContainerStats(ids) => ApiResponse::Stats(c.stats(ids)?),
             ApiRequest::ContainerLogs { id } => {
                 let (running, fds) = c.logs(&id)?;
                 return Ok((ApiResponse::Log { running }, fds));

@@ -21,6 +21,7 @@ pub mod networks;
 pub mod notify;
 pub mod ops;
 pub mod records;
+pub mod resources;
 pub mod sandbox_cleanup;
 pub mod server;
 pub mod subnets;

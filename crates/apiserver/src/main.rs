@@ -50,6 +50,20 @@ struct Args {
     /// `--security-opt no-new-privileges=false` still turns it off).
     #[arg(long = "no-new-privileges", env = "CONTAINER_NO_NEW_PRIVILEGES")]
     no_new_privileges: bool,
+    /// The cgroup every container's cgroup goes under, relative to each hierarchy's
+    /// root (`/sys/fs/cgroup/<controller>/<parent>/<id>`).
+    #[arg(long = "cgroup-parent", env = "CONTAINER_CGROUP_PARENT",
+          default_value = container_apiserver::resources::DEFAULT_CGROUP_PARENT)]
+    cgroup_parent: String,
+    /// `--userns` of a container that does not say: host or auto.
+    #[arg(long = "userns-default", env = "CONTAINER_USERNS_DEFAULT", default_value = "host",
+          value_parser = container_protocol::resources::UsernsMode::parse)]
+    userns_default: container_protocol::resources::UsernsMode,
+    /// Host ids `--userns=auto` ranges are taken from, START:SIZE (default: systemd's
+    /// range for containers, 524288:1878523904).
+    #[arg(long = "userns-pool", env = "CONTAINER_USERNS_POOL",
+          value_parser = |s: &str| container_idranges::Pool::parse(s).map_err(|e| e.to_string()))]
+    userns_pool: Option<container_idranges::Pool>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -94,6 +108,11 @@ fn main() -> anyhow::Result<()> {
         },
         security: container_apiserver::containers::SecurityDefaults {
             no_new_privileges: args.no_new_privileges,
+        },
+        resources: container_apiserver::daemon::ResourceOptions {
+            cgroup_parent: args.cgroup_parent,
+            userns_default: args.userns_default,
+            userns_pool: args.userns_pool.unwrap_or(container_idranges::DEFAULT_POOL),
         },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -57,6 +57,10 @@ struct File {
     log: LogConfig,
     #[serde(default)]
     security: container_protocol::security::SecurityConfig,
+    #[serde(default)]
+    resources: container_protocol::resources::ResourceConfig,
+    #[serde(default)]
+    userns: Option<container_protocol::resources::UsernsMode>,
 }
 
 /// The part of OCI's `linux` object this runtime reads.
@@ -191,6 +195,8 @@ pub fn parse(text: &str, origin: &str) -> Result<ContainerConfig> {
         created: file.created,
         log: file.log,
         security: file.security,
+        resources: file.resources,
+        userns: file.userns,
     })
 }
 
@@ -310,7 +316,13 @@ mod tests {
             "security": {"privileged": false, "cap_add": ["CAP_SYS_ADMIN"], "cap_drop": [],
             "capabilities": ["CAP_CHOWN"], "no_new_privileges": true, "seccomp": "default",
             "masked_paths": ["/proc/kcore"], "readonly_paths": [], "read_only": true,
-            "shm_size": 1048576, "host_rootfs": false}}"#;
+            "shm_size": 1048576, "host_rootfs": false},
+            "resources": {"memory": 67108864, "memory_swap": -1, "nano_cpus": 1500000000,
+                "cpu_shares": 512, "pids_limit": 2048, "oom_score_adj": null,
+                "ulimits": [{"name": "nofile", "soft": 1024, "hard": 2048}],
+                "devices": [{"path_on_host": "/dev/fuse", "path_in_container": "/dev/fuse",
+                    "permissions": "rwm"}]},
+            "userns": "auto"}"#;
         let config = parsed(record).expect("a record");
         assert_eq!(
             serde_json::to_value(&config).expect("json"),

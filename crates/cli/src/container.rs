@@ -75,6 +75,9 @@ pub struct CreateArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub security: crate::security::SecurityArgs,
+    /// cgroup limits, devices, ulimits, user namespace (issue 10).
+    #[command(flatten)]
+    pub resources: crate::resources::ResourceArgs,
     /// Command and arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -265,6 +268,7 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         Some(p) => Some(config_file::absolute_rootfs(p)?),
         None => None,
     };
+    let (resources, userns) = crate::resources::build(&a.resources)?;
     Ok(ContainerConfig {
         version: 0,
         id: a.name.clone().unwrap_or_default(),
@@ -293,6 +297,8 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         created: 0,
         log: log_config(LogConfig::default(), &a.log_opts)?,
         security: a.security.apply(Default::default())?,
+        resources,
+        userns,
     })
 }
 

@@ -8,7 +8,9 @@ mod events;
 mod logs;
 mod network;
 mod output;
+mod resources;
 mod security;
+mod stats;
 mod system;
 mod when;
 
@@ -135,6 +137,15 @@ enum Command {
         filters: Vec<container_protocol::api::EventFilter>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+    },
+    /// CPU, memory, pids and network of running containers (all, or those named).
+    Stats {
+        /// One reading, then exit.
+        #[arg(long = "no-stream")]
+        no_stream: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        ids: Vec<String>,
     },
     /// Wait for containers to stop and print their exit codes.
     Wait {
@@ -275,6 +286,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let client = client::connect(&paths.apiserver_socket()).await?;
             events::events(&client, since, until, filters, format).await
         }
+        Command::Stats {
+            no_stream,
+            format,
+            ids,
+        } => stats::stats(&paths, ids, no_stream, format).await,
         Command::Exec {
             interactive,
             tty,

@@ -102,6 +102,9 @@ pub enum ApiRequest {
     Check {
         fix: bool,
     },
+    /// One reading of each running container's cgroup and interfaces (`stats`); none
+    /// named: every running container.
+    ContainerStats(Vec<String>),
     /// Lifecycle events as JSON lines, written to the one descriptor the call carries:
     /// those kept from `since` (seconds since the epoch), then live ones, until `until`
     /// or until the caller goes. Replies `Done` at `until`.
@@ -220,6 +223,23 @@ pub enum ApiResponse {
     Containers(Vec<ContainerSummary>),
     Log { running: bool },
     Findings(Vec<Finding>),
+    Stats(Vec<ContainerStats>),
+}
+
+/// One reading of a container (`stats`): counters, from which the CLI makes rates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStats {
+    pub id: String,
+    /// When it was read, nanoseconds since the Unix epoch.
+    pub read_at_ns: u64,
+    /// CPU time used since the container started, nanoseconds.
+    pub cpu_usage_ns: Option<u64>,
+    pub memory_usage: Option<u64>,
+    /// The container's limit, or the host's memory when it has none.
+    pub memory_limit: Option<u64>,
+    pub pids: Option<u64>,
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -277,6 +297,10 @@ pub enum FindingKind {
     Netns,
     HelperFile,
     NftChain,
+    /// A cgroup under the runtime's parent that no running container owns.
+    Cgroup,
+    /// A user-namespace range reserved for a container that does not run.
+    UsernsRange,
 }
 
 impl FindingKind {
@@ -293,6 +317,8 @@ impl FindingKind {
             FindingKind::Netns => "netns",
             FindingKind::HelperFile => "helper-file",
             FindingKind::NftChain => "nft-chain",
+            FindingKind::Cgroup => "cgroup",
+            FindingKind::UsernsRange => "userns-range",
         }
     }
 }

@@ -193,6 +193,13 @@ pub struct ContainerConfig {
     /// Capabilities, seccomp, masked paths and the root filesystem's mode (issue 10).
     #[serde(default)]
     pub security: crate::security::SecurityConfig,
+    /// cgroup limits, devices and rlimits (issue 10).
+    #[serde(default)]
+    pub resources: crate::resources::ResourceConfig,
+    /// `--userns`; unset: the apiserver's default, recorded at create (a record
+    /// written before it: the host's ids).
+    #[serde(default)]
+    pub userns: Option<crate::resources::UsernsMode>,
 }
 
 /// Docker's `local` log driver habits: the output goes to `container.log`, which is

@@ -7,6 +7,7 @@
 //! * `api`, `network`, `sandbox`, `helper`: the messages of each service.
 //! * `container`: a container's configuration, as the CLI sends it and the store keeps it.
 //! * `security`: its confinement, as configured and as the sandbox applies it.
+//! * `resources`: its cgroup limits, devices, rlimits and user namespace (issue 10).
 
 pub mod api;
 pub mod bootstrap;
@@ -17,6 +18,7 @@ pub mod frame;
 pub mod helper;
 pub mod helper_server;
 pub mod network;
+pub mod resources;
 pub mod rpc;
 pub mod sandbox;
 pub mod security;

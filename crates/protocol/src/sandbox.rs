@@ -169,6 +169,19 @@ pub struct SandboxSpec {
     pub labels: BTreeMap<String, String>,
     /// Applied to the workload and to every `exec` alike.
     pub confinement: crate::security::Confinement,
+    /// cgroup limits, devices and rlimits, as they apply (issue 10).
+    #[serde(default)]
+    pub resources: crate::resources::ResourceConfig,
+    /// The container's cgroup, relative to every hierarchy's root
+    /// (`<cgroup-parent>/<id>`). None: no cgroup of its own.
+    #[serde(default)]
+    pub cgroup: Option<String>,
+    /// `--userns=auto`: the host ids the container's `0..size` map onto.
+    #[serde(default)]
+    pub userns: Option<crate::resources::IdRange>,
+    /// `--privileged`: every host device, no device rules.
+    #[serde(default)]
+    pub all_devices: bool,
 }
 
 /// A Linux interface realised inside the sandbox.
@@ -267,6 +280,20 @@ pub struct ExitStatus {
     /// Exit code, or 128 + signal number when killed by a signal (as shells report it).
     pub code: i32,
     pub signal: Option<i32>,
+    /// The kernel's OOM killer killed a process of the container's cgroup.
+    #[serde(default)]
+    pub oom_killed: bool,
+}
+
+impl ExitStatus {
+    /// An exit without an OOM kill.
+    pub fn new(code: i32, signal: Option<i32>) -> ExitStatus {
+        ExitStatus {
+            code,
+            signal,
+            oom_killed: false,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -112,16 +112,10 @@ pub fn wire(
 pub fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
-        (_, Some(sig)) => ExitStatus {
-            code: 128 + sig,
-            signal: Some(sig),
-        },
-        (Some(code), None) => ExitStatus { code, signal: None },
+        (_, Some(sig)) => ExitStatus::new(128 + sig, Some(sig)),
+        (Some(code), None) => ExitStatus::new(code, None),
         // Neither: stopped/continued, which `wait` does not report; treat as failure.
-        (None, None) => ExitStatus {
-            code: 255,
-            signal: None,
-        },
+        (None, None) => ExitStatus::new(255, None),
     }
 }
 
@@ -161,20 +155,8 @@ mod tests {
     fn signalled_exit_reads_as_128_plus_signal() {
         use std::os::unix::process::ExitStatusExt;
         let s = exit_status(std::process::ExitStatus::from_raw(9));
-        assert_eq!(
-            s,
-            ExitStatus {
-                code: 137,
-                signal: Some(9)
-            }
-        );
+        assert_eq!(s, ExitStatus::new(137, Some(9)));
         let s = exit_status(std::process::ExitStatus::from_raw(3 << 8));
-        assert_eq!(
-            s,
-            ExitStatus {
-                code: 3,
-                signal: None
-            }
-        );
+        assert_eq!(s, ExitStatus::new(3, None));
     }
 }

@@ -10,6 +10,7 @@
 //!   environment and stdio.
 //! * `caps`, `masks`, `seccomp`: the confinement steps of the plan (issue 10).
 //! * `users`: `-u USER[:GROUP]` resolved in the container's own user database.
+//! * `resources`: the cgroup, rlimits and devices; `userns`: `--userns=auto` (issue 10).
 //! * `service`: the calls.
 //! * `cleanup`: the `cleanup` mode, for a sandbox that died without tearing down.
 
@@ -26,7 +27,9 @@ pub mod network;
 pub mod plan;
 pub mod process;
 pub mod pty;
+pub mod resources;
 pub mod rootfs;
 pub mod seccomp;
 pub mod service;
+pub mod userns;
 pub mod users;

@@ -16,6 +16,8 @@ fn main() -> anyhow::Result<()> {
         let args = HelperArgs::parse(argv).map_err(anyhow::Error::msg)?;
         return cleanup(args);
     }
+    let userns_range =
+        container_sandbox_helper::userns::take_arg(&mut argv).map_err(anyhow::Error::msg)?;
     let args = HelperArgs::parse(argv).map_err(anyhow::Error::msg)?;
     let paths = container_store::Paths::new(&args.root, &args.run_dir);
     let files = paths.helper_files(HelperKind::Sandbox, &args.id)?;
@@ -30,6 +32,12 @@ fn main() -> anyhow::Result<()> {
             socket.display()
         );
     }
+    // Before the runtime and the pid namespace: one thread, and a child forked here is
+    // not the container's PID 1 (see userns).
+    let userns = match userns_range {
+        Some(range) => Some((range, container_sandbox_helper::userns::create(range)?)),
+        None => None,
+    };
     // Before the runtime: the process must still have a single thread (see namespaces).
     let ns = Namespaces::prepare(&paths.netns(&args.id)?, &args.id)?;
     // One thread keeps the helper small; its work is a handful of calls per container.
@@ -58,7 +66,8 @@ fn main() -> anyhow::Result<()> {
                 args.root.clone(),
                 ns,
             )
-            .with_masked(vec![args.root.clone(), args.run_dir.clone()]),
+            .with_masked(vec![args.root.clone(), args.run_dir.clone()])
+            .with_userns(userns),
         );
         let result = run_helper(
             &files.bootstrap,

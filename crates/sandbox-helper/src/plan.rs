@@ -16,6 +16,10 @@
 //! 4. masked and read-only paths, inside the new root, then `--read-only` (`masks`).
 //! 5. hostname (the workload only); a session with the terminal, if there is one; the
 //!    helper's ignored SIGHUP back to default.
+//!    5b. (issue 10) the user namespace, entered here: mounts and the hostname need the
+//!    host's privileges (the namespaces they belong to are owned by the host's user
+//!    namespace), and entering resets the capability sets to full, so it comes before
+//!    the bounding set.
 //! 6. the capability bounding set, while CAP_SETPCAP is still held, and keepcaps for
 //!    the setuid that follows (`caps`).
 //! 7. ids and groups: supplementary groups, gid, then uid (after setuid the others are
@@ -89,12 +93,16 @@ pub struct LaunchSpec<'a> {
     /// Capabilities, no_new_privs, seccomp and masked paths: the workload's and every
     /// exec's alike.
     pub confinement: &'a Confinement,
+    /// cgroup, rlimits, devices, user namespace (issue 10; `resources.rs`).
+    pub resources: &'a crate::resources::Launch,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(transparent)]
     Nul(#[from] NulError),
+    #[error("{0}")]
+    Other(String),
     #[error("{step}: {source}")]
     Io {
         step: String,
@@ -131,19 +139,30 @@ pub fn build(spec: &LaunchSpec<'_>) -> Result<Plan, PlanError> {
         }
     };
     // 2. Confinement (issue 10): user-namespace handshake, rlimits, cgroup.
+    // (The user namespace was made with its maps when the helper started: see
+    // `userns.rs`. It is entered after step 5.)
+    crate::resources::plan_limits(&mut plan, spec.resources)?;
 
     // 3. Mounts and pivot_root.
     match fs {
-        Some(Filesystem::Rootfs { path, etc }) => {
-            crate::rootfs::rootfs_mounts(&mut plan, path, etc, spec.confinement)?
-        }
+        Some(Filesystem::Rootfs { path, etc }) => crate::rootfs::rootfs_mounts(
+            &mut plan,
+            path,
+            etc,
+            spec.confinement,
+            spec.resources.userns.as_ref(),
+        )?,
         Some(Filesystem::Host { etc, masked }) => {
             crate::rootfs::host_mounts(&mut plan, etc, masked)?
         }
         None => {}
     }
-    // 4. Confinement (issue 10): masked and read-only paths, inside the new root (an
-    // exec'd process joined the workload's mounts, masks included).
+    // 4. Confinement (issue 10): the devices granted (`--device`, `--privileged`), then
+    // masked and read-only paths, inside the new root (an exec'd process joined the
+    // workload's mounts, masks included).
+    if matches!(fs, Some(Filesystem::Rootfs { .. })) {
+        crate::resources::plan_devices(&mut plan, spec.resources)?;
+    }
     let c = spec.confinement;
     if fs.is_some() {
         for path in &c.masked_paths {
@@ -166,6 +185,9 @@ pub fn build(spec: &LaunchSpec<'_>) -> Result<Plan, PlanError> {
     }
     // The helper ignores SIGHUP, and an ignored signal stays ignored across exec.
     plan.default_signal(libc::SIGHUP);
+    // 5b. (issue 10) into the user namespace: after what needs the host's privileges,
+    // before the bounding set (entering gives a full set in the new namespace).
+    crate::resources::plan_userns(&mut plan, spec.resources)?;
     // 6. Confinement (issue 10): capability bounding set.
     plan.bounding_set(c.capabilities);
 

@@ -118,6 +118,98 @@ pub enum Step {
     Mask(crate::masks::MaskStep),
     /// Loads a seccomp filter (see `seccomp`).
     Seccomp(crate::seccomp::Filter),
+    /// `setrlimit(2)` (issue 10: `--ulimit`).
+    Setrlimit {
+        resource: u32,
+        soft: u64,
+        hard: u64,
+    },
+    /// Writes `data` into `path` under the directory `dir` (the host's /proc, held by
+    /// descriptor so that an exec'd process, already in the container's mounts, still
+    /// reaches it): `oom_score_adj`, a sysctl of the container's netns.
+    WriteAt {
+        dir: OwnedFd,
+        path: CString,
+        data: CString,
+    },
+    /// Writes `data` into an open file: `0` into a `cgroup.procs`, to join it.
+    WriteFd {
+        fd: OwnedFd,
+        data: &'static [u8],
+    },
+    /// Replaces the mount at `path` by an idmapped clone of itself (and of its
+    /// submounts), mapped through the user namespace `userns`: files owned by 0 on disk
+    /// are the container's root, without a chowned copy (mount_setattr(2)).
+    IdmapBind {
+        path: CString,
+        userns: OwnedFd,
+    },
+    /// A directory at `path` (after pivot_root: inside the root); an existing one is
+    /// fine.
+    Mkdir(CString),
+    /// A device node at `path`, owned by `uid:gid`; an existing file there is replaced.
+    Mknod {
+        path: CString,
+        mode: libc::mode_t,
+        dev: libc::dev_t,
+        uid: libc::uid_t,
+        gid: libc::gid_t,
+    },
+}
+
+/// `struct mount_attr` (MOUNT_ATTR_SIZE_VER0).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// open_tree(OPEN_TREE_CLONE | AT_RECURSIVE), mount_setattr(MOUNT_ATTR_IDMAP), then
+/// move_mount onto the same path. Raw calls only: it runs in the child.
+unsafe fn idmap_bind(path: &CString, userns: &OwnedFd) -> libc::c_int {
+    let tree = libc::syscall(
+        libc::SYS_open_tree,
+        libc::AT_FDCWD,
+        path.as_ptr(),
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
+    ) as libc::c_int;
+    if tree < 0 {
+        return -1;
+    }
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    let mut rc = libc::syscall(
+        libc::SYS_mount_setattr,
+        tree,
+        c"".as_ptr(),
+        libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+        &attr as *const MountAttr,
+        std::mem::size_of::<MountAttr>(),
+    ) as libc::c_int;
+    if rc == 0 {
+        rc = libc::syscall(
+            libc::SYS_move_mount,
+            tree,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        ) as libc::c_int;
+    }
+    let errno = Errno::last_raw();
+    libc::close(tree);
+    *libc::__errno_location() = errno;
+    rc
 }
 
 /// An existing object is fine for the steps that create one.
@@ -284,6 +376,61 @@ impl Step {
                 Step::Caps(step) => step.apply(),
                 Step::Mask(step) => step.apply(),
                 Step::Seccomp(filter) => filter.apply(),
+                Step::Setrlimit {
+                    resource,
+                    soft,
+                    hard,
+                } => {
+                    let limit = libc::rlimit {
+                        rlim_cur: *soft,
+                        rlim_max: *hard,
+                    };
+                    libc::setrlimit(*resource as _, &limit)
+                }
+                Step::WriteAt { dir, path, data } => {
+                    let fd = libc::openat(
+                        dir.as_raw_fd(),
+                        path.as_ptr(),
+                        libc::O_WRONLY | libc::O_CLOEXEC,
+                    );
+                    if fd < 0 {
+                        -1
+                    } else {
+                        let bytes = data.as_bytes();
+                        let n = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+                        let errno = Errno::last_raw();
+                        libc::close(fd);
+                        *libc::__errno_location() = errno;
+                        if n < 0 {
+                            -1
+                        } else {
+                            0
+                        }
+                    }
+                }
+                Step::WriteFd { fd, data } => {
+                    if libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) < 0 {
+                        -1
+                    } else {
+                        0
+                    }
+                }
+                Step::IdmapBind { path, userns } => idmap_bind(path, userns),
+                Step::Mkdir(path) => exists_ok(libc::mkdir(path.as_ptr(), 0o755)),
+                Step::Mknod {
+                    path,
+                    mode,
+                    dev,
+                    uid,
+                    gid,
+                } => {
+                    libc::unlink(path.as_ptr());
+                    let mut rc = libc::mknod(path.as_ptr(), *mode, *dev);
+                    if rc == 0 {
+                        rc = libc::lchown(path.as_ptr(), *uid, *gid);
+                    }
+                    rc
+                }
             }
         };
         if rc < 0 {
@@ -537,6 +684,86 @@ impl Plan {
     /// Last step: nothing the helper holds reaches the workload.
     pub fn cloexec_all(&mut self) -> &mut Plan {
         self.push("mark descriptors close-on-exec", Step::CloexecAll)
+    }
+
+    /// `setrlimit` of `resource` (its name for the label).
+    pub fn setrlimit(&mut self, name: &str, resource: u32, soft: u64, hard: u64) -> &mut Plan {
+        let show = |v: u64| {
+            if v == libc::RLIM_INFINITY {
+                "unlimited".to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        self.push(
+            format!("setrlimit {name} {}:{}", show(soft), show(hard)),
+            Step::Setrlimit {
+                resource,
+                soft,
+                hard,
+            },
+        )
+    }
+
+    /// Writes `data` to `path` under `dir` (a duplicate of it is kept).
+    pub fn write_at(
+        &mut self,
+        label: impl Into<String>,
+        dir: impl AsFd,
+        path: &str,
+        data: &str,
+    ) -> io::Result<&mut Plan> {
+        let dir = dir.as_fd().try_clone_to_owned()?;
+        let path = cstr("path", path.as_bytes()).map_err(io::Error::other)?;
+        let data = cstr("value", data.as_bytes()).map_err(io::Error::other)?;
+        Ok(self.push(label, Step::WriteAt { dir, path, data }))
+    }
+
+    /// Writes `data` into the open file `fd` (a duplicate of it is kept).
+    pub fn write_fd(
+        &mut self,
+        label: impl Into<String>,
+        fd: impl AsFd,
+        data: &'static [u8],
+    ) -> io::Result<&mut Plan> {
+        let fd = fd.as_fd().try_clone_to_owned()?;
+        Ok(self.push(label, Step::WriteFd { fd, data }))
+    }
+
+    /// The mount at `path` becomes an idmapped clone through `userns`.
+    pub fn idmap_bind(&mut self, path: &Path, userns: impl AsFd) -> io::Result<&mut Plan> {
+        let userns = userns.as_fd().try_clone_to_owned()?;
+        let label = format!("idmapped bind mount {}", path.display());
+        let path = cpath(path).map_err(io::Error::other)?;
+        Ok(self.push(label, Step::IdmapBind { path, userns }))
+    }
+
+    pub fn mkdir(&mut self, path: &Path) -> Result<&mut Plan, NulError> {
+        let label = format!("create directory {}", path.display());
+        Ok(self.push(label, Step::Mkdir(cpath(path)?)))
+    }
+
+    pub fn mknod(
+        &mut self,
+        path: &Path,
+        mode: libc::mode_t,
+        dev: libc::dev_t,
+        owner: (u32, u32),
+    ) -> Result<&mut Plan, NulError> {
+        let label = format!(
+            "mknod {} {}:{}",
+            path.display(),
+            libc::major(dev),
+            libc::minor(dev)
+        );
+        let step = Step::Mknod {
+            path: cpath(path)?,
+            mode,
+            dev,
+            uid: owner.0,
+            gid: owner.1,
+        };
+        Ok(self.push(label, step))
     }
 
     /// Runs in the child. On failure, reports `(index, errno)` on `report`.

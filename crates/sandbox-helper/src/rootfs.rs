@@ -108,9 +108,23 @@ pub(crate) fn rootfs_mounts(
     rootfs: &Path,
     etc: &EtcFiles,
     confinement: &Confinement,
-) -> Result<(), crate::process::NulError> {
+    userns: Option<&std::os::fd::OwnedFd>,
+) -> Result<(), crate::plan::PlanError> {
     use Slot::{Dev, Root as R, Target as T};
-    plan.mount(Some(rootfs), rootfs, None, MS_BIND | MS_REC, None)?;
+    match userns {
+        // `--userns=auto`: the root's files seen through the container's id mapping
+        // (issue 10), instead of a chowned copy.
+        Some(ns) => {
+            plan.idmap_bind(rootfs, ns)
+                .map_err(|source| crate::plan::PlanError::Io {
+                    step: "duplicate user namespace descriptor".into(),
+                    source,
+                })?;
+        }
+        None => {
+            plan.mount(Some(rootfs), rootfs, None, MS_BIND | MS_REC, None)?;
+        }
+    }
     plan.open_dir(rootfs, R)?;
     // Read-only unless --privileged, as Docker mounts it.
     let sys_ro = if confinement.writable_sysfs {

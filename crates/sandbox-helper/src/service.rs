@@ -26,6 +26,7 @@ use crate::namespaces::Namespaces;
 use crate::network::Network;
 use crate::plan::{self, Entry, Filesystem, LaunchSpec};
 use crate::process;
+use crate::resources::{self, ContainerCgroup, DeviceNode};
 use crate::rootfs;
 use crate::users;
 
@@ -52,6 +53,10 @@ struct State {
     pid: Option<u32>,
     /// The helper's copy of the workload's pty master, for `Resize`.
     master: Option<OwnedFd>,
+    /// The container's cgroup (issue 10), made at setup, removed at teardown.
+    cgroup: Option<Arc<ContainerCgroup>>,
+    /// Device nodes for the workload's /dev (`--device`, `--privileged`).
+    devices: Vec<DeviceNode>,
     torn_down: bool,
 }
 
@@ -69,6 +74,8 @@ pub struct SandboxHelper {
     state: Mutex<State>,
     /// `Some` once the workload has exited; `wait` calls watch it.
     pub exit: watch::Sender<Option<ExitStatus>>,
+    /// `--userns=auto`: the range and the namespace made at start (see `userns`).
+    userns: Option<(container_protocol::resources::IdRange, OwnedFd)>,
 }
 
 type CallResult = Result<(SandboxResponse, Vec<OwnedFd>), RemoteError>;
@@ -80,6 +87,15 @@ impl SandboxHelper {
     /// Directories to hide from workloads that run without a rootfs.
     pub fn with_masked(mut self, dirs: Vec<PathBuf>) -> Self {
         self.masked = dirs;
+        self
+    }
+
+    /// The user namespace made at start (`--userns`).
+    pub fn with_userns(
+        mut self,
+        userns: Option<(container_protocol::resources::IdRange, OwnedFd)>,
+    ) -> Self {
+        self.userns = userns;
         self
     }
 
@@ -100,9 +116,12 @@ impl SandboxHelper {
                 workload: Workload::NotStarted,
                 pid: None,
                 master: None,
+                cgroup: None,
+                devices: Vec::new(),
                 torn_down: false,
             }),
             exit: watch::Sender::new(None),
+            userns: None,
         }
     }
 
@@ -159,8 +178,11 @@ impl SandboxHelper {
         let mut network = Network::build(&netns, &spec.allocations, &spec.net_devices)
             .await
             .map_err(|e| self.err(step, e))?;
-        let etc = match self.write_etc(&spec, &network) {
-            Ok(etc) => etc,
+        let confined = self
+            .write_etc(&spec, &network)
+            .and_then(|etc| Ok((self.confine(&spec, &etc)?, etc)));
+        let ((cgroup, devices), etc) = match confined {
+            Ok(done) => done,
             Err(e) => {
                 for undo in network.teardown().await {
                     tracing::warn!("container {}: setup rollback: {undo}", self.id());
@@ -175,10 +197,76 @@ impl SandboxHelper {
         };
         let mut st = self.state();
         st.spec = Some(Arc::new(spec));
+        st.cgroup = cgroup.map(Arc::new);
+        st.devices = devices;
         st.etc = Some(etc);
         st.network = Some(network);
         st.report = Some(report.clone());
         Ok(report)
+    }
+
+    /// The user namespace the apiserver reserved must be the one made at start; the
+    /// devices are looked up; the cgroup is made with its limits (issue 10).
+    fn confine(
+        &self,
+        spec: &SandboxSpec,
+        etc: &EtcFiles,
+    ) -> Result<(Option<ContainerCgroup>, Vec<DeviceNode>), String> {
+        let range = self.userns.as_ref().map(|(r, _)| *r);
+        if spec.userns != range {
+            return Err(format!(
+                "the sandbox was started with user namespace {range:?}, the spec asks for {:?}",
+                spec.userns
+            ));
+        }
+        if let Some(range) = range {
+            let files: Vec<&Path> = etc.mounts().iter().map(|(f, _)| *f).collect();
+            crate::userns::chown_to_root(range, &files)
+                .map_err(|e| format!("hand /etc files to the container's root: {e}"))?;
+        }
+        let (rules, nodes) = resources::devices(spec, range)?;
+        let cgroup = match &spec.cgroup {
+            Some(rel) => Some(ContainerCgroup::create(rel, spec, rules)?),
+            None => None,
+        };
+        Ok((cgroup, nodes))
+    }
+
+    /// The cgroup, rlimits, OOM score and user namespace every process of the
+    /// container gets; `workload` adds its device nodes and netns sysctls.
+    fn launch_resources(
+        &self,
+        spec: &SandboxSpec,
+        cgroup: Option<&ContainerCgroup>,
+        userns: Option<OwnedFd>,
+        devices: Vec<DeviceNode>,
+        workload: bool,
+    ) -> Result<resources::Launch, String> {
+        let cgroup = match cgroup {
+            Some(cg) => resources::Launch::cgroup_of(cg)
+                .map_err(|e| format!("duplicate cgroup descriptors: {e}"))?,
+            None => Vec::new(),
+        };
+        let sysctls = if workload && userns.is_some() {
+            // Root of a user namespace has no privilege over the host-owned netns:
+            // let it bind low ports, as Docker lets every container.
+            vec![(
+                "sys/net/ipv4/ip_unprivileged_port_start".to_string(),
+                "0".to_string(),
+            )]
+        } else {
+            Vec::new()
+        };
+        let proc = resources::open_proc().map_err(|e| format!("open /proc: {e}"))?;
+        Ok(resources::Launch {
+            cgroup,
+            rlimits: spec.resources.ulimits.clone(),
+            oom_score_adj: spec.resources.oom_score_adj,
+            proc: Some(proc),
+            sysctls,
+            devices,
+            userns,
+        })
     }
 
     fn write_etc(&self, spec: &SandboxSpec, network: &Network) -> Result<EtcFiles, String> {
@@ -250,7 +338,19 @@ impl SandboxHelper {
                 masked: &self.masked,
             },
         };
+        let userns = match &self.userns {
+            Some((_, fd)) => Some(
+                fd.try_clone()
+                    .map_err(|e| self.err(step, format!("duplicate user namespace: {e}")))?,
+            ),
+            None => None,
+        };
+        let cgroup = st.cgroup.clone();
+        let launched = self
+            .launch_resources(&spec, cgroup.as_deref(), userns, st.devices.clone(), true)
+            .map_err(|e| self.err(step, e))?;
         let launch_spec = LaunchSpec {
+            resources: &launched,
             entry: Entry::Workload {
                 net: &ns.net,
                 uts: &ns.uts,
@@ -295,14 +395,22 @@ impl SandboxHelper {
             let status = match child.wait().await {
                 Ok(s) => {
                     crate::logs::drained(&log_path);
-                    launch::exit_status(s)
+                    let mut status = launch::exit_status(s);
+                    if let Some(cg) = cgroup.clone() {
+                        status.oom_killed = cg.cgroup.oom_kills() > 0;
+                        // Whatever is still in the cgroup goes with the workload: a
+                        // daemon that left the process tree does not outlive it. Inline:
+                        // after unshare(CLONE_NEWPID) this process cannot make threads,
+                        // and members leave the cgroup as they die, before being reaped.
+                        if let Err(e) = cg.kill() {
+                            tracing::warn!("container {}: {e}", helper.id());
+                        }
+                    }
+                    status
                 }
                 Err(e) => {
                     tracing::error!("container {}: wait for pid {pid}: {e}", helper.id());
-                    ExitStatus {
-                        code: 255,
-                        signal: None,
-                    }
+                    ExitStatus::new(255, None)
                 }
             };
             tracing::info!(
@@ -383,8 +491,23 @@ impl SandboxHelper {
         let mut wiring = launch::wire(stdio, fds, spec.log_path.as_ref(), spec.log, devpts)
             .map_err(|e| self.err(step, e))?;
         let wiring_master = wiring.master.take();
+        let cgroup = self.state().cgroup.clone();
+        let userns = match &self.userns {
+            Some(_) => Some(
+                std::fs::File::open(format!("/proc/{pid}/ns/user"))
+                    .map(OwnedFd::from)
+                    .map_err(|e| {
+                        self.err(step, format!("open the user namespace of pid {pid}: {e}"))
+                    })?,
+            ),
+            None => None,
+        };
+        let launched = self
+            .launch_resources(&spec, cgroup.as_deref(), userns, Vec::new(), false)
+            .map_err(|e| self.err(step, e))?;
         let launch = plan::launch(
             &LaunchSpec {
+                resources: &launched,
                 entry: Entry::Join { pid },
                 args: &process.args,
                 env: &[&spec.process.env, &process.env],
@@ -422,10 +545,7 @@ impl SandboxHelper {
         tokio::spawn(async move {
             let status = child.wait().await.ok().map(launch::exit_status);
             crate::logs::drained(&log_path);
-            let _ = tx.send(Some(status.unwrap_or(ExitStatus {
-                code: 137,
-                signal: None,
-            })));
+            let _ = tx.send(Some(status.unwrap_or(ExitStatus::new(137, None))));
         });
         self.execs
             .lock()
@@ -508,12 +628,19 @@ impl SandboxHelper {
                 tracing::warn!("container {id}: shutdown: pid {pid} survived SIGKILL");
             }
         }
-        let (network, ns) = {
+        let (network, ns, cgroup) = {
             let mut st = self.state();
             st.torn_down = true;
             st.master = None;
-            (st.network.take(), st.ns.take())
+            (st.network.take(), st.ns.take(), st.cgroup.take())
         };
+        // The whole cgroup, whatever left the workload's process tree (issue 10).
+        // (Inline: see the workload's reaper.)
+        if let Some(cg) = cgroup {
+            if let Err(e) = cg.remove() {
+                tracing::warn!("container {id}: shutdown: {e}");
+            }
+        }
         let mut network = network;
         if let Some(network) = network.as_mut() {
             for e in network.give_back_devices().await {

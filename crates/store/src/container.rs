@@ -46,6 +46,15 @@ pub struct ContainerState {
     pub net_devices: Vec<NetDeviceRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
+    /// The container's cgroup while it runs, relative to each hierarchy's root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// The host ids its user namespace maps onto while it runs (`--userns=auto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<container_protocol::resources::IdRange>,
+    /// The last run ended with the OOM killer killing a process of the container.
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 pub fn save_config(paths: &Paths, config: &ContainerConfig) -> Result<(), StoreError> {

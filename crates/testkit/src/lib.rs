@@ -135,3 +135,44 @@ pub fn bin_dir() -> PathBuf {
 pub fn bin(name: &str) -> PathBuf {
     bin_dir().join(name)
 }
+
+/// A cgroup parent of the test's own, `container-test-<pid>-<n>` at the top of every
+/// hierarchy: what the test's containers (or cgroups) go under, so it never touches
+/// another cgroup of this machine. Dropping it kills what runs there and removes the
+/// whole tree, also when the test failed.
+pub struct CgroupParent {
+    name: String,
+}
+
+impl CgroupParent {
+    pub fn new() -> CgroupParent {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        CgroupParent {
+            name: format!("container-test-{}-{n}", std::process::id()),
+        }
+    }
+
+    /// Relative to every hierarchy's root, as `--cgroup-parent` takes it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Default for CgroupParent {
+    fn default() -> Self {
+        CgroupParent::new()
+    }
+}
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        let Ok(layout) = container_cgroups::Layout::detect() else {
+            return;
+        };
+        if let Err(e) = container_cgroups::remove_tree(&layout, &self.name) {
+            eprintln!("testkit: remove cgroup {}: {e}", self.name);
+        }
+    }
+}

@@ -48,6 +48,33 @@ pub fn measure(ctx: &Ctx, podman: Option<&Result<Podman, String>>) -> Section {
         Err(e) => notes.push(format!("container --privileged: not measured: {e:#}")),
     }
 
+    // Not targets: what issue 10's resources cost. A user namespace of its own (made
+    // at helper start, the root an idmapped mount), and the cgroup's set-up alone.
+    match container(ctx, n, "none", &["--userns", "auto"]) {
+        Ok(s) => rows.push(
+            Row::from_samples(
+                "container run --rm --network none --userns auto",
+                Unit::Nanos,
+                &s,
+            )
+            .extra("a user namespace and an idmapped root: the difference to --network none"),
+        ),
+        Err(e) => notes.push(format!("container --userns auto: not measured: {e:#}")),
+    }
+    for (joined, name, what) in [
+        (false, "spawn /bin/true", "fork and exec alone: the floor of the next row"),
+        (
+            true,
+            "spawn /bin/true in a new cgroup",
+            "create with the default limits and device rules, join from the child (cgroup.procs), remove: the cgroup's cost in each run above is the difference",
+        ),
+    ] {
+        match cgroup_setup(n, joined) {
+            Ok(s) => rows.push(Row::from_samples(name, Unit::Nanos, &s).extra(what)),
+            Err(e) => notes.push(format!("{name}: not measured: {e:#}")),
+        }
+    }
+
     let theirs = "podman run --rm --network podman";
     match podman {
         Some(Ok(p)) => {
@@ -120,7 +147,10 @@ pub fn container_cmd(ctx: &Ctx, entry: &str) -> Command {
     let dir = ctx.state.join(format!("container-{entry}"));
     let mut cmd = Command::new(bins().join("container"));
     cmd.env("CONTAINER_ROOT", dir.join("root"))
-        .env("CONTAINER_RUN_DIR", dir.join("run"));
+        .env("CONTAINER_RUN_DIR", dir.join("run"))
+        // The apiserver `system start` starts inherits it: the bench's containers go
+        // under a parent of its own, removed at the end (`sys::remove_leftover_cgroups`).
+        .env("CONTAINER_CGROUP_PARENT", bench_cgroup_parent());
     cmd
 }
 
@@ -140,6 +170,65 @@ fn container(ctx: &Ctx, n: usize, network: &str, flags: &[&str]) -> Result<Vec<f
     });
     let _ = sys::output(container_cmd(ctx, "run").args(["system", "stop"]));
     samples
+}
+
+/// What the sandbox helper does for a container's cgroup, alone (with `joined`), under
+/// a parent of the bench's own (removed at the end): a process started in it as the
+/// workload is, from its child.
+fn cgroup_setup(n: usize, joined: bool) -> Result<Vec<f64>> {
+    use container_cgroups::{Cgroup, Layout, Limits, DEFAULT_RULES};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let layout = Layout::detect()?;
+    let parent = format!("{}/setup", bench_cgroup_parent());
+    let limits = Limits {
+        pids_max: Some(2048),
+        cpu_period_us: 100_000,
+        devices: DEFAULT_RULES.to_vec(),
+        ..Limits::default()
+    };
+    let samples = sys::time_loop(WARMUP, n, |i| {
+        let mut cmd = Command::new("/bin/true");
+        if !joined {
+            cmd.status()?;
+            return Ok(());
+        }
+        let cg = Cgroup::new(layout.clone(), &format!("{parent}/c{i}"))?;
+        cg.create(&limits)?;
+        let procs = cg.procs_files()?;
+        let raw: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
+        // SAFETY: write(2) of a static buffer only, as the launch plan's step.
+        unsafe {
+            cmd.pre_exec(move || {
+                for fd in &raw {
+                    if libc_write(*fd) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        cmd.status()?;
+        drop(procs);
+        cg.remove()?;
+        Ok(())
+    });
+    let _ = container_cgroups::remove_tree(&layout, &parent);
+    samples
+}
+
+/// The cgroup parent of this bench run's containers.
+pub fn bench_cgroup_parent() -> String {
+    format!("container-bench-{}", std::process::id())
+}
+
+/// `write(fd, "0", 1)`, without a libc dependency of xtask's own.
+fn libc_write(fd: i32) -> isize {
+    extern "C" {
+        fn write(fd: i32, buf: *const u8, n: usize) -> isize;
+    }
+    // SAFETY: a one-byte static buffer.
+    unsafe { write(fd, b"0".as_ptr(), 1) }
 }
 
 fn runc(ctx: &Ctx, n: usize) -> Result<Vec<f64>> {

@@ -2,12 +2,14 @@
 //! the kernel and the disk rather than from memory. `--fix` repairs with the same code
 //! the apiserver runs at start and on exit paths. What an operation in flight holds is
 //! never reported, let alone removed: it is not leaked, it is being made.
+//! `resources`: cgroups and user-namespace ranges (issue 10).
 
 mod addresses;
 mod containers;
 mod host;
 mod networks;
 mod records;
+mod resources;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -85,5 +87,6 @@ pub async fn check(
     c.addresses().await;
     c.networks().await;
     c.host().await;
+    c.resources().await;
     c.found
 }

@@ -171,10 +171,7 @@ impl Containers {
         };
         // A created container is waited for: its start is on its way (`start -a`).
         if state.status == Status::Stopped {
-            return Ok(ExitStatus {
-                code: state.exit_code.unwrap_or(137),
-                signal: None,
-            });
+            return Ok(ExitStatus::new(state.exit_code.unwrap_or(137), None));
         }
         let finished = rx
             .wait_for(|(seq, _)| *seq > seen)

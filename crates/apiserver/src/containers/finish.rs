@@ -56,6 +56,10 @@ impl Containers {
         // what it owned: clean the rest from the record.
         if !clean {
             self.clean_after_dead_sandbox(id, &state).await;
+            self.remove_dead_cgroup(id, state.cgroup.clone()).await;
+        }
+        if state.userns.is_some() {
+            self.release_userns(id);
         }
         fault::point("apiserver:finish-before-release");
         for a in &state.allocations {
@@ -79,16 +83,16 @@ impl Containers {
         state.interfaces.clear();
         state.net_devices.clear();
         state.netns = None;
+        state.cgroup = None;
+        state.userns = None;
+        state.oom_killed = exit.is_some_and(|e| e.oom_killed);
         let saved = self.persist(id, &state);
         match (&exit, &reason) {
             (Some(s), _) => tracing::info!("container {id} exited with {}", s.code),
             (None, Some(r)) => tracing::warn!("container {id} stopped: {r}"),
             _ => {}
         }
-        let status = exit.unwrap_or(ExitStatus {
-            code: 137,
-            signal: None,
-        });
+        let status = exit.unwrap_or(ExitStatus::new(137, None));
         let finished = Finished {
             status,
             unsaved: saved.as_ref().err().map(|e| e.to_string()),

@@ -10,6 +10,7 @@
 //! every mutating call is registered in [`Ops`] (so GC and `check` leave what it holds
 //! alone) and runs detached from the client's connection.
 
+mod confine;
 mod control;
 mod exec;
 mod finish;
@@ -73,6 +74,14 @@ pub struct Containers {
     security: SecurityDefaults,
     /// Seccomp programs, each compiled once.
     seccomp: container_seccomp::Cache,
+    /// cgroup parent, user-namespace default and ranges (issue 10).
+    pub(crate) resources: crate::resources::Settings,
+}
+
+/// The apiserver-wide settings a container's confinement starts from.
+pub struct Policy {
+    pub security: SecurityDefaults,
+    pub resources: crate::resources::Settings,
 }
 
 /// How many auto-removed containers' exits `wait` still knows.
@@ -86,7 +95,7 @@ impl Containers {
         sandboxes: Arc<HelperTable<SandboxProto>>,
         networks: Arc<Networks>,
         ops: Arc<Ops>,
-        security: SecurityDefaults,
+        policy: Policy,
     ) -> Arc<Containers> {
         Arc::new(Containers {
             paths,
@@ -100,8 +109,9 @@ impl Containers {
             exits: Mutex::new(HashMap::new()),
             create: tokio::sync::Mutex::new(()),
             removed: Mutex::new(std::collections::VecDeque::new()),
-            security,
+            security: policy.security,
             seccomp: container_seccomp::Cache::default(),
+            resources: policy.resources,
         })
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use container_protocol::fault;
 use container_protocol::network::{Allocation, Attachment};
+use container_protocol::resources::IdRange;
 use container_protocol::sandbox::{SandboxSpec, SetupReport, Stdio};
 use container_store::container::{ContainerConfig, ContainerState, Status};
 use container_store::unix_now;
@@ -82,6 +83,8 @@ impl Containers {
                 stopped.pid = None;
                 stopped.helper_pid = None;
                 stopped.netns = None;
+                stopped.cgroup = None;
+                stopped.userns = None;
                 if stopped.status == Status::Running {
                     stopped.status = Status::Stopped;
                 }
@@ -140,6 +143,8 @@ impl Containers {
                 Ok(())
             });
         }
+        // Before the sandbox that uses it: a range on disk (see docs/crash-safety.md).
+        let userns = self.reserve_userns(config, undo)?;
         let netns = self.paths.netns(&id)?.display().to_string();
         self.push_start_undo(config, &netns, undo);
         // Which allocations act inside the container (after the sandbox made it).
@@ -154,7 +159,7 @@ impl Containers {
             }
         }
         let (helper, early) = tokio::join!(
-            self.spawn_sandbox(config),
+            self.spawn_sandbox(config, userns),
             self.allocate(config, &netns, &early)
         );
         let helper = helper?;
@@ -176,9 +181,21 @@ impl Containers {
             log: config.log,
             labels: config.labels.clone(),
             confinement: self.confinement(config)?,
+            resources: config.resources.clone(),
+            cgroup: Some(self.resources.cgroup_of(&id)),
+            userns,
+            all_devices: config.security.privileged,
         };
         let report = helper.setup(spec).await?;
-        let mut state = self.record_running(&id, previous, allocations, report, &helper)?;
+        let cgroup = Some(self.resources.cgroup_of(&id));
+        let mut state = self.record_running(
+            &id,
+            previous,
+            allocations,
+            report,
+            &helper,
+            (cgroup, userns),
+        )?;
         fault::point("apiserver:after-setup");
 
         let (pid, out_fds) = helper.start(stdio, fds).await?;
@@ -237,6 +254,7 @@ impl Containers {
     async fn spawn_sandbox(
         self: &Arc<Self>,
         config: &ContainerConfig,
+        userns: Option<IdRange>,
     ) -> Result<Helper<SandboxProto>, ApiError> {
         let id = &config.id;
         if self.sandboxes.get(id).is_some() || self.sandboxes.stuck(id).is_some() {
@@ -245,7 +263,12 @@ impl Containers {
                 self.remove_sandbox_remains(id, &[]).await;
             }
         }
-        let helper = self.sandboxes.start(id, &[]).await?;
+        // `--userns=auto`: the helper makes the namespace as it starts (sandbox's userns).
+        let args: Vec<String> = match userns {
+            Some(r) => vec!["--userns".into(), format!("{}:{}", r.start, r.size)],
+            None => vec![],
+        };
+        let helper = self.sandboxes.start(id, &args).await?;
         fault::point("apiserver:after-sandbox-spawn");
         Ok(helper)
     }
@@ -295,9 +318,13 @@ impl Containers {
         allocations: Vec<Allocation>,
         report: SetupReport,
         helper: &Helper<SandboxProto>,
+        (cgroup, userns): (Option<String>, Option<IdRange>),
     ) -> Result<ContainerState, ApiError> {
         let mut state = previous.clone();
         state.status = Status::Running;
+        state.cgroup = cgroup;
+        state.userns = userns;
+        state.oom_killed = false;
         state.allocations = allocations;
         state.interfaces = report.interfaces;
         state.net_devices = report.net_devices;

@@ -166,6 +166,7 @@ impl Containers {
             )));
         }
         config.hostname = Some(hostname);
+        crate::resources::fill(&mut config, &self.resources)?;
 
         let mut ifnames: Vec<String> = Vec::new();
         let mut joined: Vec<String> = Vec::new();

@@ -6,6 +6,17 @@ use super::*;
 use crate::process::{Slot, Step};
 use container_protocol::security::{SeccompProgram, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 
+/// No confinement of issue 10's resources: the plans of the older tests.
+static NONE: crate::resources::Launch = crate::resources::Launch {
+    cgroup: Vec::new(),
+    rlimits: Vec::new(),
+    oom_score_adj: None,
+    proc: None,
+    sysctls: Vec::new(),
+    devices: Vec::new(),
+    userns: None,
+};
+
 /// Docker's defaults, with a stand-in one-instruction filter (`ret ALLOW`).
 fn confined() -> Confinement {
     Confinement {
@@ -95,6 +106,7 @@ fn workload(fs: Filesystem<'_>, tty: bool) -> Plan {
         user: &u,
         tty,
         confinement: &confined(),
+        resources: &NONE,
     })
     .unwrap()
 }
@@ -113,6 +125,7 @@ fn exec() -> Plan {
         user: &u,
         tty: false,
         confinement: &confined(),
+        resources: &NONE,
     })
     .unwrap()
 }
@@ -369,6 +382,7 @@ fn without_no_new_privs_the_filter_is_loaded_holding_cap_sys_admin() {
         user: &u,
         tty: false,
         confinement: &c,
+        resources: &NONE,
     })
     .unwrap();
     let admin = 1u64 << 21;
@@ -381,4 +395,170 @@ fn without_no_new_privs_the_filter_is_loaded_holding_cap_sys_admin() {
     assert!(!all
         .iter()
         .any(|s| matches!(s, Step::Caps(CapStep::NoNewPrivs))));
+}
+
+/// Every resource step at once: two cgroup hierarchies, an rlimit, an OOM score, a
+/// device, a user namespace.
+fn resourced() -> crate::resources::Launch {
+    let file = || std::os::fd::OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+    crate::resources::Launch {
+        cgroup: vec![
+            ("/cg/memory/c".into(), file()),
+            ("/cg/unified/c".into(), file()),
+        ],
+        rlimits: vec![container_protocol::resources::Ulimit {
+            name: "nofile".into(),
+            soft: 1024,
+            hard: 2048,
+        }],
+        oom_score_adj: Some(500),
+        proc: Some(file()),
+        sysctls: vec![],
+        devices: vec![crate::resources::DeviceNode {
+            path: PathBuf::from("/dev/sub/fuse"),
+            mode: libc::S_IFCHR | 0o666,
+            dev: libc::makedev(10, 229),
+            uid: 0,
+            gid: 0,
+        }],
+        userns: Some(file()),
+    }
+}
+
+#[test]
+fn limits_and_the_cgroup_come_before_mounts_and_the_user_namespace_after_the_hostname() {
+    let fd = std::fs::File::open("/dev/null").unwrap();
+    let u = user(0);
+    let args = vec!["true".to_string()];
+    let etc = EtcFiles::in_dir(Path::new("/state/c1/etc"));
+    let res = resourced();
+    let plan = build(&LaunchSpec {
+        entry: Entry::Workload {
+            net: &fd,
+            uts: &fd,
+            ipc: &fd,
+            fs: Filesystem::Rootfs {
+                path: Path::new("/r"),
+                etc: &etc,
+            },
+        },
+        args: &args,
+        env: &[],
+        cwd: None,
+        hostname: "box",
+        user: &u,
+        tty: true,
+        confinement: &confined(),
+        resources: &res,
+    })
+    .unwrap();
+    let unshare = at(&plan, "unshare", |s| {
+        matches!(s, Step::Unshare(libc::CLONE_NEWNS))
+    });
+    let rlimit = at(&plan, "rlimit", |s| {
+        matches!(
+            s,
+            Step::Setrlimit {
+                resource: 7,
+                soft: 1024,
+                hard: 2048
+            }
+        )
+    });
+    let oom = at(
+        &plan,
+        "oom",
+        |s| matches!(s, Step::WriteAt { path, data, .. } if c(path) == "self/oom_score_adj" && c(data) == "500"),
+    );
+    let joins: Vec<usize> = plan
+        .steps()
+        .enumerate()
+        .filter(|(_, (_, s))| matches!(s, Step::WriteFd { data: b"0", .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(joins.len(), 2, "one cgroup.procs per hierarchy");
+    let idmap = at(
+        &plan,
+        "idmapped root",
+        |s| matches!(s, Step::IdmapBind { path, .. } if c(path) == "/r"),
+    );
+    assert!(
+        !steps(&plan)
+            .iter()
+            .any(|s| matches!(s, Step::Mount { src: Some(src), .. } if c(src) == "/r")),
+        "no plain bind of the root"
+    );
+    let pivot = at(&plan, "pivot_root", |s| matches!(s, Step::PivotRoot));
+    let mkdir = at(
+        &plan,
+        "device dir",
+        |s| matches!(s, Step::Mkdir(p) if c(p) == "/dev/sub"),
+    );
+    let mknod = at(
+        &plan,
+        "mknod",
+        |s| matches!(s, Step::Mknod { path, .. } if c(path) == "/dev/sub/fuse"),
+    );
+    let hostname = at(&plan, "hostname", |s| matches!(s, Step::Sethostname(_)));
+    let setsid = at(&plan, "setsid", |s| matches!(s, Step::Setsid));
+    let userns = at(&plan, "user namespace", |s| {
+        matches!(
+            s,
+            Step::Setns {
+                nstype: libc::CLONE_NEWUSER,
+                ..
+            }
+        )
+    });
+    let groups = at(&plan, "setgroups", |s| matches!(s, Step::Setgroups(_)));
+    assert!(unshare < rlimit && rlimit < oom && oom < joins[0] && joins[1] < idmap);
+    assert!(idmap < pivot && pivot < mkdir && mkdir < mknod && mknod < hostname);
+    assert!(hostname < userns && setsid < userns && userns < groups);
+}
+
+#[test]
+fn an_exec_gets_the_same_limits_cgroup_and_user_namespace() {
+    let u = user(0);
+    let args = vec!["true".to_string()];
+    let res = resourced();
+    let plan = build(&LaunchSpec {
+        entry: Entry::Join {
+            pid: std::process::id(),
+        },
+        args: &args,
+        env: &[],
+        cwd: None,
+        hostname: "box",
+        user: &u,
+        tty: false,
+        confinement: &confined(),
+        resources: &res,
+    })
+    .unwrap();
+    let mnt = at(&plan, "join mnt", |s| {
+        matches!(
+            s,
+            Step::Setns {
+                nstype: libc::CLONE_NEWNS,
+                ..
+            }
+        )
+    });
+    let rlimit = at(&plan, "rlimit", |s| matches!(s, Step::Setrlimit { .. }));
+    let join = at(&plan, "join cgroup", |s| matches!(s, Step::WriteFd { .. }));
+    let userns = at(&plan, "user namespace", |s| {
+        matches!(
+            s,
+            Step::Setns {
+                nstype: libc::CLONE_NEWUSER,
+                ..
+            }
+        )
+    });
+    let groups = at(&plan, "setgroups", |s| matches!(s, Step::Setgroups(_)));
+    assert!(mnt < rlimit && rlimit < join && join < userns && userns < groups);
+    assert!(
+        !steps(&plan).iter().any(|s| matches!(s, Step::Mknod { .. })),
+        "the workload's /dev is made once"
+    );
 }

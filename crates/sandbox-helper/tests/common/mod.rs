@@ -106,6 +106,10 @@ pub fn spec(id: &str, args: &[&str], log: &Path) -> SandboxSpec {
         // These tests are about the sandbox's other parts; confinement has its own
         // end-to-end suite (tests/tests/security.rs).
         confinement: container_protocol::security::Confinement::unconfined(),
+        resources: Default::default(),
+        cgroup: None,
+        userns: None,
+        all_devices: false,
     }
 }
 

@@ -1,0 +1,198 @@
+//! Where the cgroup hierarchies are mounted, read from the mount table.
+//!
+//! * v2 (unified): one cgroup2 mount, its controllers in `cgroup.controllers`.
+//! * v1: one mount per controller (or per co-mounted group, `cpu,cpuacct`).
+//! * hybrid: v1 controllers, and a cgroup2 mount (`/sys/fs/cgroup/unified`) that holds
+//!   none or few of them. Its core files still work there: membership, `cgroup.kill`,
+//!   `cgroup.events`, `cpu.stat`, and eBPF device programs, so it is used for those.
+
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// The v1 controllers a container's cgroup is made in. `cpuset` is left out: its
+/// children must be given CPUs and memory nodes before a task may join, and no flag asks
+/// for it. Named hierarchies (`name=systemd`) are systemd's.
+pub const V1_CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", "pids", "devices", "freezer"];
+
+/// The v2 controllers used when the host has them.
+pub const V2_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// v1 mounts of the controllers in [`V1_CONTROLLERS`], one entry per mount, with
+    /// the controllers it carries.
+    pub v1: Vec<(PathBuf, Vec<String>)>,
+    /// The cgroup2 mount, if any.
+    pub unified: Option<PathBuf>,
+    /// Controllers the cgroup2 mount offers (`cgroup.controllers` of its root).
+    pub unified_controllers: Vec<String>,
+}
+
+impl Layout {
+    /// The hierarchies of this mount namespace.
+    pub fn detect() -> Result<Layout, Error> {
+        let table = std::fs::read_to_string("/proc/thread-self/mountinfo")
+            .map_err(Error::io("read /proc/thread-self/mountinfo"))?;
+        Ok(Layout::from_mountinfo(&table))
+    }
+
+    /// Parses a mountinfo table (see proc(5)). The first mount of each hierarchy wins.
+    pub fn from_mountinfo(table: &str) -> Layout {
+        let mut layout = Layout {
+            v1: Vec::new(),
+            unified: None,
+            unified_controllers: Vec::new(),
+        };
+        for line in table.lines() {
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
+            let fields: Vec<&str> = left.split(' ').collect();
+            let rfields: Vec<&str> = right.split(' ').collect();
+            let (Some(root), Some(mount), Some(fstype)) =
+                (fields.get(3), fields.get(4), rfields.first())
+            else {
+                continue;
+            };
+            // A bind of a sub-directory is not a hierarchy's root.
+            if *root != "/" {
+                continue;
+            }
+            let mount = PathBuf::from(unescape(mount));
+            match *fstype {
+                "cgroup2" if layout.unified.is_none() => layout.unified = Some(mount),
+                "cgroup" => {
+                    let opts = rfields.get(2).copied().unwrap_or("");
+                    let controllers: Vec<String> = opts
+                        .split(',')
+                        .filter(|o| V1_CONTROLLERS.contains(o))
+                        .map(str::to_string)
+                        .collect();
+                    let taken = |c: &String| layout.v1.iter().any(|(_, cs)| cs.contains(c));
+                    if !controllers.is_empty() && !controllers.iter().any(taken) {
+                        layout.v1.push((mount, controllers));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(unified) = &layout.unified {
+            layout.unified_controllers =
+                std::fs::read_to_string(unified.join("cgroup.controllers"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect();
+        }
+        layout
+    }
+
+    /// No v1 controller: a pure v2 host, where limits and devices go through cgroup2.
+    pub fn is_unified(&self) -> bool {
+        self.v1.is_empty() && self.unified.is_some()
+    }
+
+    /// The v1 mount carrying `controller`.
+    pub fn v1_mount(&self, controller: &str) -> Option<&Path> {
+        self.v1
+            .iter()
+            .find(|(_, cs)| cs.iter().any(|c| c == controller))
+            .map(|(m, _)| m.as_path())
+    }
+
+    /// Whether cgroup2 carries `controller` (and v1 does not claim it).
+    pub fn v2_has(&self, controller: &str) -> bool {
+        self.unified.is_some()
+            && self.v1_mount(controller).is_none()
+            && self.unified_controllers.iter().any(|c| c == controller)
+    }
+
+    /// A short name for messages and `inspect`: `v2`, `v1`, `hybrid`.
+    pub fn describe(&self) -> &'static str {
+        match (self.v1.is_empty(), self.unified.is_some()) {
+            (true, true) => "v2",
+            (false, true) => "hybrid",
+            (false, false) => "v1",
+            (true, false) => "none",
+        }
+    }
+
+    /// Every hierarchy root a container's cgroup has a directory in. With cgroup2
+    /// mounted, a v1 mount of only `freezer` and `cpuacct` is left out: `cgroup.kill`
+    /// and cgroup2's `cpu.stat` do their work, and each hierarchy joined is one more
+    /// migration (and mkdir, rmdir) per process started.
+    pub fn roots(&self) -> Vec<&Path> {
+        let spare = |cs: &Vec<String>| {
+            self.unified.is_some() && cs.iter().all(|c| c == "freezer" || c == "cpuacct")
+        };
+        self.v1
+            .iter()
+            .filter(|(_, cs)| !spare(cs))
+            .map(|(m, _)| m.as_path())
+            .chain(self.unified.as_deref())
+            .collect()
+    }
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    let mut out = String::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v as char);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i] as char);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hybrid_v1_and_v2_tables_read_as_such() {
+        let hybrid = "\
+30 25 0:26 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+32 30 0:28 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+33 30 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+34 30 0:30 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
+35 30 0:31 /sub /mnt/x rw - cgroup cgroup rw,pids
+";
+        let l = Layout::from_mountinfo(hybrid);
+        assert_eq!(l.describe(), "hybrid");
+        assert_eq!(
+            l.unified.as_deref(),
+            Some(Path::new("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(
+            l.v1_mount("cpuacct"),
+            Some(Path::new("/sys/fs/cgroup/cpu,cpuacct"))
+        );
+        assert_eq!(
+            l.v1_mount("memory"),
+            Some(Path::new("/sys/fs/cgroup/memory"))
+        );
+        assert_eq!(
+            l.v1_mount("pids"),
+            None,
+            "a bind of a sub-directory is no root"
+        );
+        assert_eq!(l.v1.len(), 2);
+        assert_eq!(l.roots().len(), 3, "cpu,cpuacct stays for cpu");
+        let v2 = "31 25 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
+        let l = Layout::from_mountinfo(v2);
+        assert!(l.is_unified());
+        assert_eq!(l.describe(), "v2");
+        assert_eq!(unescape("/a\\040b"), "/a b");
+    }
+}
