@@ -233,6 +233,8 @@ impl Containers {
                 // from what we know.
                 if !containers.sandboxes.shutdown(&id, deadline).await {
                     containers.remove_sandbox_remains(&id, &ifnames).await;
+                    let cgroup = containers.resources.cgroup_of(&id);
+                    containers.remove_dead_cgroup(&id, Some(cgroup)).await;
                 }
                 Ok(())
             });
