@@ -32,12 +32,14 @@ pub struct Options {
     pub access: Access,
     pub deadlines: Deadlines,
     pub limits: server::Limits,
+    pub images: crate::images::ImageOptions,
 }
 
 pub struct ApiServer {
     pub(crate) paths: Paths,
     pub(crate) networks: Arc<Networks>,
     pub(crate) containers: Arc<Containers>,
+    pub(crate) images: Arc<crate::images::Images>,
     pub(crate) ops: Arc<Ops>,
     pub(crate) started: SystemTime,
     pub(crate) stop: Notify,
@@ -96,17 +98,20 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
         host_netlink,
         ops.clone(),
     );
+    let images = crate::images::Images::new(paths.clone(), ops.clone(), opts.images.clone())?;
     let containers = Containers::new(
         paths.clone(),
         records,
         HelperTable::new(spawner, events_tx, opts.deadlines),
         networks.clone(),
+        images.clone(),
         ops.clone(),
     );
     let server = Arc::new(ApiServer {
         paths: paths.clone(),
         networks: networks.clone(),
         containers: containers.clone(),
+        images: images.clone(),
         ops: ops.clone(),
         started: SystemTime::now(),
         stop: Notify::new(),

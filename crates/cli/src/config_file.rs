@@ -55,6 +55,8 @@ struct File {
     created: u64,
     #[serde(default)]
     log: LogConfig,
+    #[serde(default)]
+    image: Option<container_protocol::container::ImageUse>,
 }
 
 /// The part of OCI's `linux` object this runtime reads.
@@ -188,6 +190,7 @@ pub fn parse(text: &str, origin: &str) -> Result<ContainerConfig> {
         labels: file.labels,
         created: file.created,
         log: file.log,
+        image: file.image,
     })
 }
 

@@ -73,6 +73,15 @@ pub struct CreateArgs {
     /// A JSON container configuration (the on-disk shape) instead of flags.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Replace the image's ENTRYPOINT ('' empties it; the image's CMD is dropped too).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Pull the image: missing (when it is not here), always, never.
+    #[arg(long, default_value = "missing", value_parser = crate::image::parse_pull)]
+    pub pull: container_protocol::container::PullPolicy,
+    /// os/arch[/variant] of the image to pull (default: this host's).
+    #[arg(long)]
+    pub platform: Option<String>,
     /// Command and arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -174,8 +183,9 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         config.log = log_config(config.log, &a.log_opts)?;
         return Ok(config);
     }
-    if a.command.is_empty() {
-        bail!("no command given: container run [OPTIONS] [--] CMD [ARG...]");
+    let (image, command) = crate::image::split(a);
+    if command.is_empty() && image.is_none() {
+        bail!("no command given: container run [OPTIONS] IMAGE [CMD [ARG...]], or --rootfs DIR [--] CMD [ARG...]");
     }
     let mut env = Vec::new();
     for file in &a.env_file {
@@ -266,7 +276,11 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         version: 0,
         id: a.name.clone().unwrap_or_default(),
         process: ProcessConfig {
-            args: a.command.clone(),
+            args: if image.is_some() {
+                vec![]
+            } else {
+                command.clone()
+            },
             env,
             cwd: a.workdir.clone(),
             user,
@@ -289,6 +303,21 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         labels,
         created: 0,
         log: log_config(LogConfig::default(), &a.log_opts)?,
+        image: image.map(|reference| container_protocol::container::ImageUse {
+            reference,
+            entrypoint: a.entrypoint.as_ref().map(|e| {
+                if e.is_empty() {
+                    vec![]
+                } else {
+                    vec![e.clone()]
+                }
+            }),
+            command,
+            pull: a.pull,
+            id: None,
+            layers: vec![],
+            stop_signal: None,
+        }),
     })
 }
 
@@ -344,6 +373,7 @@ pub async fn create(client: &ApiClient, config: &ContainerConfig) -> Result<Stri
 pub async fn run(paths: &Paths, args: CreateArgs, detach: bool) -> Result<i32> {
     let client = connect(&paths.apiserver_socket()).await?;
     let config = build_config(&args)?;
+    crate::image::ensure(&client, &config, args.platform.clone()).await?;
     let (tty, interactive) = (config.process.tty, config.process.interactive);
     let config = Box::new(config);
     if detach {
@@ -355,7 +385,9 @@ pub async fn run(paths: &Paths, args: CreateArgs, detach: bool) -> Result<i32> {
 
 pub async fn create_cmd(paths: &Paths, args: CreateArgs) -> Result<i32> {
     let client = connect(&paths.apiserver_socket()).await?;
-    let id = create(&client, &build_config(&args)?).await?;
+    let config = build_config(&args)?;
+    crate::image::ensure(&client, &config, args.platform.clone()).await?;
+    let id = create(&client, &config).await?;
     println!("{id}");
     Ok(0)
 }

@@ -138,7 +138,13 @@ mod tests {
 
     /// Docker's documented table (Dockerfile reference, "Understand how CMD and
     /// ENTRYPOINT interact"), plus the `run` overrides.
-    type Case = (Vec<String>, Vec<String>, Vec<String>, Option<Vec<String>>, Option<Vec<String>>);
+    type Case = (
+        Vec<String>,
+        Vec<String>,
+        Vec<String>,
+        Option<Vec<String>>,
+        Option<Vec<String>>,
+    );
 
     #[test]
     fn entrypoint_and_cmd_combine_as_docker_documents() {

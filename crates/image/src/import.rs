@@ -108,11 +108,11 @@ pub async fn finish(
     progress: &dyn Progress,
 ) -> Result<ImageRecord> {
     use futures::stream::{self, StreamExt, TryStreamExt};
-    let sizes: Vec<u64> = stream::iter(plan.layers.iter())
-        .map(|l| async move { unpack(store, l, progress).await })
-        .buffered(2)
-        .try_collect()
-        .await?;
+    let mut futures = Vec::new();
+    for l in &plan.layers {
+        futures.push(unpack(store, l, progress));
+    }
+    let sizes: Vec<u64> = stream::iter(futures).buffered(2).try_collect().await?;
     record(store, plan, &sizes, tags, repo)
 }
 

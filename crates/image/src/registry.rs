@@ -394,8 +394,13 @@ pub async fn pull(
         });
     }
     let remote = &remote;
-    let fetched: Vec<Result<u64>> = futures::stream::iter(plan.layers.iter())
-        .map(|l| async move { fetch_layer(store, remote, l, progress).await })
+    // Futures made in a loop, not by a closure: a closure over the layer's borrow is
+    // not general enough for a Send future.
+    let mut futures = Vec::new();
+    for l in &plan.layers {
+        futures.push(fetch_layer(store, remote, l, progress));
+    }
+    let fetched: Vec<Result<u64>> = futures::stream::iter(futures)
         .buffered(PARALLEL)
         .collect()
         .await;
@@ -439,4 +444,17 @@ async fn fetch_layer(
         total: l.size,
     });
     Ok(size)
+}
+
+/// `registry login`: the credentials are tried once against the registry.
+/// A registry with basic auth answers any challenge happily; only a request shows
+/// whether it takes the credentials. A repository that does not exist (404) means
+/// they were taken.
+pub async fn login(reference: &Reference, opts: &PullOptions) -> Result<()> {
+    let remote = Remote::connect(reference, opts).await?;
+    match remote.manifest("latest", None).await {
+        Ok(_) => Ok(()),
+        Err(ImageError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
 }

@@ -20,6 +20,7 @@ pub mod logs;
 pub mod namespaces;
 pub mod netdev;
 pub mod network;
+pub mod overlay;
 pub mod plan;
 pub mod process;
 pub mod pty;

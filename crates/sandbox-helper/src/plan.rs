@@ -52,6 +52,13 @@ pub enum Entry<'a> {
 pub enum Filesystem<'a> {
     /// A root filesystem (canonical path), prepared by `rootfs::prepare`.
     Rootfs { path: &'a Path, etc: &'a EtcFiles },
+    /// An image's layers under the container's upper directory, mounted by the child
+    /// (prepared by `overlay::prepare`).
+    Overlay {
+        spec: &'a container_protocol::sandbox::OverlaySpec,
+        options: &'a str,
+        etc: &'a EtcFiles,
+    },
     /// The host's own files, with the container's /proc and /etc files, and `masked`
     /// host directories (the runtime's state and sockets) under an empty tmpfs.
     Host {
@@ -126,6 +133,9 @@ pub fn build(spec: &LaunchSpec<'_>) -> Result<Plan, PlanError> {
     match fs {
         Some(Filesystem::Rootfs { path, etc }) => {
             crate::rootfs::rootfs_mounts(&mut plan, path, etc)?
+        }
+        Some(Filesystem::Overlay { spec, options, etc }) => {
+            crate::rootfs::overlay_mounts(&mut plan, spec, options, etc)?
         }
         Some(Filesystem::Host { etc, masked }) => {
             crate::rootfs::host_mounts(&mut plan, etc, masked)?

@@ -106,8 +106,38 @@ pub(crate) fn rootfs_mounts(
     rootfs: &Path,
     etc: &EtcFiles,
 ) -> Result<(), crate::process::NulError> {
-    use Slot::{Dev, Root as R, Target as T};
     plan.mount(Some(rootfs), rootfs, None, MS_BIND | MS_REC, None)?;
+    mounts_in_root(plan, rootfs, etc)
+}
+
+/// An image: the overlay mounted (from the layer directory, where its short lower
+/// names are) onto the container's empty mount point, then as a rootfs.
+pub(crate) fn overlay_mounts(
+    plan: &mut Plan,
+    spec: &container_protocol::sandbox::OverlaySpec,
+    options: &str,
+    etc: &EtcFiles,
+) -> Result<(), crate::process::NulError> {
+    let target = Path::new(&spec.target);
+    plan.chdir(Path::new(&spec.layers_dir))?;
+    plan.mount(
+        Some(Path::new("overlay")),
+        target,
+        Some("overlay"),
+        0,
+        Some(options),
+    )?;
+    mounts_in_root(plan, target, etc)
+}
+
+/// What goes inside a root that is a mount point already: the kernel filesystems,
+/// /dev, the /etc files, then pivot_root.
+fn mounts_in_root(
+    plan: &mut Plan,
+    rootfs: &Path,
+    etc: &EtcFiles,
+) -> Result<(), crate::process::NulError> {
+    use Slot::{Dev, Root as R, Target as T};
     plan.open_dir(rootfs, R)?;
     let kernel: [(&str, &str, libc::c_ulong, Option<&str>); 3] = [
         ("proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None),

@@ -54,6 +54,7 @@ pub struct Containers {
     records: Arc<Records>,
     sandboxes: Arc<HelperTable<SandboxProto>>,
     networks: Arc<Networks>,
+    images: Arc<crate::images::Images>,
     ops: Arc<Ops>,
     claims: Claims,
     /// One operation per container at a time.
@@ -76,6 +77,7 @@ impl Containers {
         records: Arc<Records>,
         sandboxes: Arc<HelperTable<SandboxProto>>,
         networks: Arc<Networks>,
+        images: Arc<crate::images::Images>,
         ops: Arc<Ops>,
     ) -> Arc<Containers> {
         Arc::new(Containers {
@@ -83,6 +85,7 @@ impl Containers {
             records,
             sandboxes,
             networks,
+            images,
             ops,
             claims: Claims::default(),
             locks: KeyedLocks::default(),

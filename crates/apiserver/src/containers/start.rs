@@ -139,7 +139,9 @@ impl Containers {
         let helper = self.spawn_sandbox(config, undo).await?;
         let netns = self.paths.netns(&id)?.display().to_string();
         let allocations = self.allocate_all(config, &netns, undo).await?;
+        let overlay = self.images.overlay_for(config)?;
         let spec = SandboxSpec {
+            overlay,
             id: id.clone(),
             hostname: config.hostname.clone().unwrap_or_else(|| id.clone()),
             rootfs: config.rootfs.clone(),

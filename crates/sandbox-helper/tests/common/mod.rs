@@ -103,6 +103,7 @@ pub fn spec(id: &str, args: &[&str], log: &Path) -> SandboxSpec {
         log_path: log.display().to_string(),
         log: Default::default(),
         labels: BTreeMap::new(),
+        overlay: None,
     }
 }
 
