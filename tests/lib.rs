@@ -9,6 +9,8 @@ pub use container_testkit::{bin, bin_dir, isolate, Isolated};
 
 #[path = "oci.rs"]
 pub mod oci;
+#[path = "registry.rs"]
+pub mod registry;
 
 /// Upper bound for things that normally take milliseconds; reaching it means a hang,
 /// not slowness, so it is generous on purpose.

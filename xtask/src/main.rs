@@ -29,6 +29,11 @@ const PACKAGES: &[(&str, &str)] = &[
     ("systemd", "/usr/bin/systemd-analyze"),
     ("util-linux", "/usr/bin/setpriv"),
     ("procps", "/usr/bin/pgrep"),
+    // Image tests: a real registry, tools that push to it and write archives.
+    ("docker-registry", "/usr/bin/docker-registry"),
+    ("skopeo", "/usr/bin/skopeo"),
+    ("podman", "/usr/bin/podman"),
+    ("apache2-utils", "/usr/bin/htpasswd"),
 ];
 
 fn main() -> Result<()> {
