@@ -168,12 +168,15 @@ fn read_tar(store: &Store, input: std::fs::File) -> Result<Files> {
     Ok(files)
 }
 
-/// `blobs/sha256/<hex>` and `<hex>.json` name their content's digest.
+/// `blobs/sha256/<hex>`, `<hex>.json` and `<hex>.tar` (podman's docker-archive) name
+/// their content's digest.
 fn digest_in_name(name: &str) -> Option<Digest> {
     if let Some(hex) = name.strip_prefix("blobs/sha256/") {
         return Digest::parse(&format!("sha256:{hex}")).ok();
     }
-    let hex = name.strip_suffix(".json")?;
+    let hex = name
+        .strip_suffix(".json")
+        .or_else(|| name.strip_suffix(".tar"))?;
     Digest::parse(&format!("sha256:{hex}")).ok()
 }
 
