@@ -157,3 +157,24 @@ fn a_containers_changes_stay_in_its_upper_directory_and_go_with_it() {
     assert_eq!(layers, 0, "prune took the layers");
     w.ok(&["system", "check", "--digests"]);
 }
+
+/// `stop` without `-s` sends the image's StopSignal (SIGUSR1 here), as Docker does.
+#[test]
+fn stop_sends_the_images_stop_signal() {
+    let (s, img) = with_image();
+    let w = &s.world;
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sig",
+        "--network",
+        "none",
+        &img,
+        "trap 'exit 7' USR1; while :; do sleep 0.1; done",
+    ]);
+    w.ok(&["stop", "-t", "10", "sig"]);
+    let v = w.json(&["inspect", "sig"]);
+    assert_eq!(v[0]["state"]["exit_code"], 7, "{v}");
+    w.ok(&["rm", "sig"]);
+}

@@ -424,9 +424,10 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         .map_err(|_| anyhow!("invalid signal {s:?}"))
 }
 
-pub async fn stop(paths: &Paths, ids: Vec<String>, time: u64, signal: &str) -> Result<i32> {
+pub async fn stop(paths: &Paths, ids: Vec<String>, time: u64, signal: Option<&str>) -> Result<i32> {
     let client = connect(&paths.apiserver_socket()).await?;
-    let signal = parse_signal(signal)?;
+    // 0: the container's own (its image's StopSignal, else SIGTERM).
+    let signal = signal.map(parse_signal).transpose()?.unwrap_or(0);
     for id in ids {
         call(
             &client,

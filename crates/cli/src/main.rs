@@ -81,8 +81,9 @@ enum Command {
         /// Seconds to wait before SIGKILL.
         #[arg(short = 't', long = "time", default_value_t = 10)]
         time: u64,
-        #[arg(short = 's', long = "signal", default_value = "SIGTERM")]
-        signal: String,
+        /// Default: the image's StopSignal, else SIGTERM.
+        #[arg(short = 's', long = "signal")]
+        signal: Option<String>,
         #[arg(required = true)]
         ids: Vec<String>,
     },
@@ -274,7 +275,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Run { detach, args } => container::run(&paths, args, detach).await,
         Command::Create { args } => container::create_cmd(&paths, args).await,
         Command::Start { attach, ids } => container::start(&paths, ids, attach).await,
-        Command::Stop { time, signal, ids } => container::stop(&paths, ids, time, &signal).await,
+        Command::Stop { time, signal, ids } => {
+            container::stop(&paths, ids, time, signal.as_deref()).await
+        }
         Command::Kill { signal, ids } => container::kill(&paths, ids, &signal).await,
         Command::Rm { force, ids } => container::rm(&paths, ids, force).await,
         Command::Ls {

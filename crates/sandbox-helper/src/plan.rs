@@ -15,7 +15,7 @@
 //! 3. mounts, then pivot_root (the workload only: an exec'd process joined them).
 //! 4. (issue 10) masked and read-only paths, inside the new root.
 //! 5. hostname (the workload only); a session with the terminal, if there is one; the
-//!    helper's ignored SIGHUP back to default.
+//!    signals the helper and the apiserver ignore (HUP, USR1, USR2, ALRM) back to default.
 //! 6. (issue 10) the capability bounding set, while CAP_SETPCAP is still held.
 //! 7. ids and groups: supplementary groups, gid, then uid (after setuid the others are
 //!    no longer allowed).
@@ -151,8 +151,12 @@ pub fn build(spec: &LaunchSpec<'_>) -> Result<Plan, PlanError> {
     if spec.tty {
         plan.controlling_tty();
     }
-    // The helper ignores SIGHUP, and an ignored signal stays ignored across exec.
-    plan.default_signal(libc::SIGHUP);
+    // An ignored signal stays ignored across exec: the helper ignores SIGHUP, and
+    // inherits the apiserver's ignored SIGUSR1, SIGUSR2 and SIGALRM. A workload whose
+    // shell found USR1 ignored could not even trap it (an image's StopSignal).
+    for sig in [libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2, libc::SIGALRM] {
+        plan.default_signal(sig);
+    }
     // 6. Confinement (issue 10): capability bounding set.
 
     // 7. Ids and groups.
