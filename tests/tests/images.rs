@@ -178,3 +178,99 @@ fn stop_sends_the_images_stop_signal() {
     assert_eq!(v[0]["state"]["exit_code"], 7, "{v}");
     w.ok(&["rm", "sig"]);
 }
+
+/// Bad input to the image verbs: one line each, nothing changed.
+#[test]
+fn bad_image_input_is_refused_in_one_line() {
+    let (s, img) = with_image();
+    let w = &s.world;
+    let before = w.ok(&["image", "ls"]);
+    for (args, want) in [
+        (
+            vec!["image", "pull", "Not/Valid"],
+            "repository name must be lowercase",
+        ),
+        (
+            vec!["image", "pull", "--platform", "linux", "x"],
+            "invalid platform",
+        ),
+        (
+            vec!["image", "pull", "alpine@sha256:abc"],
+            "invalid image reference",
+        ),
+        (
+            vec!["run", "--pull", "sometimes", &img],
+            "not a pull policy",
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--pull",
+                "never",
+                "--network",
+                "none",
+                "localhost/nosuch:1",
+            ],
+            "not found",
+        ),
+        (
+            vec!["create", "--pull", "never", "localhost/nosuch:1"],
+            "not found",
+        ),
+        (
+            vec![
+                "image",
+                "tag",
+                &img,
+                "x@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            ],
+            "digest",
+        ),
+        (vec!["image", "tag", "nosuch", "x:1"], "not found"),
+        (vec!["image", "rm", "nosuch"], "not found"),
+        (vec!["image", "inspect", "nosuch"], "not found"),
+        (
+            vec!["image", "load", "-i", "/nonexistent/archive.tar"],
+            "No such file",
+        ),
+        (
+            vec!["image", "save", "-o", "/nonexistent/dir/out.tar", &img],
+            "create",
+        ),
+        (vec!["run", "--rm", "--rootfs", "/tmp", &img, "true"], ""),
+        (
+            vec!["run", "--rm", "--network", "none", "--entrypoint", "", &img],
+            "no command specified",
+        ),
+        (
+            vec![
+                "registry",
+                "login",
+                "-u",
+                "x",
+                "--password-stdin",
+                "bad host!",
+            ],
+            "",
+        ),
+    ] {
+        let out = w.cli(&args);
+        assert!(
+            !out.status.success() || want.is_empty(),
+            "{args:?} succeeded"
+        );
+        if out.status.success() {
+            continue;
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: one line: {err}"
+        );
+    }
+    assert_eq!(w.ok(&["image", "ls"]), before);
+    w.ok(&["system", "check"]);
+}
