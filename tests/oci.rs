@@ -57,6 +57,18 @@ impl LayerBuilder {
         self.b.append_link(&mut h, name, target).unwrap();
         self
     }
+    /// A file whose name is written as given, `..` and all (what `append_data`
+    /// refuses to write): for hostile layers.
+    pub fn raw_file(mut self, name: &str, data: &[u8]) -> Self {
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        self.b.append(&h, data).unwrap();
+        self
+    }
     /// Every file of `dir` (a real tree), under `prefix`.
     pub fn tree(mut self, dir: &Path) -> Self {
         self.b.follow_symlinks(false);
@@ -69,7 +81,7 @@ impl LayerBuilder {
 }
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(data).unwrap();
     e.finish().unwrap()
 }

@@ -237,3 +237,59 @@ fn broken_archives_are_refused_and_leave_nothing() {
         .is_none());
     w.ok(&["system", "check", "--digests"]);
 }
+
+/// Hostile layers through the whole path (load, the confined unpacker): refused with
+/// the rule that stopped them, nothing written outside the store, the store clean.
+#[test]
+fn hostile_layers_in_an_archive_are_refused_and_write_nothing_outside() {
+    use container_tests::oci::{Image, LayerBuilder};
+    let s = setup();
+    let w = &s.world;
+    let outside = w.iso.dir().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let target = outside.display().to_string();
+    let zeros = vec![0u8; 40 << 20];
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "traversal",
+            LayerBuilder::default()
+                .raw_file("../../../../../../../../outside-pwned", b"x")
+                .tar(),
+            "outside the layer",
+        ),
+        (
+            "symlink escape",
+            LayerBuilder::default()
+                .symlink("evil", &target)
+                .file("evil/pwned", b"x", 0o644)
+                .tar(),
+            "symlink on the way",
+        ),
+        (
+            "decompression bomb",
+            LayerBuilder::default().file("zeros", &zeros, 0o644).tar(),
+            "decompression bomb",
+        ),
+    ];
+    for (what, tar, want) in cases {
+        let dir = layout(
+            &w.iso
+                .dir()
+                .join(format!("hostile-{}", what.replace(' ', "-"))),
+            "localhost/hostile:1",
+            &[Image::new(vec![tar], serde_json::json!({"Cmd": ["/x"]}))],
+        );
+        let err = w.fails(&["image", "load", "-i", dir.to_str().unwrap()]);
+        assert!(err.contains(want), "{what}: {err}");
+        assert!(
+            std::fs::read_dir(&outside).unwrap().next().is_none(),
+            "{what}: wrote outside"
+        );
+        assert!(
+            !w.iso.dir().join("outside-pwned").exists()
+                && !std::path::Path::new("/outside-pwned").exists(),
+            "{what}"
+        );
+        w.ok(&["system", "check"]);
+    }
+}

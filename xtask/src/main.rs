@@ -11,6 +11,7 @@
 mod bench;
 mod demo;
 mod fuzz;
+mod oci;
 mod soak;
 
 use std::path::{Path, PathBuf};

@@ -245,24 +245,34 @@ impl Images {
         let _users = self.users.write().await;
         let (by_image, _) = self.in_use();
         let mut out = Vec::new();
-        let mut errors = Vec::new();
+        let mut errors: Vec<ImageError> = Vec::new();
         for n in &names {
             match self.store.remove(n, force, &|id| {
                 by_image.get(id).cloned().unwrap_or_default()
             }) {
                 Ok(lines) => out.extend(lines),
-                Err(e) => errors.push(e.to_string()),
+                Err(e) => errors.push(e),
             }
         }
-        if !errors.is_empty() {
-            let all = errors.join("; ");
-            return Err(if out.is_empty() {
-                ApiError::from_image_text(&all, &names)
-            } else {
-                ApiError::Conflict(format!("{}; removed: {}", all, out.join(", ")))
-            });
+        // As Docker: every name is tried; the first failure's kind decides the exit.
+        let mut errors = errors.into_iter();
+        let Some(first) = errors.next() else {
+            return Ok(out);
+        };
+        let mut message = first.to_string();
+        for e in errors {
+            message.push_str(&format!("; {e}"));
         }
-        Ok(out)
+        if !out.is_empty() {
+            message.push_str(&format!(" (done: {})", out.join(", ")));
+        }
+        let kind_of = ApiError::from(first);
+        Err(match kind_of {
+            ApiError::NotFoundMessage(_) => ApiError::NotFoundMessage(message),
+            ApiError::Conflict(_) => ApiError::Conflict(message),
+            ApiError::Invalid(_) => ApiError::Invalid(message),
+            other => ApiError::Internal(format!("{other}; {message}")),
+        })
     }
 
     pub async fn prune(&self, all: bool) -> Result<String, ApiError> {
@@ -429,17 +439,5 @@ impl Images {
             "containers": {"count": containers, "size": containers_size},
             "volumes": {"count": 0, "size": 0},
         }))
-    }
-}
-
-impl ApiError {
-    fn from_image_text(all: &str, names: &[String]) -> ApiError {
-        if all.contains("not found") && names.len() == 1 {
-            ApiError::NotFoundMessage(all.to_string())
-        } else if all.contains("in use") || all.contains("several names") {
-            ApiError::Conflict(all.to_string())
-        } else {
-            ApiError::Invalid(all.to_string())
-        }
     }
 }
