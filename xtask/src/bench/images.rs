@@ -240,14 +240,22 @@ pub fn measure(ctx: &Ctx, podman: Option<&Result<Podman, String>>) -> Section {
             for (i, blob) in blobs.iter().enumerate() {
                 let d = scratch.join(format!("ours{i}"));
                 fresh(&d)?;
-                sys::output(
-                    Command::new(bins().join("container-unpack"))
-                        .arg("--dir")
-                        .arg(&d)
-                        .arg("--limits")
-                        .arg(limits)
-                        .stdin(std::fs::File::open(blob)?),
-                )?;
+                // Not sys::output: it gives the command /dev/null for stdin.
+                let out = Command::new(bins().join("container-unpack"))
+                    .arg("--dir")
+                    .arg(&d)
+                    .arg("--limits")
+                    .arg(limits)
+                    .stdin(std::fs::File::open(blob)?)
+                    .output()?;
+                if !out.status.success() {
+                    bail!("container-unpack: {}", String::from_utf8_lossy(&out.stderr));
+                }
+                // An empty report would mean it read no input.
+                let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+                if report["tar_bytes"].as_u64().unwrap_or(0) == 0 {
+                    bail!("container-unpack read nothing from {}", blob.display());
+                }
             }
             Ok(())
         },
