@@ -7,6 +7,11 @@ use std::time::{Duration, Instant};
 
 pub use container_testkit::{bin, bin_dir, isolate, CgroupParent, Isolated};
 
+#[path = "oci.rs"]
+pub mod oci;
+#[path = "registry.rs"]
+pub mod registry;
+
 /// Upper bound for things that normally take milliseconds; reaching it means a hang,
 /// not slowness, so it is generous on purpose.
 pub const HANG: Duration = Duration::from_secs(20);

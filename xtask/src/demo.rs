@@ -1,6 +1,8 @@
 //! `cargo xtask demo`: the newcomer's first command. Builds everything, starts the
-//! apiserver (unless a supervisor already runs it), creates a bridge network, and runs
-//! a busybox container on it that shows its interface and reaches its gateway.
+//! apiserver (unless a supervisor already runs it), makes a small busybox image here
+//! (an OCI layout: the demo never reaches the internet) and loads it, creates a bridge
+//! network, and runs the image on it: the container shows its interface and reaches
+//! its gateway.
 //!
 //! `--isolated` does all of it inside a private network and mount namespace with a
 //! temporary state tree, leaving the machine exactly as it was.
@@ -13,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use crate::{cargo, run as sh, workspace};
 
 const NETWORK: &str = "demo";
+const IMAGE: &str = "localhost/demo-busybox:latest";
 
 fn bin(name: &str) -> PathBuf {
     workspace().join("target/debug").join(name)
@@ -105,11 +108,23 @@ fn main_job(env: &[(String, PathBuf)], rootfs: &Path) -> Result<()> {
     if !networks.lines().any(|l| l == NETWORK) {
         container(env, &["network", "create", NETWORK])?;
     }
-    let rootfs = rootfs.display().to_string();
+    // The image: one layer, the busybox root filesystem, as an OCI layout.
+    let layout = workspace().join("target/demo-image");
+    crate::oci::layout(
+        &layout,
+        &[rootfs.to_path_buf()],
+        serde_json::json!({"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["echo hello"], "Env": ["PATH=/bin"]}),
+        IMAGE,
+    )?;
+    container(
+        env,
+        &["image", "load", "-q", "-i", &layout.display().to_string()],
+    )?;
+    container(env, &["image", "ls"])?;
     container(
         env,
         &[
-            "run", "--rm", "--network", NETWORK, "--rootfs", &rootfs, "--", "sh", "-c",
+            "run", "--rm", "--network", NETWORK, IMAGE,
             "echo \"hello from $(hostname)\"; ip -4 addr show eth0 | grep inet; \
              gw=$(ip route | awk '/default/ {print $3}'); ping -c 1 -W 2 $gw && echo \"reached gateway $gw\"",
         ],

@@ -11,6 +11,7 @@
 mod bench;
 mod demo;
 mod fuzz;
+mod oci;
 mod soak;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,11 @@ const PACKAGES: &[(&str, &str)] = &[
     // The confinement suite builds its static probe binary.
     ("gcc", "/usr/bin/gcc"),
     ("libc6-dev", "/usr/include/stdio.h"),
+    // Image tests: a real registry, tools that push to it and write archives.
+    ("docker-registry", "/usr/bin/docker-registry"),
+    ("skopeo", "/usr/bin/skopeo"),
+    ("podman", "/usr/bin/podman"),
+    ("apache2-utils", "/usr/bin/htpasswd"),
 ];
 
 fn main() -> Result<()> {

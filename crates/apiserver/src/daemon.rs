@@ -33,6 +33,7 @@ pub struct Options {
     pub access: Access,
     pub deadlines: Deadlines,
     pub limits: server::Limits,
+    pub images: crate::images::ImageOptions,
     pub security: crate::containers::SecurityDefaults,
     /// `--cgroup-parent`, `--userns-default`, `--userns-pool` (issue 10).
     pub resources: ResourceOptions,
@@ -48,6 +49,7 @@ pub struct ApiServer {
     pub(crate) paths: Paths,
     pub(crate) networks: Arc<Networks>,
     pub(crate) containers: Arc<Containers>,
+    pub(crate) images: Arc<crate::images::Images>,
     pub(crate) ops: Arc<Ops>,
     pub(crate) events: Arc<Events>,
     pub(crate) started: SystemTime,
@@ -115,12 +117,14 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
         opts.resources.userns_default,
         opts.resources.userns_pool,
     )?;
+    let images = crate::images::Images::new(paths.clone(), ops.clone(), opts.images.clone())?;
     let containers = Containers::new(
         paths.clone(),
         records,
         events.clone(),
         HelperTable::new(spawner, events_tx, opts.deadlines),
-        networks.clone(),
+        // The owners a container's start draws on.
+        (networks.clone(), images.clone()),
         ops.clone(),
         crate::containers::Policy {
             security: opts.security,
@@ -131,6 +135,7 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
         paths: paths.clone(),
         networks: networks.clone(),
         containers: containers.clone(),
+        images: images.clone(),
         ops: ops.clone(),
         events: events.clone(),
         started: SystemTime::now(),

@@ -145,13 +145,55 @@ impl ApiServer {
                     Err(e) => return Err(ApiError::io("events")(e)),
                 }
             }
+            ApiRequest::ImagePull(req) => ApiResponse::Json(self.images.pull(req, fds).await?),
+            ApiRequest::ImageLoad { directory } => {
+                ApiResponse::Json(self.images.load(directory, fds).await?)
+            }
+            ApiRequest::ImageSave(names) => {
+                self.images.save(names, fds).await?;
+                ApiResponse::Done
+            }
+            ApiRequest::ImageList => ApiResponse::Json(self.images.list()?),
+            ApiRequest::ImageInspect(names) => ApiResponse::Json(self.images.inspect(names)?),
+            ApiRequest::ImageTag { source, target } => {
+                self.images.tag(&source, &target)?;
+                ApiResponse::Done
+            }
+            ApiRequest::ImageRemove { names, force } => {
+                ApiResponse::Names(self.images.remove(names, force).await?)
+            }
+            ApiRequest::ImagePrune { all } => ApiResponse::Json(self.images.prune(all).await?),
+            ApiRequest::RegistryLogin {
+                registry,
+                username,
+                password,
+                insecure,
+            } => {
+                self.images
+                    .login(&registry, username, password, insecure)
+                    .await?;
+                ApiResponse::Done
+            }
+            ApiRequest::DiskUsage => ApiResponse::Json(self.images.disk_usage()?),
+            ApiRequest::CheckDeep { fix } => {
+                let _op = if fix {
+                    Some(self.ops.begin("system check --fix", Default::default())?)
+                } else {
+                    None
+                };
+                let mut found = crate::check::check(&self.paths, c, n, &self.ops, fix).await;
+                found.extend(crate::check::images(&self.images, fix, true).await);
+                ApiResponse::Findings(found)
+            }
             ApiRequest::Check { fix } => {
                 let _op = if fix {
                     Some(self.ops.begin("system check --fix", Default::default())?)
                 } else {
                     None
                 };
-                ApiResponse::Findings(crate::check::check(&self.paths, c, n, &self.ops, fix).await)
+                let mut found = crate::check::check(&self.paths, c, n, &self.ops, fix).await;
+                found.extend(crate::check::images(&self.images, fix, false).await);
+                ApiResponse::Findings(found)
             }
         };
         Ok((reply, vec![]))

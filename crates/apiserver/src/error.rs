@@ -22,6 +22,11 @@ pub enum ApiError {
     Invalid(String),
     #[error("{kind} {name} not found")]
     NotFound { kind: &'static str, name: String },
+    /// Not found, with the whole message said by the layer that knows.
+    #[error("{0}")]
+    NotFoundMessage(String),
+    #[error("{0}")]
+    Permission(String),
     #[error("{0}")]
     Conflict(String),
     /// A helper that is alive does not answer, or the apiserver is shutting down.
@@ -58,7 +63,8 @@ impl ApiError {
             ApiError::Supervise(e) => e.kind(),
             ApiError::Io { .. } | ApiError::Internal(_) => ErrorKind::Internal,
             ApiError::Invalid(_) => ErrorKind::Invalid,
-            ApiError::NotFound { .. } => ErrorKind::NotFound,
+            ApiError::NotFound { .. } | ApiError::NotFoundMessage(_) => ErrorKind::NotFound,
+            ApiError::Permission(_) => ErrorKind::Permission,
             ApiError::Conflict(_) => ErrorKind::Conflict,
             ApiError::Unavailable(_) => ErrorKind::Unavailable,
             ApiError::Context { source, .. } => source.kind(),

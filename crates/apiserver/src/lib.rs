@@ -3,6 +3,7 @@
 //!
 //! * `daemon`: start order, signals, drain at shutdown; `dispatch`: requests to parts;
 //! * `networks`, `containers`: the two parts, each with a narrow handle to what it uses;
+//! * `images`: the image store (`container-image`): pull, load, save, rm, prune;
 //! * `check`: `system check [--fix]`;
 //! * `ops`: operations in flight (what GC and check must leave alone); `claims`: host
 //!   ports, devices and MACs a running container holds; `keyed`: per-object locks;
@@ -16,6 +17,7 @@ pub mod daemon;
 pub mod dispatch;
 pub mod error;
 pub mod events;
+pub mod images;
 pub mod keyed;
 pub mod networks;
 pub mod notify;

@@ -64,6 +64,44 @@ struct Args {
     #[arg(long = "userns-pool", env = "CONTAINER_USERNS_POOL",
           value_parser = |s: &str| container_idranges::Pool::parse(s).map_err(|e| e.to_string()))]
     userns_pool: Option<container_idranges::Pool>,
+    /// Largest uncompressed layer an image may have (bytes; k, m, g, t suffixes).
+    #[arg(long = "image-max-layer-size", env = "CONTAINER_IMAGE_MAX_LAYER_SIZE", value_parser = parse_size, default_value = "16g")]
+    image_max_layer_size: u64,
+    /// Largest uncompressed image (all its layers).
+    #[arg(long = "image-max-image-size", env = "CONTAINER_IMAGE_MAX_IMAGE_SIZE", value_parser = parse_size, default_value = "64g")]
+    image_max_image_size: u64,
+    /// How many times its compressed size a layer may decompress to (past 8 MiB).
+    #[arg(
+        long = "image-max-ratio",
+        env = "CONTAINER_IMAGE_MAX_RATIO",
+        default_value_t = 250
+    )]
+    image_max_ratio: u64,
+    /// A registry reached over plain HTTP or unverified TLS (repeatable; HOST[:PORT]).
+    /// Localhost is, always, as Docker treats it.
+    #[arg(
+        long = "insecure-registry",
+        env = "CONTAINER_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    insecure_registries: Vec<String>,
+}
+
+/// `16g`, `512m`, `100k`, or bytes; units of 1024.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let (num, unit) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t.as_str(), 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is not a size (bytes, or 512m, 16g)"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -88,9 +126,21 @@ fn main() -> anyhow::Result<()> {
     };
     let mut gids = args.allow_gid;
     gids.extend(args.socket_group);
+    let helper_dir = args.helper_dir.unwrap_or_else(default_helper_dir);
+    let images = container_apiserver::images::ImageOptions {
+        unpacker: helper_dir.join("container-unpack"),
+        limits: container_image::unpack::Limits {
+            layer_bytes: args.image_max_layer_size,
+            image_bytes: args.image_max_image_size,
+            ratio: args.image_max_ratio.max(1),
+            ..Default::default()
+        },
+        insecure_registries: args.insecure_registries,
+    };
     let opts = Options {
+        images,
         paths: Paths::new(args.root, args.run_dir),
-        helper_dir: args.helper_dir.unwrap_or_else(default_helper_dir),
+        helper_dir,
         access: Access {
             uids: args.allow_uid,
             gids,

@@ -61,6 +61,7 @@ struct File {
     resources: container_protocol::resources::ResourceConfig,
     #[serde(default)]
     userns: Option<container_protocol::resources::UsernsMode>,
+    image: Option<container_protocol::container::ImageUse>,
 }
 
 /// The part of OCI's `linux` object this runtime reads.
@@ -197,6 +198,7 @@ pub fn parse(text: &str, origin: &str) -> Result<ContainerConfig> {
         security: file.security,
         resources: file.resources,
         userns: file.userns,
+        image: file.image,
     })
 }
 

@@ -78,6 +78,15 @@ pub struct CreateArgs {
     /// cgroup limits, devices, ulimits, user namespace (issue 10).
     #[command(flatten)]
     pub resources: crate::resources::ResourceArgs,
+    /// Replace the image's ENTRYPOINT ('' empties it; the image's CMD is dropped too).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Pull the image: missing (when it is not here), always, never.
+    #[arg(long, default_value = "missing", value_parser = crate::image::parse_pull)]
+    pub pull: container_protocol::container::PullPolicy,
+    /// os/arch[/variant] of the image to pull (default: this host's).
+    #[arg(long)]
+    pub platform: Option<String>,
     /// Command and arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -180,8 +189,9 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         config.security = a.security.apply(config.security)?;
         return Ok(config);
     }
-    if a.command.is_empty() {
-        bail!("no command given: container run [OPTIONS] [--] CMD [ARG...]");
+    let (image, command) = crate::image::split(a);
+    if command.is_empty() && image.is_none() {
+        bail!("no command given: container run [OPTIONS] IMAGE [CMD [ARG...]], or --rootfs DIR [--] CMD [ARG...]");
     }
     let mut env = Vec::new();
     for file in &a.env_file {
@@ -273,7 +283,11 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         version: 0,
         id: a.name.clone().unwrap_or_default(),
         process: ProcessConfig {
-            args: a.command.clone(),
+            args: if image.is_some() {
+                vec![]
+            } else {
+                command.clone()
+            },
             env,
             cwd: a.workdir.clone(),
             user,
@@ -299,6 +313,21 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         security: a.security.apply(Default::default())?,
         resources,
         userns,
+        image: image.map(|reference| container_protocol::container::ImageUse {
+            reference,
+            entrypoint: a.entrypoint.as_ref().map(|e| {
+                if e.is_empty() {
+                    vec![]
+                } else {
+                    vec![e.clone()]
+                }
+            }),
+            command,
+            pull: a.pull,
+            id: None,
+            layers: vec![],
+            stop_signal: None,
+        }),
     })
 }
 
@@ -354,6 +383,7 @@ pub async fn create(client: &ApiClient, config: &ContainerConfig) -> Result<Stri
 pub async fn run(paths: &Paths, args: CreateArgs, detach: bool) -> Result<i32> {
     let client = connect(&paths.apiserver_socket()).await?;
     let config = build_config(&args)?;
+    crate::image::ensure(&client, &config, args.platform.clone()).await?;
     let (tty, interactive) = (config.process.tty, config.process.interactive);
     let config = Box::new(config);
     if detach {
@@ -365,7 +395,9 @@ pub async fn run(paths: &Paths, args: CreateArgs, detach: bool) -> Result<i32> {
 
 pub async fn create_cmd(paths: &Paths, args: CreateArgs) -> Result<i32> {
     let client = connect(&paths.apiserver_socket()).await?;
-    let id = create(&client, &build_config(&args)?).await?;
+    let config = build_config(&args)?;
+    crate::image::ensure(&client, &config, args.platform.clone()).await?;
+    let id = create(&client, &config).await?;
     println!("{id}");
     Ok(0)
 }
@@ -402,9 +434,10 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         .map_err(|_| anyhow!("invalid signal {s:?}"))
 }
 
-pub async fn stop(paths: &Paths, ids: Vec<String>, time: u64, signal: &str) -> Result<i32> {
+pub async fn stop(paths: &Paths, ids: Vec<String>, time: u64, signal: Option<&str>) -> Result<i32> {
     let client = connect(&paths.apiserver_socket()).await?;
-    let signal = parse_signal(signal)?;
+    // 0: the container's own (its image's StopSignal, else SIGTERM).
+    let signal = signal.map(parse_signal).transpose()?.unwrap_or(0);
     for id in ids {
         call(
             &client,

@@ -5,6 +5,7 @@ mod client;
 mod config_file;
 mod container;
 mod events;
+mod image;
 mod logs;
 mod network;
 mod output;
@@ -46,6 +47,19 @@ enum Command {
         #[command(subcommand)]
         command: network::NetworkCommand,
     },
+    /// Manage images.
+    #[command(alias = "images")]
+    Image {
+        #[command(subcommand)]
+        command: image::ImageCommand,
+    },
+    /// Pull an image (as `image pull`).
+    Pull(image::PullArgs),
+    /// Log in to and out of registries.
+    Registry {
+        #[command(subcommand)]
+        command: image::RegistryCommand,
+    },
     /// Create and start a container; attached unless -d.
     Run {
         /// Run in the background and print the container's id.
@@ -72,8 +86,9 @@ enum Command {
         /// Seconds to wait before SIGKILL.
         #[arg(short = 't', long = "time", default_value_t = 10)]
         time: u64,
-        #[arg(short = 's', long = "signal", default_value = "SIGTERM")]
-        signal: String,
+        /// Default: the image's StopSignal, else SIGTERM.
+        #[arg(short = 's', long = "signal")]
+        signal: Option<String>,
         #[arg(required = true)]
         ids: Vec<String>,
     },
@@ -177,11 +192,19 @@ enum SystemCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Space used by images, containers and volumes.
+    Df {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// List leaked or inconsistent resources; exit non-zero if there are any.
     Check {
         /// Repair what is found.
         #[arg(long)]
         fix: bool,
+        /// Also hash every blob of the image store again.
+        #[arg(long)]
+        digests: bool,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -256,13 +279,35 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             SystemCommand::Start => system::start(&paths).await.map(|_| 0),
             SystemCommand::Stop => system::stop(&paths).await.map(|_| 0),
             SystemCommand::Status { format } => system::status(&paths, format).await.map(|_| 0),
-            SystemCommand::Check { fix, format } => system::check(&paths, fix, format).await,
+            SystemCommand::Check {
+                fix,
+                digests,
+                format,
+            } => system::check(&paths, fix, digests, format).await,
+            SystemCommand::Df { format } => {
+                let client = client::connect(&paths.apiserver_socket()).await?;
+                image::df(&client, format).await
+            }
         },
         Command::Network { command } => network::run(&paths, command).await.map(|_| 0),
+        Command::Image { command } => {
+            let client = client::connect(&paths.apiserver_socket()).await?;
+            image::run(&client, command).await
+        }
+        Command::Pull(args) => {
+            let client = client::connect(&paths.apiserver_socket()).await?;
+            image::run(&client, image::ImageCommand::Pull(args)).await
+        }
+        Command::Registry { command } => {
+            let client = client::connect(&paths.apiserver_socket()).await?;
+            image::registry(&client, command).await
+        }
         Command::Run { detach, args } => container::run(&paths, args, detach).await,
         Command::Create { args } => container::create_cmd(&paths, args).await,
         Command::Start { attach, ids } => container::start(&paths, ids, attach).await,
-        Command::Stop { time, signal, ids } => container::stop(&paths, ids, time, &signal).await,
+        Command::Stop { time, signal, ids } => {
+            container::stop(&paths, ids, time, signal.as_deref()).await
+        }
         Command::Kill { signal, ids } => container::kill(&paths, ids, &signal).await,
         Command::Rm { force, ids } => container::rm(&paths, ids, force).await,
         Command::Ls {

@@ -166,9 +166,14 @@ pub async fn status(paths: &Paths, format: Format) -> Result<()> {
 
 /// Lists leaked or inconsistent resources; exits non-zero if there is any (after
 /// `--fix`, if any could not be repaired).
-pub async fn check(paths: &Paths, fix: bool, format: Format) -> Result<i32> {
+pub async fn check(paths: &Paths, fix: bool, digests: bool, format: Format) -> Result<i32> {
     let client = connect(&paths.apiserver_socket()).await?;
-    let ApiResponse::Findings(findings) = call(&client, ApiRequest::Check { fix }).await? else {
+    let req = if digests {
+        ApiRequest::CheckDeep { fix }
+    } else {
+        ApiRequest::Check { fix }
+    };
+    let ApiResponse::Findings(findings) = call(&client, req).await? else {
         bail!("unexpected answer from the apiserver");
     };
     if format == Format::Json {

@@ -105,6 +105,49 @@ pub enum ApiRequest {
     /// One reading of each running container's cgroup and interfaces (`stats`); none
     /// named: every running container.
     ContainerStats(Vec<String>),
+    /// Pull an image. The call carries one descriptor: a pipe the apiserver writes
+    /// JSON-lines progress events into (`container_image::progress::Event`). Replies
+    /// `Image` with the image's record (JSON).
+    ImagePull(ImagePull),
+    /// Load images from an archive: the call carries its descriptor (a file or pipe
+    /// with a tar; a directory with an OCI layout) and a progress pipe. Replies `Json`
+    /// with what was loaded.
+    ImageLoad {
+        directory: bool,
+    },
+    /// Save images into the descriptor the call carries (docker-archive with an OCI
+    /// layout inside).
+    ImageSave(Vec<String>),
+    /// Replies `Json`: every image with its tags.
+    ImageList,
+    /// Replies `Json`: an array of image records.
+    ImageInspect(Vec<String>),
+    ImageTag {
+        source: String,
+        target: String,
+    },
+    /// Replies `Names`: what was untagged and deleted.
+    ImageRemove {
+        names: Vec<String>,
+        force: bool,
+    },
+    /// Replies `Json`: what was removed and reclaimed.
+    ImagePrune {
+        all: bool,
+    },
+    /// `registry login`: checks the credentials against the registry. Replies `Done`.
+    RegistryLogin {
+        registry: String,
+        username: String,
+        password: String,
+        insecure: bool,
+    },
+    /// `system df`: replies `Json`.
+    DiskUsage,
+    /// `system check --digests`: also hash every blob of the image store.
+    CheckDeep {
+        fix: bool,
+    },
     /// Lifecycle events as JSON lines, written to the one descriptor the call carries:
     /// those kept from `since` (seconds since the epoch), then live ones, until `until`
     /// or until the caller goes. Replies `Done` at `until`.
@@ -208,6 +251,18 @@ impl Event {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImagePull {
+    pub reference: String,
+    /// `os/arch[/variant]`; none: this host's.
+    pub platform: Option<String>,
+    /// `--tls-verify=false`.
+    pub insecure: bool,
+    /// From the user's Docker config, read by the CLI.
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ApiResponse {
     Echo(u64),
@@ -293,6 +348,8 @@ pub enum FindingKind {
     /// A live attachment whose reservation is gone from disk.
     MissingReservation,
     IpamDir,
+    /// Image store: a reference, an image, a layer or a blob.
+    Image,
     Link,
     Netns,
     HelperFile,
@@ -313,6 +370,7 @@ impl FindingKind {
             FindingKind::Reservation => "reservation",
             FindingKind::MissingReservation => "missing-reservation",
             FindingKind::IpamDir => "ipam-dir",
+            FindingKind::Image => "image",
             FindingKind::Link => "link",
             FindingKind::Netns => "netns",
             FindingKind::HelperFile => "helper-file",

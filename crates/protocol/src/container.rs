@@ -200,6 +200,46 @@ pub struct ContainerConfig {
     /// written before it: the host's ids).
     #[serde(default)]
     pub userns: Option<crate::resources::UsernsMode>,
+    /// The image the root filesystem is made of (`run IMAGE`), instead of `rootfs`.
+    #[serde(default)]
+    pub image: Option<ImageUse>,
+}
+
+/// `--pull=missing|always|never`, as Docker's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    #[default]
+    Missing,
+    Always,
+    Never,
+}
+
+/// A container made from an image. The CLI gives `reference` and the overrides; the
+/// apiserver resolves the image at create and fills in the rest, so the container
+/// keeps what it was made from whatever later happens to the tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageUse {
+    /// As the user gave it (`alpine`, `localhost:5000/app:1`, an id).
+    pub reference: String,
+    /// `--entrypoint`: `Some([])` for `--entrypoint ''`.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// The arguments given after the image (the process's `args` are the whole
+    /// command, made from these and the image's Entrypoint and Cmd).
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub pull: PullPolicy,
+    /// Filled in at create: the image id (its config's digest).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Filled in at create: the chain IDs of its layers, bottom first.
+    #[serde(default)]
+    pub layers: Vec<String>,
+    /// Filled in at create: the image's StopSignal.
+    #[serde(default)]
+    pub stop_signal: Option<String>,
 }
 
 /// Docker's `local` log driver habits: the output goes to `container.log`, which is

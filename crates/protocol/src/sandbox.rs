@@ -182,6 +182,24 @@ pub struct SandboxSpec {
     /// `--privileged`: every host device, no device rules.
     #[serde(default)]
     pub all_devices: bool,
+    /// An image's root filesystem: overlayfs mounted by the sandbox in the workload's
+    /// own mount namespace (so nothing stays mounted on the host). Instead of `rootfs`.
+    #[serde(default)]
+    pub overlay: Option<OverlaySpec>,
+}
+
+/// The layers (read-only, top first) and the container's own writable directories.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlaySpec {
+    /// The directory the layer names are relative to (the overlay's mount options
+    /// must fit in a page, so they are short names under it).
+    pub layers_dir: String,
+    /// `<chain-hex>/diff`, top layer first.
+    pub lower: Vec<String>,
+    pub upper: String,
+    pub work: String,
+    /// Where it is mounted (an empty directory of the container's).
+    pub target: String,
 }
 
 /// A Linux interface realised inside the sandbox.

@@ -113,6 +113,24 @@ impl Root {
         })
     }
 
+    /// Opens `path` with `flags` where no component at all is a symlink (nor a mount
+    /// point): what a writer that must never go through a link uses (an unpacked
+    /// layer). A link on the way is refused with [`Error::Refused`] naming it as such.
+    pub fn open_strict(&self, path: &Path, flags: OFlag) -> Result<OwnedFd, Error> {
+        let c = CString::new(relative(path).as_os_str().as_bytes())
+            .map_err(|_| self.refused(path, "a NUL byte in the name"))?;
+        match raw::open_in_root_with(self.fd.as_raw_fd(), &c, flags.bits(), raw::RESOLVE_STRICT) {
+            // SAFETY: the kernel just gave us this descriptor.
+            Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+            Err(libc::ELOOP) => Err(self.refused(
+                path,
+                "a symlink on the way (nothing is written through a link)",
+            )),
+            Err(libc::EXDEV) => Err(self.refused(path, "crosses a mount point")),
+            Err(errno) => Err(self.io(path, "open", Errno::from_raw(errno))),
+        }
+    }
+
     /// `path` for reading, at most `limit` bytes of it (a longer file is refused: the
     /// root's owner chooses its size).
     pub fn read(&self, path: &Path, limit: usize) -> Result<Vec<u8>, Error> {

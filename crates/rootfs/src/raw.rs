@@ -10,12 +10,28 @@ use std::os::fd::RawFd;
 /// anywhere, are refused with `ELOOP`.
 pub const RESOLVE: u64 = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
 
+/// Stricter: no symlink at all on the way (`ELOOP`), and no crossing into another
+/// mount (`EXDEV`). For writing content that must land where its name says, such as
+/// a layer being unpacked.
+pub const RESOLVE_STRICT: u64 = RESOLVE | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_XDEV;
+
 /// `openat2(root, path, flags, RESOLVE)`: the new descriptor (always `O_CLOEXEC`), owned
 /// by the caller, or the errno. Retries by itself where the kernel asks for it.
 pub fn open_in_root(root: RawFd, path: &CStr, flags: libc::c_int) -> Result<RawFd, i32> {
+    open_in_root_with(root, path, flags, RESOLVE)
+}
+
+/// [`open_in_root`] with other `RESOLVE_*` flags ([`RESOLVE`] or [`RESOLVE_STRICT`]).
+pub fn open_in_root_with(
+    root: RawFd,
+    path: &CStr,
+    flags: libc::c_int,
+    resolve: u64,
+) -> Result<RawFd, i32> {
+    // SAFETY: open_how is plain data; all zeros is its documented default.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = RESOLVE;
+    how.resolve = resolve;
     loop {
         // SAFETY: `path` is NUL-terminated and `how` lives across the call.
         let rc = unsafe {

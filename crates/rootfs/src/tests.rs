@@ -172,3 +172,36 @@ fn raw_path(fd: &OwnedFd) -> PathBuf {
     let mut buf = [0u8; 32];
     PathBuf::from(raw::fd_path(fd.as_raw_fd(), &mut buf).to_str().unwrap())
 }
+
+#[test]
+fn strict_lookups_refuse_any_link_on_the_way() {
+    let f = fixture();
+    std::fs::create_dir_all(f.root_path.join("real/dir")).unwrap();
+    symlink("real", f.root_path.join("rel")).unwrap();
+    symlink(&f.host, f.root_path.join("abs")).unwrap();
+    assert!(f
+        .root
+        .open_strict(Path::new("real/dir"), OFlag::O_PATH)
+        .is_ok());
+    assert!(f
+        .root
+        .open_strict(Path::new("/real/../real/dir"), OFlag::O_PATH)
+        .is_ok());
+    for through in ["rel/dir", "abs", "abs/x", "real/../rel"] {
+        let err = f
+            .root
+            .open_strict(Path::new(through), OFlag::O_PATH)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid, "{through}: {err}");
+        assert!(
+            err.to_string().contains("symlink on the way"),
+            "{through}: {err}"
+        );
+    }
+    let err = f
+        .root
+        .open_strict(Path::new("missing"), OFlag::O_PATH)
+        .unwrap_err();
+    assert_eq!(err.errno(), Some(Errno::ENOENT));
+    assert!(f.host_is_empty());
+}

@@ -24,6 +24,7 @@ pub mod masks;
 pub mod namespaces;
 pub mod netdev;
 pub mod network;
+pub mod overlay;
 pub mod plan;
 pub mod process;
 pub mod pty;

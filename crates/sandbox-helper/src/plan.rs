@@ -15,7 +15,7 @@
 //! 3. mounts, then pivot_root (the workload only: an exec'd process joined them).
 //! 4. masked and read-only paths, inside the new root, then `--read-only` (`masks`).
 //! 5. hostname (the workload only); a session with the terminal, if there is one; the
-//!    helper's ignored SIGHUP back to default.
+//!    signals the helper and the apiserver ignore (HUP, USR1, USR2, ALRM) back to default.
 //!    5b. (issue 10) the user namespace, entered here: mounts and the hostname need the
 //!    host's privileges (the namespaces they belong to are owned by the host's user
 //!    namespace), and entering resets the capability sets to full, so it comes before
@@ -61,6 +61,13 @@ pub enum Entry<'a> {
 pub enum Filesystem<'a> {
     /// A root filesystem (canonical path), prepared by `rootfs::prepare`.
     Rootfs { path: &'a Path, etc: &'a EtcFiles },
+    /// An image's layers under the container's upper directory, mounted by the child
+    /// (prepared by `overlay::prepare`).
+    Overlay {
+        spec: &'a container_protocol::sandbox::OverlaySpec,
+        options: &'a str,
+        etc: &'a EtcFiles,
+    },
     /// The host's own files, with the container's /proc and /etc files, and `masked`
     /// host directories (the runtime's state and sockets) under an empty tmpfs.
     Host {
@@ -152,6 +159,11 @@ pub fn build(spec: &LaunchSpec<'_>) -> Result<Plan, PlanError> {
             spec.confinement,
             spec.resources.userns.as_ref(),
         )?,
+        Some(Filesystem::Overlay {
+            spec: overlay,
+            options,
+            etc,
+        }) => crate::rootfs::overlay_mounts(&mut plan, overlay, options, etc, spec.confinement)?,
         Some(Filesystem::Host { etc, masked }) => {
             crate::rootfs::host_mounts(&mut plan, etc, masked)?
         }
@@ -183,8 +195,12 @@ pub fn build(spec: &LaunchSpec<'_>) -> Result<Plan, PlanError> {
     if spec.tty {
         plan.controlling_tty();
     }
-    // The helper ignores SIGHUP, and an ignored signal stays ignored across exec.
-    plan.default_signal(libc::SIGHUP);
+    // An ignored signal stays ignored across exec: the helper ignores SIGHUP, and
+    // inherits the apiserver's ignored SIGUSR1, SIGUSR2 and SIGALRM. A workload whose
+    // shell found USR1 ignored could not even trap it (an image's StopSignal).
+    for sig in [libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2, libc::SIGALRM] {
+        plan.default_signal(sig);
+    }
     // 5b. (issue 10) into the user namespace: after what needs the host's privileges,
     // before the bounding set (entering gives a full set in the new namespace).
     crate::resources::plan_userns(&mut plan, spec.resources)?;

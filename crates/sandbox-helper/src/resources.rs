@@ -318,6 +318,7 @@ mod tests {
             cgroup: None,
             userns: None,
             all_devices: false,
+            overlay: None,
         }
     }
 

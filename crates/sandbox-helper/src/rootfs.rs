@@ -110,7 +110,6 @@ pub(crate) fn rootfs_mounts(
     confinement: &Confinement,
     userns: Option<&std::os::fd::OwnedFd>,
 ) -> Result<(), crate::plan::PlanError> {
-    use Slot::{Dev, Root as R, Target as T};
     match userns {
         // `--userns=auto`: the root's files seen through the container's id mapping
         // (issue 10), instead of a chowned copy.
@@ -125,6 +124,39 @@ pub(crate) fn rootfs_mounts(
             plan.mount(Some(rootfs), rootfs, None, MS_BIND | MS_REC, None)?;
         }
     }
+    mounts_in_root(plan, rootfs, etc, confinement)
+}
+
+/// An image: the overlay mounted (from the layer directory, where its short lower
+/// names are) onto the container's empty mount point, then as a rootfs.
+pub(crate) fn overlay_mounts(
+    plan: &mut Plan,
+    spec: &container_protocol::sandbox::OverlaySpec,
+    options: &str,
+    etc: &EtcFiles,
+    confinement: &Confinement,
+) -> Result<(), crate::plan::PlanError> {
+    let target = Path::new(&spec.target);
+    plan.chdir(Path::new(&spec.layers_dir))?;
+    plan.mount(
+        Some(Path::new("overlay")),
+        target,
+        Some("overlay"),
+        0,
+        Some(options),
+    )?;
+    mounts_in_root(plan, target, etc, confinement)
+}
+
+/// What goes inside a root that is a mount point already: the kernel filesystems,
+/// /dev, the /etc files, then pivot_root.
+fn mounts_in_root(
+    plan: &mut Plan,
+    rootfs: &Path,
+    etc: &EtcFiles,
+    confinement: &Confinement,
+) -> Result<(), crate::plan::PlanError> {
+    use Slot::{Dev, Root as R, Target as T};
     plan.open_dir(rootfs, R)?;
     // Read-only unless --privileged, as Docker mounts it.
     let sys_ro = if confinement.writable_sysfs {

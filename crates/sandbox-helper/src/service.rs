@@ -313,7 +313,27 @@ impl SandboxHelper {
         }
         let p = &spec.process;
         // The container's files: a root filesystem, or the host's own.
+        // An image: overlayfs, prepared and its user resolved in a namespace of a
+        // thread's own; the workload's child mounts it again in its own.
+        let overlay_options = match &spec.overlay {
+            Some(ov) => Some(
+                crate::overlay::options(ov).map_err(|e| self.err(step, &e).with_kind(e.kind))?,
+            ),
+            None => None,
+        };
+        let image_user = match &spec.overlay {
+            Some(ov) => Some(
+                crate::overlay::prepare(ov, etc, &p.user)
+                    .map_err(|e| self.err(step, &e).with_kind(e.kind))?,
+            ),
+            None => None,
+        };
         let (rootfs, root) = match &spec.rootfs {
+            _ if spec.overlay.is_some() => (
+                None,
+                container_rootfs::Root::open(Path::new("/"))
+                    .map_err(|e| self.err(step, &e).with_kind(e.kind()))?,
+            ),
             Some(r) => {
                 let path = std::fs::canonicalize(r)
                     .map_err(|e| self.err(step, format!("rootfs {r}: {e}")))?;
@@ -329,11 +349,15 @@ impl SandboxHelper {
                     .map_err(|e| self.err(step, &e).with_kind(e.kind()))?,
             ),
         };
-        let user =
-            users::resolve(&root, &p.user).map_err(|e| self.err(step, &e).with_kind(e.kind()))?;
-        let fs = match rootfs.as_deref() {
-            Some(path) => Filesystem::Rootfs { path, etc },
-            None => Filesystem::Host {
+        let user = match image_user {
+            Some(u) => u,
+            None => users::resolve(&root, &p.user)
+                .map_err(|e| self.err(step, &e).with_kind(e.kind()))?,
+        };
+        let fs = match (rootfs.as_deref(), &spec.overlay, &overlay_options) {
+            (_, Some(spec), Some(options)) => Filesystem::Overlay { spec, options, etc },
+            (Some(path), _, _) => Filesystem::Rootfs { path, etc },
+            _ => Filesystem::Host {
                 etc,
                 masked: &self.masked,
             },
@@ -487,7 +511,7 @@ impl SandboxHelper {
         let user = users::resolve(&root, &process.user)
             .map_err(|e| self.err(step, &e).with_kind(e.kind()))?;
         // With a rootfs the container has its own devpts: take the terminal from it.
-        let devpts = spec.rootfs.as_ref().map(|_| &root);
+        let devpts = (spec.rootfs.is_some() || spec.overlay.is_some()).then_some(&root);
         let mut wiring = launch::wire(stdio, fds, spec.log_path.as_ref(), spec.log, devpts)
             .map_err(|e| self.err(step, e))?;
         let wiring_master = wiring.master.take();

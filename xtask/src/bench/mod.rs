@@ -4,6 +4,7 @@
 //!
 //! Entries (`--only NAME[,NAME]`): `attach` (criterion, `crates/sandbox-helper/benches`),
 //! `run` and `scale` (timing loops here: whole processes are awkward in criterion),
+//! `images` (pull, unpack and run of a generated image from a loopback registry),
 //! `ipam` and `endpoint` (the crates' own criterion benches). `--quick` takes few
 //! iterations, for a smoke run; `--scale N` sets the scale entry's container count.
 //!
@@ -23,6 +24,7 @@
 
 mod criterion;
 mod deps;
+mod images;
 mod plot;
 mod podman;
 mod report;
@@ -46,14 +48,16 @@ pub enum Entry {
     Scale,
     Ipam,
     Endpoint,
+    Images,
 }
 
-pub const ENTRIES: [(Entry, &str); 5] = [
+pub const ENTRIES: [(Entry, &str); 6] = [
     (Entry::Attach, "attach"),
     (Entry::Run, "run"),
     (Entry::Scale, "scale"),
     (Entry::Ipam, "ipam"),
     (Entry::Endpoint, "endpoint"),
+    (Entry::Images, "images"),
 ];
 
 impl Entry {
@@ -346,7 +350,8 @@ pub fn inner(rest: &[String]) -> Result<()> {
         criterion::run(&ctx, &benches)
     };
     // Podman is shared by `run` (the comparison) and `scale` (conmon's memory).
-    let podman = if opts.wants(Entry::Run) || opts.wants(Entry::Scale) {
+    let podman = if opts.wants(Entry::Run) || opts.wants(Entry::Scale) || opts.wants(Entry::Images)
+    {
         Some(podman::Podman::prepare(&ctx))
     } else {
         None
@@ -362,6 +367,7 @@ pub fn inner(rest: &[String]) -> Result<()> {
             Entry::Endpoint => criterion::endpoint_section(&criterion_results, &ctx),
             Entry::Run => run::measure(&ctx, podman.as_ref()),
             Entry::Scale => scale::measure(&ctx, podman.as_ref()),
+            Entry::Images => images::measure(&ctx, podman.as_ref()),
         };
         sections.push(section);
     }

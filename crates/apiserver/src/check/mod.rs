@@ -90,3 +90,25 @@ pub async fn check(
     c.resources().await;
     c.found
 }
+
+/// The image store's own check (`container_image::store::check`), as findings.
+pub async fn images(images: &crate::images::Images, fix: bool, digests: bool) -> Vec<Finding> {
+    let held = images.held();
+    match images.store().check(fix, digests, &held).await {
+        Ok(problems) => problems
+            .into_iter()
+            .map(|p| Finding {
+                kind: FindingKind::Image,
+                object: format!("{} {}", p.kind, p.object),
+                detail: p.detail,
+                fixed: p.fixed,
+            })
+            .collect(),
+        Err(e) => vec![Finding {
+            kind: FindingKind::Image,
+            object: "store".into(),
+            detail: format!("could not be checked: {e}"),
+            fixed: false,
+        }],
+    }
+}

@@ -71,10 +71,16 @@ impl Containers {
         // Subscribed before the state is read, so an exit in between is not missed.
         let mut rx = self.exit_watch(id).subscribe();
         let seen = rx.borrow_and_update().0;
-        let (_, state) = self.load(id)?;
+        let (config, state) = self.load(id)?;
         if state.status != Status::Running {
             return Err(ApiError::Conflict(format!("container {id} is not running")));
         }
+        // 0: the container's own stop signal (its image's StopSignal), else SIGTERM.
+        let signal = if signal == 0 {
+            stop_signal(&config)
+        } else {
+            signal
+        };
         let escalate = match self.sandbox(id) {
             Sandbox::Answering(helper) => match helper.stop(signal, timeout_secs).await {
                 Ok(_) => None,
@@ -182,4 +188,26 @@ impl Containers {
             .map(|f| f.status)
             .ok_or_else(|| ApiError::Internal(format!("container {id}: no exit status")))
     }
+}
+
+/// An image's StopSignal (`SIGQUIT`, `QUIT`, `3`), else SIGTERM, as Docker.
+fn stop_signal(config: &container_store::container::ContainerConfig) -> i32 {
+    use nix::sys::signal::Signal;
+    let parsed = config
+        .image
+        .as_ref()
+        .and_then(|i| i.stop_signal.as_deref())
+        .and_then(|s| {
+            if let Ok(n) = s.parse::<i32>() {
+                return Signal::try_from(n).ok();
+            }
+            let upper = s.to_ascii_uppercase();
+            let name = if upper.starts_with("SIG") {
+                upper
+            } else {
+                format!("SIG{upper}")
+            };
+            name.parse::<Signal>().ok()
+        });
+    parsed.unwrap_or(Signal::SIGTERM) as i32
 }

@@ -59,6 +59,7 @@ pub struct Containers {
     events: Arc<Events>,
     sandboxes: Arc<HelperTable<SandboxProto>>,
     networks: Arc<Networks>,
+    images: Arc<crate::images::Images>,
     ops: Arc<Ops>,
     claims: Claims,
     /// One operation per container at a time.
@@ -93,7 +94,7 @@ impl Containers {
         records: Arc<Records>,
         events: Arc<Events>,
         sandboxes: Arc<HelperTable<SandboxProto>>,
-        networks: Arc<Networks>,
+        (networks, images): (Arc<Networks>, Arc<crate::images::Images>),
         ops: Arc<Ops>,
         policy: Policy,
     ) -> Arc<Containers> {
@@ -103,6 +104,7 @@ impl Containers {
             events,
             sandboxes,
             networks,
+            images,
             ops,
             claims: Claims::default(),
             locks: KeyedLocks::default(),

@@ -50,15 +50,21 @@ impl Containers {
     pub(super) fn resolve_security(&self, config: &mut ContainerConfig) -> Result<(), ApiError> {
         let id = config.id.clone();
         let s = &mut config.security;
-        match (&config.rootfs, s.host_rootfs) {
-            (None, false) => {
+        match (&config.rootfs, &config.image, s.host_rootfs) {
+            (None, None, false) => {
                 return Err(bad(format!(
-                    "container {id}: no root filesystem: pass --rootfs DIR, or --host-rootfs to run on this host's own files"
+                    "container {id}: no root filesystem: name an image, pass --rootfs DIR, or --host-rootfs to run on this host's own files"
                 )))
             }
-            (Some(r), true) => {
+            (Some(r), _, true) => {
                 return Err(bad(format!(
                     "container {id}: --rootfs {r} and --host-rootfs are given together: use one"
+                )))
+            }
+            (_, Some(i), true) => {
+                return Err(bad(format!(
+                    "container {id}: image {} and --host-rootfs are given together: use one",
+                    i.reference
                 )))
             }
             _ => {}

@@ -168,7 +168,9 @@ impl Containers {
         allocations.sort_by_key(|(i, _)| *i);
         let allocations: Vec<Allocation> = allocations.into_iter().map(|(_, a)| a).collect();
 
+        let overlay = self.images.overlay_for(config)?;
         let spec = SandboxSpec {
+            overlay,
             id: id.clone(),
             hostname: config.hostname.clone().unwrap_or_else(|| id.clone()),
             rootfs: config.rootfs.clone(),

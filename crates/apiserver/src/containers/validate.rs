@@ -110,6 +110,8 @@ impl Containers {
             )));
         }
         let _create = self.create.lock().await;
+        // An image a new container names stays until its record is written.
+        let _image = self.images.using().await;
         let config = self.validate(config).await?;
         let id = config.id.clone();
         // Nothing half made stays: not even the directory.
@@ -131,6 +133,8 @@ impl Containers {
         if self.paths.container_dir(&id)?.join("config.json").exists() {
             return Err(ApiError::Conflict(format!("container {id} already exists")));
         }
+        // The image's config makes the command, so it comes before the checks of it.
+        self.images.resolve_for(&mut config)?;
         if config.process.args.is_empty() || config.process.args[0].is_empty() {
             return Err(bad(format!("container {id}: no command given")));
         }

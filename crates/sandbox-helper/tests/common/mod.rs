@@ -110,6 +110,7 @@ pub fn spec(id: &str, args: &[&str], log: &Path) -> SandboxSpec {
         cgroup: None,
         userns: None,
         all_devices: false,
+        overlay: None,
     }
 }
 
