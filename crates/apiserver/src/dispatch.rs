@@ -97,8 +97,8 @@ impl ApiServer {
                 c.stop(&id, signal, timeout_secs).await?;
                 ApiResponse::Done
             }
-            ApiRequest::ContainerRemove { id, force } => {
-                c.remove(&id, force).await?;
+            ApiRequest::ContainerRemove { id, force, volumes } => {
+                c.remove(&id, force, volumes).await?;
                 ApiResponse::Done
             }
             ApiRequest::ContainerList { all } => ApiResponse::Containers(c.list(all)),
@@ -174,7 +174,22 @@ impl ApiServer {
                     .await?;
                 ApiResponse::Done
             }
-            ApiRequest::DiskUsage => ApiResponse::Json(self.images.disk_usage()?),
+            ApiRequest::DiskUsage => {
+                ApiResponse::Json(self.images.disk_usage(self.volumes.usage())?)
+            }
+            ApiRequest::VolumeCreate(req) => ApiResponse::Json(self.volumes.create(req).await?),
+            ApiRequest::VolumeList => ApiResponse::Json(self.volumes.list()?),
+            ApiRequest::VolumeInspect(names) => ApiResponse::Json(self.volumes.inspect(names)?),
+            ApiRequest::VolumeRemove { names, force } => {
+                if force {
+                    // Podman's `volume rm -f`: the containers using them go first.
+                    for id in self.volumes.users_of(&names)? {
+                        c.remove(&id, true, false).await?;
+                    }
+                }
+                ApiResponse::Names(self.volumes.remove(names).await?)
+            }
+            ApiRequest::VolumePrune { all } => ApiResponse::Json(self.volumes.prune(all).await?),
             ApiRequest::CheckDeep { fix } => {
                 let _op = if fix {
                     Some(self.ops.begin("system check --fix", Default::default())?)
@@ -183,6 +198,7 @@ impl ApiServer {
                 };
                 let mut found = crate::check::check(&self.paths, c, n, &self.ops, fix).await;
                 found.extend(crate::check::images(&self.images, fix, true).await);
+                found.extend(self.volumes.check(fix).await);
                 ApiResponse::Findings(found)
             }
             ApiRequest::Check { fix } => {
@@ -193,6 +209,7 @@ impl ApiServer {
                 };
                 let mut found = crate::check::check(&self.paths, c, n, &self.ops, fix).await;
                 found.extend(crate::check::images(&self.images, fix, false).await);
+                found.extend(self.volumes.check(fix).await);
                 ApiResponse::Findings(found)
             }
         };

@@ -28,5 +28,6 @@ pub mod sandbox_cleanup;
 pub mod server;
 pub mod subnets;
 pub mod undo;
+pub mod volumes;
 
 pub use error::ApiError;

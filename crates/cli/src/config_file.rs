@@ -62,6 +62,8 @@ struct File {
     #[serde(default)]
     userns: Option<container_protocol::resources::UsernsMode>,
     image: Option<container_protocol::container::ImageUse>,
+    #[serde(default)]
+    mounts: Vec<container_protocol::volume::MountConfig>,
 }
 
 /// The part of OCI's `linux` object this runtime reads.
@@ -199,6 +201,7 @@ pub fn parse(text: &str, origin: &str) -> Result<ContainerConfig> {
         resources: file.resources,
         userns: file.userns,
         image: file.image,
+        mounts: file.mounts,
     })
 }
 

@@ -78,6 +78,9 @@ pub struct CreateArgs {
     /// cgroup limits, devices, ulimits, user namespace (issue 10).
     #[command(flatten)]
     pub resources: crate::resources::ResourceArgs,
+    /// -v, --mount, --tmpfs (issue 12).
+    #[command(flatten)]
+    pub volumes: crate::volume::VolumeArgs,
     /// Replace the image's ENTRYPOINT ('' empties it; the image's CMD is dropped too).
     #[arg(long)]
     pub entrypoint: Option<String>,
@@ -187,6 +190,7 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         once_per_network(&config.networks)?;
         config.log = log_config(config.log, &a.log_opts)?;
         config.security = a.security.apply(config.security)?;
+        config.mounts.extend(a.volumes.build()?);
         return Ok(config);
     }
     let (image, command) = crate::image::split(a);
@@ -328,6 +332,7 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
             layers: vec![],
             stop_signal: None,
         }),
+        mounts: a.volumes.build()?,
     })
 }
 
@@ -470,7 +475,7 @@ pub async fn kill(paths: &Paths, ids: Vec<String>, signal: &str) -> Result<i32> 
     Ok(0)
 }
 
-pub async fn rm(paths: &Paths, ids: Vec<String>, force: bool) -> Result<i32> {
+pub async fn rm(paths: &Paths, ids: Vec<String>, force: bool, volumes: bool) -> Result<i32> {
     let client = connect(&paths.apiserver_socket()).await?;
     let mut failed = false;
     for id in ids {
@@ -479,6 +484,7 @@ pub async fn rm(paths: &Paths, ids: Vec<String>, force: bool) -> Result<i32> {
             ApiRequest::ContainerRemove {
                 id: id.clone(),
                 force,
+                volumes,
             },
         )
         .await

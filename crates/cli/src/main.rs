@@ -13,6 +13,7 @@ mod resources;
 mod security;
 mod stats;
 mod system;
+mod volume;
 mod when;
 
 use std::path::PathBuf;
@@ -52,6 +53,11 @@ enum Command {
     Image {
         #[command(subcommand)]
         command: image::ImageCommand,
+    },
+    /// Manage volumes.
+    Volume {
+        #[command(subcommand)]
+        command: volume::VolumeCommand,
     },
     /// Pull an image (as `image pull`).
     Pull(image::PullArgs),
@@ -105,6 +111,9 @@ enum Command {
         /// Kill running containers first.
         #[arg(short = 'f', long)]
         force: bool,
+        /// Remove the containers' anonymous volumes too.
+        #[arg(short = 'v', long = "volumes")]
+        volumes: bool,
         #[arg(required = true)]
         ids: Vec<String>,
     },
@@ -294,6 +303,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let client = client::connect(&paths.apiserver_socket()).await?;
             image::run(&client, command).await
         }
+        Command::Volume { command } => {
+            let client = client::connect(&paths.apiserver_socket()).await?;
+            volume::run(&client, command).await
+        }
         Command::Pull(args) => {
             let client = client::connect(&paths.apiserver_socket()).await?;
             image::run(&client, image::ImageCommand::Pull(args)).await
@@ -309,7 +322,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             container::stop(&paths, ids, time, signal.as_deref()).await
         }
         Command::Kill { signal, ids } => container::kill(&paths, ids, &signal).await,
-        Command::Rm { force, ids } => container::rm(&paths, ids, force).await,
+        Command::Rm {
+            force,
+            volumes,
+            ids,
+        } => container::rm(&paths, ids, force, volumes).await,
         Command::Ls {
             all,
             quiet,

@@ -203,6 +203,10 @@ pub struct ContainerConfig {
     /// The image the root filesystem is made of (`run IMAGE`), instead of `rootfs`.
     #[serde(default)]
     pub image: Option<ImageUse>,
+    /// `-v`, `--mount`, `--tmpfs` (issue 12), in the order given; anonymous volumes
+    /// are named at create.
+    #[serde(default)]
+    pub mounts: Vec<crate::volume::MountConfig>,
 }
 
 /// `--pull=missing|always|never`, as Docker's.
