@@ -18,8 +18,7 @@ use std::sync::Arc;
 use container_protocol::api::{Finding, FindingKind};
 use container_protocol::fault;
 use container_protocol::volume::{
-    MountKind, Propagation, SandboxMount, SandboxMountKind, VolumeCreate,
-    VolumeRecord,
+    MountKind, Propagation, SandboxMount, SandboxMountKind, VolumeCreate, VolumeRecord,
 };
 use container_store::container::ContainerConfig;
 use container_store::{read_json, unix_now, write_json, Paths};
@@ -78,9 +77,7 @@ fn check_target(target: &str) -> Result<String, String> {
     for c in Path::new(target).components() {
         match c {
             Component::Normal(n) => clean.push(n),
-            Component::ParentDir => {
-                return Err(format!("container path {target:?} contains '..'"))
-            }
+            Component::ParentDir => return Err(format!("container path {target:?} contains '..'")),
             _ => {}
         }
     }
@@ -167,7 +164,10 @@ pub fn check_mounts(config: &mut ContainerConfig) -> Result<(), ApiError> {
 
 /// The mounts as the sandbox makes them, parents before children (Docker sorts them
 /// the same way), for a container whose volumes exist.
-pub fn sandbox_mounts(volumes: &Volumes, config: &ContainerConfig) -> Result<Vec<SandboxMount>, ApiError> {
+pub fn sandbox_mounts(
+    volumes: &Volumes,
+    config: &ContainerConfig,
+) -> Result<Vec<SandboxMount>, ApiError> {
     let id = &config.id;
     let mut out = Vec::new();
     for m in &config.mounts {
@@ -246,7 +246,10 @@ impl Volumes {
             .create(&tmp)
             .map_err(ApiError::io(format!("create {}", tmp.display())))?;
         for e in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
-            tracing::info!("volumes: removing {} left by an interrupted create", e.path().display());
+            tracing::info!(
+                "volumes: removing {} left by an interrupted create",
+                e.path().display()
+            );
             let _ = std::fs::remove_dir_all(e.path());
         }
         Ok(Arc::new(Volumes {
@@ -328,7 +331,10 @@ impl Volumes {
             options: req.options.clone(),
             anonymous,
         };
-        let tmp = self.dir.join(TMP).join(format!("{name}.{}", std::process::id()));
+        let tmp = self
+            .dir
+            .join(TMP)
+            .join(format!("{name}.{}", std::process::id()));
         let io = |what: &str| ApiError::io(format!("volume {name}: {what}"));
         let made = (|| {
             std::fs::create_dir_all(tmp.join(DATA)).map_err(io("create its directory"))?;
@@ -389,10 +395,14 @@ impl Volumes {
     /// Removes a volume's directory: its record first (renamed away), so a crash half
     /// way leaves no half volume listed.
     fn delete(&self, name: &str) -> Result<(), ApiError> {
-        let gone = self.dir.join(TMP).join(format!("rm-{name}.{}", std::process::id()));
+        let gone = self
+            .dir
+            .join(TMP)
+            .join(format!("rm-{name}.{}", std::process::id()));
         std::fs::rename(self.dir.join(name), &gone)
             .map_err(ApiError::io(format!("volume {name}: remove")))?;
-        std::fs::remove_dir_all(&gone).map_err(ApiError::io(format!("volume {name}: remove its data")))
+        std::fs::remove_dir_all(&gone)
+            .map_err(ApiError::io(format!("volume {name}: remove its data")))
     }
 
     fn json(&self, records: &[VolumeRecord]) -> Result<String, ApiError> {
@@ -402,7 +412,8 @@ impl Volumes {
             .map(|r| {
                 let mut v = serde_json::to_value(r).unwrap_or_default();
                 v["mountpoint"] = self.data_dir(&r.name).display().to_string().into();
-                v["containers"] = serde_json::json!(users.get(&r.name).cloned().unwrap_or_default());
+                v["containers"] =
+                    serde_json::json!(users.get(&r.name).cloned().unwrap_or_default());
                 v
             })
             .collect();
@@ -486,7 +497,11 @@ impl Volumes {
     pub async fn remove_anonymous(&self, config: &ContainerConfig) {
         let _lock = self.lock.lock().await;
         let users = self.users();
-        for m in config.mounts.iter().filter(|m| m.kind == MountKind::Volume && m.anonymous) {
+        for m in config
+            .mounts
+            .iter()
+            .filter(|m| m.kind == MountKind::Volume && m.anonymous)
+        {
             if users.contains_key(&m.source) {
                 continue;
             }
@@ -519,7 +534,11 @@ impl Volumes {
             detail,
             fixed,
         };
-        for e in std::fs::read_dir(self.dir.join(TMP)).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(self.dir.join(TMP))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let fixed = fix && std::fs::remove_dir_all(e.path()).is_ok();
             found.push(finding(
                 e.path().display().to_string(),
@@ -571,11 +590,29 @@ mod tests {
         for ok in ["data", "My-vol.1", "0_x"] {
             check_name(ok).unwrap();
         }
-        for no in ["", "a/b", "..", "a..b", ".hidden", "-x", "a b", &"x".repeat(129)] {
+        for no in [
+            "",
+            "a/b",
+            "..",
+            "a..b",
+            ".hidden",
+            "-x",
+            "a b",
+            &"x".repeat(129),
+        ] {
             assert!(check_name(no).is_err(), "{no:?}");
         }
         assert_eq!(check_target("/data//x/").unwrap(), "/data/x");
-        for no in ["", "data", "/", "/proc", "/proc/sys", "/sys/fs", "/a/../b", "//"] {
+        for no in [
+            "",
+            "data",
+            "/",
+            "/proc",
+            "/proc/sys",
+            "/sys/fs",
+            "/a/../b",
+            "//",
+        ] {
             assert!(check_target(no).is_err(), "{no:?}");
         }
         assert!(check_target("/processes").is_ok());

@@ -190,7 +190,10 @@ pub fn parse_mount(spec: &str) -> Result<MountConfig> {
         MountKind::Tmpfs => bind_only.iter().chain(&volume_only).next(),
     };
     if let Some(key) = misplaced {
-        bail!("invalid {flag}: {key} does not apply to a {} mount", kind.as_str());
+        bail!(
+            "invalid {flag}: {key} does not apply to a {} mount",
+            kind.as_str()
+        );
     }
     let target = target.ok_or_else(|| anyhow!("invalid {flag}: no target"))?;
     let source = source.unwrap_or_default();
@@ -231,7 +234,9 @@ pub fn parse_tmpfs(spec: &str) -> Result<MountConfig> {
             None if opt == "rw" => rw = true,
             // What Docker's --tmpfs always is here.
             None if matches!(opt, "nosuid" | "nodev") => {}
-            _ => bail!("invalid {flag}: unknown option {opt:?} (size=, mode=, exec, noexec, ro, rw)"),
+            _ => {
+                bail!("invalid {flag}: unknown option {opt:?} (size=, mode=, exec, noexec, ro, rw)")
+            }
         }
     }
     if ro && rw {
@@ -333,7 +338,10 @@ pub async fn run(client: &ApiClient, command: VolumeCommand) -> Result<i32> {
                         vec![
                             v["driver"].as_str().unwrap_or_default().to_string(),
                             v["name"].as_str().unwrap_or_default().to_string(),
-                            v["containers"].as_array().map_or(0, |a| a.len()).to_string(),
+                            v["containers"]
+                                .as_array()
+                                .map_or(0, |a| a.len())
+                                .to_string(),
                         ]
                     })
                     .collect();
@@ -374,14 +382,25 @@ mod tests {
     #[test]
     fn volume_flags() {
         let m = parse_volume("/srv/x:/data:ro").unwrap();
-        assert_eq!((m.kind, m.readonly, m.create_source), (MountKind::Bind, true, true));
+        assert_eq!(
+            (m.kind, m.readonly, m.create_source),
+            (MountKind::Bind, true, true)
+        );
         let m = parse_volume("cache:/cache").unwrap();
         assert_eq!((m.kind, m.source.as_str()), (MountKind::Volume, "cache"));
         let m = parse_volume("/anon").unwrap();
         assert!(m.anonymous && m.source.is_empty());
         let m = parse_volume("/h:/c:rslave").unwrap();
         assert_eq!(m.propagation, Some(Propagation::Rslave));
-        for bad in ["rel/x:/d", "./x:/d", "/a:/b:ro,rw", "/a:/b:bogus", ":/d", "a:b:c:d", "v:/d:rslave"] {
+        for bad in [
+            "rel/x:/d",
+            "./x:/d",
+            "/a:/b:ro,rw",
+            "/a:/b:bogus",
+            ":/d",
+            "a:b:c:d",
+            "v:/d:rslave",
+        ] {
             assert!(parse_volume(bad).is_err(), "{bad}");
         }
     }
@@ -390,7 +409,8 @@ mod tests {
     fn mount_flags() {
         let m = parse_mount("type=tmpfs,dst=/t,tmpfs-size=1m,tmpfs-mode=700").unwrap();
         assert_eq!((m.tmpfs_size, m.tmpfs_mode), (Some(1 << 20), Some(0o700)));
-        let m = parse_mount("type=bind,src=/a,target=/b,readonly,bind-propagation=rshared").unwrap();
+        let m =
+            parse_mount("type=bind,src=/a,target=/b,readonly,bind-propagation=rshared").unwrap();
         assert!(m.readonly && !m.create_source);
         let m = parse_mount("type=volume,source=v,target=/b,volume-opt=type=nfs").unwrap();
         assert_eq!(m.volume_opts.get("type").map(String::as_str), Some("nfs"));
@@ -411,7 +431,10 @@ mod tests {
     #[test]
     fn tmpfs_flags() {
         let m = parse_tmpfs("/run:size=64m,mode=1770,exec").unwrap();
-        assert_eq!((m.tmpfs_size, m.tmpfs_mode, m.tmpfs_exec), (Some(64 << 20), Some(0o1770), true));
+        assert_eq!(
+            (m.tmpfs_size, m.tmpfs_mode, m.tmpfs_exec),
+            (Some(64 << 20), Some(0o1770), true)
+        );
         assert!(parse_tmpfs("/run:size=abc").is_err());
         assert!(parse_tmpfs(":size=1m").is_err());
     }

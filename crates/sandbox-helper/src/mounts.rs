@@ -38,7 +38,9 @@ const KEPT: libc::c_ulong =
 
 /// Whether a bind's source is a directory (else its target is a file).
 fn source_is_dir(source: &str) -> bool {
-    std::fs::metadata(source).map(|m| m.is_dir()).unwrap_or(true)
+    std::fs::metadata(source)
+        .map(|m| m.is_dir())
+        .unwrap_or(true)
 }
 
 /// The path as a lookup from the root.
@@ -189,12 +191,20 @@ fn copy_dir(src: &OwnedFd, dst: &OwnedFd, depth: usize) -> Result<(), CopyError>
         return Err(("a tree too deep".into(), Errno::ELOOP));
     }
     // The names only, through the descriptor: every entry is then opened relative to it.
-    let listing = std::fs::read_dir(format!("/proc/self/fd/{}", src.as_raw_fd()))
-        .map_err(|e| (".".to_string(), Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+    let listing = std::fs::read_dir(format!("/proc/self/fd/{}", src.as_raw_fd())).map_err(|e| {
+        (
+            ".".to_string(),
+            Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        )
+    })?;
     let mut names = Vec::new();
     for entry in listing {
-        let entry = entry
-            .map_err(|e| (".".to_string(), Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+        let entry = entry.map_err(|e| {
+            (
+                ".".to_string(),
+                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            )
+        })?;
         names.push(
             std::ffi::CString::new(entry.file_name().into_encoded_bytes())
                 .map_err(|_| (".".to_string(), Errno::EINVAL))?,
@@ -235,7 +245,11 @@ fn copy_dir(src: &OwnedFd, dst: &OwnedFd, depth: usize) -> Result<(), CopyError>
                 let d = nix::fcntl::openat(
                     dst,
                     name.as_c_str(),
-                    OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    OFlag::O_CREAT
+                        | OFlag::O_EXCL
+                        | OFlag::O_WRONLY
+                        | OFlag::O_NOFOLLOW
+                        | OFlag::O_CLOEXEC,
                     Mode::from_bits_truncate(0o600),
                 )
                 .map_err(err)?;

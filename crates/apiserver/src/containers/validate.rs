@@ -119,7 +119,10 @@ impl Containers {
         let _volumes = self.volumes.lock.lock().await;
         let made = self.volumes.ensure_for(&config)?;
         // Nothing half made stays: not even the directory, nor the volumes just made.
-        if let Err(e) = self.records.create_container(config, ContainerState::default()) {
+        if let Err(e) = self
+            .records
+            .create_container(config, ContainerState::default())
+        {
             self.volumes.discard(&made);
             return Err(ApiError::from(e).context(format!("container {id}: create")));
         }
