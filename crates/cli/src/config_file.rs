@@ -62,6 +62,8 @@ struct File {
     #[serde(default)]
     userns: Option<container_protocol::resources::UsernsMode>,
     image: Option<container_protocol::container::ImageUse>,
+    #[serde(default)]
+    restart: container_protocol::container::RestartPolicy,
 }
 
 /// The part of OCI's `linux` object this runtime reads.
@@ -195,6 +197,7 @@ pub fn parse(text: &str, origin: &str) -> Result<ContainerConfig> {
         labels: file.labels,
         created: file.created,
         log: file.log,
+        restart: file.restart,
         security: file.security,
         resources: file.resources,
         userns: file.userns,
@@ -324,7 +327,7 @@ mod tests {
                 "ulimits": [{"name": "nofile", "soft": 1024, "hard": 2048}],
                 "devices": [{"path_on_host": "/dev/fuse", "path_in_container": "/dev/fuse",
                     "permissions": "rwm"}]},
-            "userns": "auto"}"#;
+            "userns": "auto", "image": null, "restart": "on-failure:3"}"#;
         let config = parsed(record).expect("a record");
         assert_eq!(
             serde_json::to_value(&config).expect("json"),

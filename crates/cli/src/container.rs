@@ -60,6 +60,9 @@ pub struct CreateArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// What to do when the workload exits: no, on-failure[:N], always, unless-stopped.
+    #[arg(long, default_value = "no", value_parser = |s: &str| s.parse::<container_protocol::container::RestartPolicy>())]
+    pub restart: container_protocol::container::RestartPolicy,
     /// Keep stdin open.
     #[arg(short = 'i', long)]
     pub interactive: bool,
@@ -310,6 +313,7 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         labels,
         created: 0,
         log: log_config(LogConfig::default(), &a.log_opts)?,
+        restart: a.restart,
         security: a.security.apply(Default::default())?,
         resources,
         userns,

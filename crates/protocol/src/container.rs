@@ -203,6 +203,68 @@ pub struct ContainerConfig {
     /// The image the root filesystem is made of (`run IMAGE`), instead of `rootfs`.
     #[serde(default)]
     pub image: Option<ImageUse>,
+    /// `--restart`: what the apiserver does when the workload exits on its own.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+/// `--restart no|on-failure[:N]|always|unless-stopped`, as Docker's. Travels and is
+/// recorded as its flag's text, so records stay readable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    /// Restarted after a non-zero exit, at most `max` times (None: without a bound).
+    OnFailure { max: Option<u32> },
+    /// Restarted after every exit but a user's stop; back at every apiserver start.
+    Always,
+    /// As `Always`, except that a user's stop holds across apiserver restarts too.
+    UnlessStopped,
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<RestartPolicy, String> {
+        let bad = || {
+            format!("restart policy {s:?}: use no, on-failure[:N] (N a count of at least 1), always or unless-stopped")
+        };
+        match s {
+            "no" | "" => Ok(RestartPolicy::No),
+            "always" => Ok(RestartPolicy::Always),
+            "unless-stopped" => Ok(RestartPolicy::UnlessStopped),
+            "on-failure" => Ok(RestartPolicy::OnFailure { max: None }),
+            _ => {
+                let n = s.strip_prefix("on-failure:").ok_or_else(bad)?;
+                if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad());
+                }
+                match n.parse::<u32>() {
+                    Ok(0) | Err(_) => Err(bad()),
+                    Ok(max) => Ok(RestartPolicy::OnFailure { max: Some(max) }),
+                }
+            }
+        }
+    }
+}
+
+impl TryFrom<String> for RestartPolicy {
+    type Error = String;
+    fn try_from(s: String) -> Result<RestartPolicy, String> {
+        s.parse()
+    }
+}
+
+impl From<RestartPolicy> for String {
+    fn from(p: RestartPolicy) -> String {
+        match p {
+            RestartPolicy::No => "no".into(),
+            RestartPolicy::OnFailure { max: None } => "on-failure".into(),
+            RestartPolicy::OnFailure { max: Some(n) } => format!("on-failure:{n}"),
+            RestartPolicy::Always => "always".into(),
+            RestartPolicy::UnlessStopped => "unless-stopped".into(),
+        }
+    }
 }
 
 /// `--pull=missing|always|never`, as Docker's.

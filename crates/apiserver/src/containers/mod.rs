@@ -16,6 +16,7 @@ mod exec;
 mod finish;
 mod query;
 mod reconcile;
+mod restart;
 mod security;
 mod start;
 mod validate;
@@ -71,6 +72,9 @@ pub struct Containers {
     /// the removal (an attached `run --rm` whose workload exits at once) still learns
     /// the exit. Bounded.
     removed: Mutex<std::collections::VecDeque<(String, ExitStatus)>>,
+    /// Containers a user is stopping or killing: their exit is the user's, and no
+    /// restart policy undoes it.
+    user_stops: Mutex<std::collections::HashSet<String>>,
     /// Defaults for what a container's confinement leaves unsaid.
     security: SecurityDefaults,
     /// Seccomp programs, each compiled once.
@@ -111,6 +115,7 @@ impl Containers {
             exits: Mutex::new(HashMap::new()),
             create: tokio::sync::Mutex::new(()),
             removed: Mutex::new(std::collections::VecDeque::new()),
+            user_stops: Mutex::new(Default::default()),
             security: policy.security,
             seccomp: container_seccomp::Cache::default(),
             resources: policy.resources,
@@ -197,6 +202,21 @@ impl Containers {
             .rev()
             .find(|(i, _)| i == id)
             .map(|(_, s)| *s)
+    }
+
+    /// Marks the next exit of `id` as the user's doing.
+    fn mark_user_stop(&self, id: &str) {
+        self.user_stops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string());
+    }
+
+    fn take_user_stop(&self, id: &str) -> bool {
+        self.user_stops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
     }
 
     fn publish(&self, action: &str, id: &str, attributes: &[(&str, String)]) {

@@ -1,5 +1,6 @@
 //! A container configuration checked whole before anything is written, and `create`.
 
+use container_protocol::container::RestartPolicy;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -170,6 +171,13 @@ impl Containers {
             )));
         }
         config.hostname = Some(hostname);
+        if config.auto_remove && config.restart != RestartPolicy::No {
+            return Err(bad(format!(
+                "container {}: --rm and --restart {} conflict: a removed container cannot be restarted",
+                config.id,
+                String::from(config.restart)
+            )));
+        }
         crate::resources::fill(&mut config, &self.resources)?;
 
         let mut ifnames: Vec<String> = Vec::new();
