@@ -77,6 +77,8 @@ pub struct CreateArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     #[command(flatten)]
+    pub health: crate::health::HealthArgs,
+    #[command(flatten)]
     pub security: crate::security::SecurityArgs,
     /// cgroup limits, devices, ulimits, user namespace (issue 10).
     #[command(flatten)]
@@ -314,6 +316,8 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         created: 0,
         log: log_config(LogConfig::default(), &a.log_opts)?,
         restart: a.restart,
+        health_flags: a.health.flags(),
+        healthcheck: None,
         security: a.security.apply(Default::default())?,
         resources,
         userns,
@@ -521,7 +525,10 @@ pub async fn ls(
             .map(|c| {
                 let status = match (c.status, c.exit_code) {
                     (Status::Stopped, Some(code)) => format!("stopped ({code})"),
-                    (s, _) => s.to_string(),
+                    (s, _) => match &c.health {
+                        Some(h) => format!("{s} ({h})"),
+                        None => s.to_string(),
+                    },
                 };
                 vec![
                     c.id.clone(),

@@ -5,6 +5,7 @@ mod client;
 mod config_file;
 mod container;
 mod events;
+mod health;
 mod image;
 mod logs;
 mod network;

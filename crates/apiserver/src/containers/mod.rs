@@ -14,6 +14,7 @@ mod confine;
 mod control;
 mod exec;
 mod finish;
+mod health;
 mod query;
 mod reconcile;
 mod restart;
@@ -75,6 +76,10 @@ pub struct Containers {
     /// Containers a user is stopping or killing: their exit is the user's, and no
     /// restart policy undoes it.
     user_stops: Mutex<std::collections::HashSet<String>>,
+    /// Runs killed for being unhealthy with `--health-on-failure=restart`.
+    health_restarts: Mutex<std::collections::HashSet<String>>,
+    /// Health of running containers with a check.
+    health: health::HealthTable,
     /// Defaults for what a container's confinement leaves unsaid.
     security: SecurityDefaults,
     /// Seccomp programs, each compiled once.
@@ -116,6 +121,8 @@ impl Containers {
             create: tokio::sync::Mutex::new(()),
             removed: Mutex::new(std::collections::VecDeque::new()),
             user_stops: Mutex::new(Default::default()),
+            health_restarts: Mutex::new(Default::default()),
+            health: Default::default(),
             security: policy.security,
             seccomp: container_seccomp::Cache::default(),
             resources: policy.resources,
@@ -179,6 +186,7 @@ impl Containers {
     /// container ever run. A waiter still subscribed keeps its receiver.
     fn forget(&self, id: &str) {
         self.locks.forget(id);
+        self.health.forget(id);
         self.exits
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -60,6 +60,13 @@ pub fn decide(policy: RestartPolicy, state: &ContainerState, now: u64) -> Option
 impl Containers {
     /// Called by `finish` once the stopped state is written.
     pub(super) fn consider_restart(self: &Arc<Self>, id: &str, policy: RestartPolicy) {
+        // Killed for being unhealthy with `--health-on-failure=restart`: restarted
+        // whatever the policy, with its back-off.
+        let policy = if self.take_health_restart(id) {
+            RestartPolicy::Always
+        } else {
+            policy
+        };
         // Helpers stopped with the apiserver: `always` ones come back at its next start.
         if policy == RestartPolicy::No || self.ops.is_closed() {
             return;

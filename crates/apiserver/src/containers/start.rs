@@ -118,6 +118,9 @@ impl Containers {
                     attrs.push(("restartCount", state.restart_count.to_string()));
                 }
                 self.publish(what, id, &attrs);
+                if let Some(check) = config.healthcheck.clone() {
+                    self.begin_health(id, check);
+                }
                 let containers = self.clone();
                 let id = id.to_string();
                 tokio::spawn(async move { containers.watch(id, helper).await });
