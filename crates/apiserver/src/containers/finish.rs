@@ -86,6 +86,8 @@ impl Containers {
         state.cgroup = None;
         state.userns = None;
         state.oom_killed = exit.is_some_and(|e| e.oom_killed);
+        state.stopped_by_user = self.take_user_stop(id);
+        state.restart_pending = false;
         let saved = self.persist(id, &state);
         match (&exit, &reason) {
             (Some(s), _) => tracing::info!("container {id} exited with {}", s.code),
@@ -100,6 +102,9 @@ impl Containers {
         let mut attrs = vec![("exitCode", status.code.to_string())];
         if let Some(r) = &reason {
             attrs.push(("reason", r.clone()));
+        }
+        if state.oom_killed {
+            self.publish("oom", id, &[]);
         }
         self.publish("die", id, &attrs);
         self.exit_watch(id).send_modify(|(seq, last)| {
@@ -117,6 +122,8 @@ impl Containers {
                 }
                 Err(e) => tracing::warn!("container {id}: remove: {e}"),
             }
+        } else if saved.is_ok() {
+            self.consider_restart(id, config.restart);
         }
         saved
     }
