@@ -340,7 +340,11 @@ mod tests {
             "health_flags": {"test": ["sh", "-c", "true"], "interval_ms": 1000, "timeout_ms": null,
                 "start_period_ms": null, "retries": 2, "on_failure": "restart", "disabled": false},
             "healthcheck": {"test": ["sh", "-c", "true"], "interval_ms": 1000, "timeout_ms": 30000,
-                "start_period_ms": 0, "retries": 2, "on_failure": "restart"}}"#;
+                "start_period_ms": 0, "retries": 2, "on_failure": "restart"},
+            "mounts": [{"type": "bind", "source": "/srv", "target": "/data", "readonly": true,
+                "propagation": "rslave", "create_source": true, "anonymous": false,
+                "no_copy": false, "volume_opts": {}, "tmpfs_size": null, "tmpfs_mode": null,
+                "tmpfs_exec": false}]}"#;
         let config = parsed(record).expect("a record");
         assert_eq!(
             serde_json::to_value(&config).expect("json"),
