@@ -595,3 +595,28 @@ fn a_volume_create_killed_half_way_leaves_no_volume() {
     w.ok(&["system", "check"]);
     assert_eq!(w.ok(&["volume", "create", "half"]), "half\n");
 }
+
+#[test]
+fn system_prune_volumes_takes_unused_anonymous_volumes_and_keeps_named_ones() {
+    let s = setup();
+    let w = &s.world;
+    w.ok(&[
+        "create",
+        "--name",
+        "c",
+        "--network",
+        "none",
+        "--rootfs",
+        &s.rootfs,
+        "-v",
+        "/anon",
+        "-v",
+        "named:/n",
+        "--",
+        "true",
+    ]);
+    let out = w.json(&["system", "prune", "--volumes", "--format", "json"]);
+    assert_eq!(out["containers"], serde_json::json!(["c"]), "{out}");
+    assert_eq!(out["volumes"].as_array().map(Vec::len), Some(1), "{out}");
+    assert_eq!(w.ok(&["volume", "ls", "-q"]), "named\n");
+}

@@ -174,6 +174,9 @@ impl ApiServer {
                     .await?;
                 ApiResponse::Done
             }
+            ApiRequest::SystemPrune { all, volumes } => {
+                ApiResponse::Json(self.prune(all, volumes).await?)
+            }
             ApiRequest::DiskUsage => {
                 ApiResponse::Json(self.images.disk_usage(self.volumes.usage())?)
             }

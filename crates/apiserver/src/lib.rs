@@ -22,6 +22,7 @@ pub mod keyed;
 pub mod networks;
 pub mod notify;
 pub mod ops;
+pub mod prune;
 pub mod records;
 pub mod resources;
 pub mod sandbox_cleanup;

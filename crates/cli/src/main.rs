@@ -2,6 +2,7 @@
 
 mod attach;
 mod client;
+mod completion;
 mod config_file;
 mod container;
 mod events;
@@ -147,6 +148,21 @@ enum Command {
         tail: Option<usize>,
         id: String,
     },
+    /// Print a shell completion script (bash and fish also complete names by asking
+    /// the apiserver): `container completion bash > /etc/bash_completion.d/container`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Names for completion scripts, one per line.
+    #[command(name = "__complete", hide = true)]
+    CompleteNames {
+        #[arg(value_enum)]
+        kind: completion::Kind,
+    },
+    /// Writes the man pages into DIR (`cargo xtask man` runs it).
+    #[command(name = "__man", hide = true)]
+    Man { dir: PathBuf },
     /// Print lifecycle events (create, start, die, destroy, …) as they happen.
     Events {
         /// Also those since this time: seconds since the epoch, a duration back from now
@@ -215,6 +231,18 @@ enum SystemCommand {
         /// Also hash every blob of the image store again.
         #[arg(long)]
         digests: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Remove stopped containers, unused networks and dangling images (all unused
+    /// images with -a).
+    Prune {
+        /// Every image no container uses, not only untagged ones.
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Also volumes no container uses.
+        #[arg(long)]
+        volumes: bool,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -295,6 +323,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 digests,
                 format,
             } => system::check(&paths, fix, digests, format).await,
+            SystemCommand::Prune {
+                all,
+                volumes,
+                format,
+            } => system::prune(&paths, all, volumes, format).await,
             SystemCommand::Df { format } => {
                 let client = client::connect(&paths.apiserver_socket()).await?;
                 image::df(&client, format).await
@@ -341,6 +374,16 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             logs::logs(&client, &id, follow, tail).await
         }
         Command::Wait { ids } => container::wait(&paths, ids).await,
+        Command::Completion { shell } => {
+            completion::script(shell, &mut std::io::stdout().lock())?;
+            Ok(0)
+        }
+        Command::CompleteNames { kind } => completion::names(&paths, kind).await,
+        Command::Man { dir } => {
+            let n = completion::man_pages(&dir)?;
+            println!("{n} man pages in {}", dir.display());
+            Ok(0)
+        }
         Command::Events {
             since,
             until,

@@ -145,6 +145,13 @@ pub enum ApiRequest {
         password: String,
         insecure: bool,
     },
+    /// `system prune`: stopped containers (none with a restart pending), unused
+    /// networks, dangling images (every unused one with `all`), unused volumes with
+    /// `volumes`. Replies `Json`: what was removed, and what could not be.
+    SystemPrune {
+        all: bool,
+        volumes: bool,
+    },
     /// `system df`: replies `Json`.
     DiskUsage,
     /// `system check --digests`: also hash every blob of the image store.
