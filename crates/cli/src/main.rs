@@ -240,7 +240,7 @@ enum SystemCommand {
         /// Every image no container uses, not only untagged ones.
         #[arg(short = 'a', long)]
         all: bool,
-        /// Also volumes no container uses.
+        /// Also anonymous volumes no container uses.
         #[arg(long)]
         volumes: bool,
         #[arg(long, value_enum, default_value_t)]
