@@ -145,7 +145,12 @@ impl ApiServer {
                     Err(e) => return Err(ApiError::io("events")(e)),
                 }
             }
-            ApiRequest::ImagePull(req) => ApiResponse::Json(self.images.pull(req, fds).await?),
+            ApiRequest::ImagePull(req) => {
+                let reference = req.reference.clone();
+                let record = self.images.pull(req, fds).await?;
+                self.image_event("pull", &reference, &[]);
+                ApiResponse::Json(record)
+            }
             ApiRequest::ImageLoad { directory } => {
                 ApiResponse::Json(self.images.load(directory, fds).await?)
             }
@@ -157,10 +162,19 @@ impl ApiServer {
             ApiRequest::ImageInspect(names) => ApiResponse::Json(self.images.inspect(names)?),
             ApiRequest::ImageTag { source, target } => {
                 self.images.tag(&source, &target)?;
+                self.image_event("tag", &source, &[("target", target.clone())]);
                 ApiResponse::Done
             }
             ApiRequest::ImageRemove { names, force } => {
-                ApiResponse::Names(self.images.remove(names, force).await?)
+                let lines = self.images.remove(names, force).await?;
+                for line in &lines {
+                    if let Some(name) = line.strip_prefix("Untagged: ") {
+                        self.image_event("untag", name, &[]);
+                    } else if let Some(id) = line.strip_prefix("Deleted: ") {
+                        self.image_event("delete", id, &[]);
+                    }
+                }
+                ApiResponse::Names(lines)
             }
             ApiRequest::ImagePrune { all } => ApiResponse::Json(self.images.prune(all).await?),
             ApiRequest::RegistryLogin {
@@ -243,5 +257,16 @@ impl Service for ApiServer {
                 | ApiRequest::ContainerExec { tty: false, .. }
                 | ApiRequest::Events { .. }
         )
+    }
+}
+
+impl ApiServer {
+    fn image_event(&self, action: &str, id: &str, attributes: &[(&str, String)]) {
+        self.events.publish(
+            container_protocol::api::EventType::Image,
+            action,
+            id,
+            attributes,
+        );
     }
 }
