@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use container_store::write_atomic;
+use container_store::write_replace;
 
 pub const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
 
@@ -109,7 +109,7 @@ pub fn write(
         (&files.resolv_conf, resolv_conf(dns, host.as_deref())),
     ];
     for (path, text) in contents {
-        write_atomic(path, text.as_bytes(), 0o644)
+        write_replace(path, text.as_bytes(), 0o644)
             .map_err(|e| format!("write {}: {e}", path.display()))?;
     }
     Ok(files)

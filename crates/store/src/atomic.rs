@@ -10,6 +10,17 @@ use crate::StoreError;
 /// Writes `bytes` to a temporary file beside `path`, fsyncs it, renames it over `path`
 /// and fsyncs the directory, so the rename itself survives a crash.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    write_replacing(path, bytes, mode, true)
+}
+
+/// As [`write_atomic`] without the fsyncs: for files made again at every start (a
+/// container's /etc files), which a power cut may lose but no reader ever sees torn.
+/// Each fsync costs milliseconds on a busy disk, on the path of every `run`.
+pub fn write_replace(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    write_replacing(path, bytes, mode, false)
+}
+
+fn write_replacing(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> Result<(), StoreError> {
     let io = |step: &'static str| {
         move |source: std::io::Error| StoreError::Io {
             path: path.to_path_buf(),
@@ -37,8 +48,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreErr
             .open(&tmp)
             .map_err(io("create temporary file"))?;
         f.write_all(bytes).map_err(io("write"))?;
-        f.sync_all().map_err(io("fsync"))?;
+        if durable {
+            f.sync_all().map_err(io("fsync"))?;
+        }
         fs::rename(&tmp, path).map_err(io("rename"))?;
+        if !durable {
+            return Ok(());
+        }
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io("fsync directory"))

@@ -9,7 +9,7 @@ pub mod paths;
 
 use std::path::PathBuf;
 
-pub use atomic::{is_temp_file, read_json, write_atomic, write_json};
+pub use atomic::{is_temp_file, read_json, write_atomic, write_json, write_replace};
 pub use names::{validate_id, NameKind};
 pub use network::NetworkConfig;
 pub use paths::Paths;
