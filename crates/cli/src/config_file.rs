@@ -210,6 +210,7 @@ pub fn default_network() -> NetworkAttachmentConfig {
         ip6: None,
         mac: None,
         ifname: None,
+        aliases: Vec::new(),
     }
 }
 
