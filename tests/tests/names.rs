@@ -77,6 +77,62 @@ fn containers_on_one_network_resolve_each_other_by_name_and_alias() {
     let out = exec(&s, "web", &["nslookup", &db]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("db.dns.container"), "{text}");
+
+    // Garbage at the port (short packets, a compression loop, random bytes, a TCP
+    // client that announces a message and stalls): the server keeps answering.
+    let junk = UdpSocket::bind("0.0.0.0:0").unwrap();
+    let mut x: u32 = 0x1234_5678;
+    for i in 0..2000u32 {
+        let len = (i % 600) as usize;
+        let mut p: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        if i % 3 == 0 && p.len() > 14 {
+            // Header of one question whose name points at itself.
+            p[..14].copy_from_slice(b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c");
+        }
+        let _ = junk.send_to(&p, "10.91.0.1:53");
+    }
+    let mut stalled = std::net::TcpStream::connect("10.91.0.1:53").expect("tcp 53");
+    std::io::Write::write_all(&mut stalled, &[0xff, 0xff, 0x00]).unwrap();
+    let got = lookup(&s, "web", "db").expect("db after the garbage");
+    assert!(got.contains(&db), "{got}");
+    // And over TCP, from the container (busybox's nslookup speaks UDP only: a framed
+    // query through nc; the host's own connections are masqueraded, not on the network).
+    let mut q = hickory_proto::op::Message::new();
+    q.set_id(99)
+        .set_recursion_desired(true)
+        .add_query(hickory_proto::op::Query::query(
+            hickory_proto::rr::Name::from_ascii("db.").unwrap(),
+            hickory_proto::rr::RecordType::A,
+        ));
+    let bytes = q.to_vec().unwrap();
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&bytes);
+    let octal: String = framed.iter().map(|b| format!("\\{b:03o}")).collect();
+    let script = format!("printf '{octal}' | nc -w 3 10.91.0.1 53 | od -An -tx1");
+    let out = exec(&s, "web", &["sh", "-c", &script]);
+    let hex: String = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect();
+    let want: String = db
+        .parse::<std::net::Ipv4Addr>()
+        .unwrap()
+        .octets()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // Length, then id 99 (0x0063), and db's address as the answer's data.
+    assert!(
+        hex.get(4..8) == Some("0063") && hex.ends_with(&want),
+        "tcp answer: {hex}"
+    );
+    drop(stalled);
 }
 
 fn mac_of(link: &str) -> String {

@@ -532,6 +532,7 @@ mod tests {
             options,
             created: 0,
             builtin: false,
+            disable_dns: false,
             removing: false,
         }
     }
