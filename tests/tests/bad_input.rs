@@ -932,7 +932,7 @@ fn cli_bad_input_is_refused_in_one_line_and_changes_nothing() {
         // --- confinement (issue 10)
         case(
             &["run", "--rm", "--", "true"],
-            "no root filesystem: pass --rootfs DIR, or --host-rootfs",
+            "no root filesystem: name an image, pass --rootfs DIR, or --host-rootfs",
         ),
         case(
             &[

@@ -176,6 +176,8 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
         });
     }
     tokio::spawn(containers.clone().flush_unsaved_forever());
+    // Once networks are up and calls are served: restarts run as ordinary starts.
+    containers.restart_at_boot().await;
     tracing::info!(
         "apiserver {VERSION} ready on {} (pid {})",
         paths.apiserver_socket().display(),

@@ -336,6 +336,10 @@ impl Images {
         let oci: oci_spec::image::ImageConfiguration = serde_json::from_slice(&raw)
             .map_err(|e| bad(format!("image {}: config: {e}", record.id)))?;
         let run = RunConfig::from_image_config(&oci);
+        config.healthcheck = container_protocol::container::HealthConfig::resolve(
+            &config.health_flags,
+            image_healthcheck(&raw).as_ref(),
+        );
         let flags = Flags {
             command: image.command.clone(),
             entrypoint: image.entrypoint.clone(),
@@ -439,5 +443,71 @@ impl Images {
             "containers": {"count": containers, "size": containers_size},
             "volumes": {"count": 0, "size": 0},
         }))
+    }
+}
+
+/// An image config's `config.Healthcheck` (Docker's extension; OCI has none): `Test` is
+/// `["NONE"]`, `["CMD", args…]` or `["CMD-SHELL", command]`; times are nanoseconds.
+/// Anything else there is ignored, as Docker ignores it.
+fn image_healthcheck(raw: &[u8]) -> Option<container_protocol::container::HealthConfig> {
+    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    let h = v.get("config")?.get("Healthcheck")?;
+    let test: Vec<String> = h
+        .get("Test")?
+        .as_array()?
+        .iter()
+        .map(|t| t.as_str().map(str::to_string))
+        .collect::<Option<_>>()?;
+    let command = match test.split_first() {
+        Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => rest.to_vec(),
+        Some((kind, [cmd])) if kind == "CMD-SHELL" => {
+            vec!["/bin/sh".into(), "-c".into(), cmd.clone()]
+        }
+        // NONE, or nothing usable: no check (an empty test disables it).
+        _ => vec![],
+    };
+    let ms = |k: &str| {
+        h.get(k)
+            .and_then(|n| n.as_u64())
+            .map(|ns| ns / 1_000_000)
+            .unwrap_or(0)
+    };
+    Some(container_protocol::container::HealthConfig {
+        test: command,
+        interval_ms: ms("Interval"),
+        timeout_ms: ms("Timeout"),
+        start_period_ms: ms("StartPeriod"),
+        retries: h
+            .get("Retries")
+            .and_then(|n| n.as_u64())
+            .map_or(0, |r| r.min(u32::MAX as u64) as u32),
+        on_failure: Default::default(),
+    })
+}
+
+#[cfg(test)]
+mod healthcheck_tests {
+    use super::image_healthcheck;
+
+    #[test]
+    fn an_image_healthcheck_in_each_form() {
+        let cfg = |t: &str| {
+            format!(
+                r#"{{"config":{{"Healthcheck":{{"Test":{t},"Interval":2000000000,"Retries":5}}}}}}"#
+            )
+        };
+        let shell =
+            image_healthcheck(cfg(r#"["CMD-SHELL","wget -q localhost"]"#).as_bytes()).unwrap();
+        assert_eq!(shell.test, ["/bin/sh", "-c", "wget -q localhost"]);
+        assert_eq!((shell.interval_ms, shell.retries), (2000, 5));
+        let exec = image_healthcheck(cfg(r#"["CMD","true","x"]"#).as_bytes()).unwrap();
+        assert_eq!(exec.test, ["true", "x"]);
+        assert!(image_healthcheck(cfg(r#"["NONE"]"#).as_bytes())
+            .unwrap()
+            .test
+            .is_empty());
+        assert!(image_healthcheck(br#"{"config":{}}"#).is_none());
+        assert!(image_healthcheck(cfg(r#"[1,2]"#).as_bytes()).is_none());
+        assert!(image_healthcheck(b"not json").is_none());
     }
 }

@@ -121,6 +121,11 @@ impl Ops {
         Ok(self.insert(what, holds))
     }
 
+    /// Whether the apiserver is shutting down (no new operation begins).
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Tracks work the apiserver does on its own (a container's exit): never refused,
     /// and waited for at shutdown like the rest.
     pub fn track(self: &Arc<Self>, what: &str, holds: Holds) -> OpGuard {

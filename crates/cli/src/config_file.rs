@@ -62,6 +62,12 @@ struct File {
     #[serde(default)]
     userns: Option<container_protocol::resources::UsernsMode>,
     image: Option<container_protocol::container::ImageUse>,
+    #[serde(default)]
+    restart: container_protocol::container::RestartPolicy,
+    #[serde(default)]
+    health_flags: container_protocol::container::HealthFlags,
+    #[serde(default)]
+    healthcheck: Option<container_protocol::container::HealthConfig>,
 }
 
 /// The part of OCI's `linux` object this runtime reads.
@@ -195,6 +201,9 @@ pub fn parse(text: &str, origin: &str) -> Result<ContainerConfig> {
         labels: file.labels,
         created: file.created,
         log: file.log,
+        restart: file.restart,
+        health_flags: file.health_flags,
+        healthcheck: file.healthcheck,
         security: file.security,
         resources: file.resources,
         userns: file.userns,
@@ -325,7 +334,11 @@ mod tests {
                 "ulimits": [{"name": "nofile", "soft": 1024, "hard": 2048}],
                 "devices": [{"path_on_host": "/dev/fuse", "path_in_container": "/dev/fuse",
                     "permissions": "rwm"}]},
-            "userns": "auto"}"#;
+            "userns": "auto", "image": null, "restart": "on-failure:3",
+            "health_flags": {"test": ["sh", "-c", "true"], "interval_ms": 1000, "timeout_ms": null,
+                "start_period_ms": null, "retries": 2, "on_failure": "restart", "disabled": false},
+            "healthcheck": {"test": ["sh", "-c", "true"], "interval_ms": 1000, "timeout_ms": 30000,
+                "start_period_ms": 0, "retries": 2, "on_failure": "restart"}}"#;
         let config = parsed(record).expect("a record");
         assert_eq!(
             serde_json::to_value(&config).expect("json"),

@@ -64,6 +64,9 @@ pub struct CreateArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// What to do when the workload exits: no, on-failure[:N], always, unless-stopped.
+    #[arg(long, default_value = "no", value_parser = |s: &str| s.parse::<container_protocol::container::RestartPolicy>())]
+    pub restart: container_protocol::container::RestartPolicy,
     /// Keep stdin open.
     #[arg(short = 'i', long)]
     pub interactive: bool,
@@ -77,6 +80,8 @@ pub struct CreateArgs {
     /// A JSON container configuration (the on-disk shape) instead of flags.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub health: crate::health::HealthArgs,
     #[command(flatten)]
     pub security: crate::security::SecurityArgs,
     /// cgroup limits, devices, ulimits, user namespace (issue 10).
@@ -334,6 +339,9 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         labels,
         created: 0,
         log: log_config(LogConfig::default(), &a.log_opts)?,
+        restart: a.restart,
+        health_flags: a.health.flags(),
+        healthcheck: None,
         security: a.security.apply(Default::default())?,
         resources,
         userns,
@@ -541,7 +549,10 @@ pub async fn ls(
             .map(|c| {
                 let status = match (c.status, c.exit_code) {
                     (Status::Stopped, Some(code)) => format!("stopped ({code})"),
-                    (s, _) => s.to_string(),
+                    (s, _) => match &c.health {
+                        Some(h) => format!("{s} ({h})"),
+                        None => s.to_string(),
+                    },
                 };
                 vec![
                     c.id.clone(),

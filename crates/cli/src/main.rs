@@ -5,6 +5,7 @@ mod client;
 mod config_file;
 mod container;
 mod events;
+mod health;
 mod image;
 mod logs;
 mod network;
@@ -248,7 +249,8 @@ fn main() -> ExitCode {
             let message = message.join(" ");
             let message = message.strip_prefix("error: ").unwrap_or(&message);
             eprintln!("container: error: {message} (see --help)");
-            return ExitCode::from(2);
+            // Docker's code for a command line it could not take.
+            return ExitCode::from(125);
         }
     };
     let rt = match tokio::runtime::Builder::new_current_thread()

@@ -335,6 +335,9 @@ pub struct ContainerSummary {
     pub networks: Vec<String>,
     pub addresses: Vec<IpAddr>,
     pub pid: Option<u32>,
+    /// starting, healthy or unhealthy, for a running container with a health check.
+    #[serde(default)]
+    pub health: Option<String>,
 }
 
 /// What sort of resource a finding is about.

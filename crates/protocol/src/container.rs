@@ -206,6 +206,165 @@ pub struct ContainerConfig {
     /// The image the root filesystem is made of (`run IMAGE`), instead of `rootfs`.
     #[serde(default)]
     pub image: Option<ImageUse>,
+    /// `--restart`: what the apiserver does when the workload exits on its own.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// The `--health-*` flags as given; merged with the image's HEALTHCHECK into
+    /// `healthcheck` at create.
+    #[serde(default)]
+    pub health_flags: HealthFlags,
+    /// The check that runs, resolved at create. None: no check.
+    #[serde(default)]
+    pub healthcheck: Option<HealthConfig>,
+}
+
+/// `--health-on-failure=none|kill|restart`, as Podman's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthAction {
+    #[default]
+    None,
+    Kill,
+    Restart,
+}
+
+/// The health flags of `run`/`create`; unset fields come from the image, then from
+/// Docker's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthFlags {
+    /// `--health-cmd STRING` as `["sh", "-c", STRING]`.
+    #[serde(default)]
+    pub test: Option<Vec<String>>,
+    #[serde(default)]
+    pub interval_ms: Option<u64>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub start_period_ms: Option<u64>,
+    #[serde(default)]
+    pub retries: Option<u32>,
+    #[serde(default)]
+    pub on_failure: HealthAction,
+    /// `--no-healthcheck`: none, not even the image's.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// A health check as it runs: the command exec'd in the container, how often, how long
+/// it may take, how many failures in a row make the container unhealthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthConfig {
+    pub test: Vec<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub start_period_ms: u64,
+    pub retries: u32,
+    #[serde(default)]
+    pub on_failure: HealthAction,
+}
+
+impl HealthConfig {
+    /// Docker's defaults: every 30 s, 30 s to answer, unhealthy after 3 failures.
+    pub const DEFAULT_INTERVAL_MS: u64 = 30_000;
+    pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+    pub const DEFAULT_RETRIES: u32 = 3;
+
+    /// The flags over the image's check (`image`: its `Test` already as a command,
+    /// and its timings), or None when there is no check.
+    pub fn resolve(flags: &HealthFlags, image: Option<&HealthConfig>) -> Option<HealthConfig> {
+        if flags.disabled {
+            return None;
+        }
+        let test = flags
+            .test
+            .clone()
+            .or_else(|| image.map(|i| i.test.clone()))?;
+        if test.is_empty() {
+            return None;
+        }
+        let pick = |f: Option<u64>, i: Option<u64>, d: u64| f.or(i).filter(|v| *v > 0).unwrap_or(d);
+        Some(HealthConfig {
+            test,
+            interval_ms: pick(
+                flags.interval_ms,
+                image.map(|i| i.interval_ms),
+                Self::DEFAULT_INTERVAL_MS,
+            ),
+            timeout_ms: pick(
+                flags.timeout_ms,
+                image.map(|i| i.timeout_ms),
+                Self::DEFAULT_TIMEOUT_MS,
+            ),
+            start_period_ms: flags
+                .start_period_ms
+                .or(image.map(|i| i.start_period_ms))
+                .unwrap_or(0),
+            retries: flags
+                .retries
+                .or(image.map(|i| i.retries).filter(|r| *r > 0))
+                .unwrap_or(Self::DEFAULT_RETRIES),
+            on_failure: flags.on_failure,
+        })
+    }
+}
+
+/// `--restart no|on-failure[:N]|always|unless-stopped`, as Docker's. Travels and is
+/// recorded as its flag's text, so records stay readable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    /// Restarted after a non-zero exit, at most `max` times (None: without a bound).
+    OnFailure { max: Option<u32> },
+    /// Restarted after every exit but a user's stop; back at every apiserver start.
+    Always,
+    /// As `Always`, except that a user's stop holds across apiserver restarts too.
+    UnlessStopped,
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<RestartPolicy, String> {
+        let bad = || {
+            format!("restart policy {s:?}: use no, on-failure[:N] (N a count of at least 1), always or unless-stopped")
+        };
+        match s {
+            "no" | "" => Ok(RestartPolicy::No),
+            "always" => Ok(RestartPolicy::Always),
+            "unless-stopped" => Ok(RestartPolicy::UnlessStopped),
+            "on-failure" => Ok(RestartPolicy::OnFailure { max: None }),
+            _ => {
+                let n = s.strip_prefix("on-failure:").ok_or_else(bad)?;
+                if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad());
+                }
+                match n.parse::<u32>() {
+                    Ok(0) | Err(_) => Err(bad()),
+                    Ok(max) => Ok(RestartPolicy::OnFailure { max: Some(max) }),
+                }
+            }
+        }
+    }
+}
+
+impl TryFrom<String> for RestartPolicy {
+    type Error = String;
+    fn try_from(s: String) -> Result<RestartPolicy, String> {
+        s.parse()
+    }
+}
+
+impl From<RestartPolicy> for String {
+    fn from(p: RestartPolicy) -> String {
+        match p {
+            RestartPolicy::No => "no".into(),
+            RestartPolicy::OnFailure { max: None } => "on-failure".into(),
+            RestartPolicy::OnFailure { max: Some(n) } => format!("on-failure:{n}"),
+            RestartPolicy::Always => "always".into(),
+            RestartPolicy::UnlessStopped => "unless-stopped".into(),
+        }
+    }
 }
 
 /// `--pull=missing|always|never`, as Docker's.

@@ -28,6 +28,11 @@ pub const POINTS: &[&str] = &[
     "sandbox-helper:during-shutdown",
 ];
 
+/// Points only a particular scenario reaches, each exercised by its own test:
+/// `apiserver:restart-pending` (a restart policy's decision recorded, its back-off not
+/// yet waited out: tests/tests/restart.rs).
+pub const SCENARIO_POINTS: &[&str] = &["apiserver:restart-pending"];
+
 #[inline]
 pub fn point(name: &str) {
     #[cfg(debug_assertions)]

@@ -55,6 +55,20 @@ pub struct ContainerState {
     /// The last run ended with the OOM killer killing a process of the container.
     #[serde(default)]
     pub oom_killed: bool,
+    /// Restarts by the restart policy since the user last started it.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// The last run was ended by the user (`stop`, `kill`): no policy restarts it.
+    #[serde(default)]
+    pub stopped_by_user: bool,
+    /// The policy decided on a restart that has not happened yet (it waits out its
+    /// back-off): an apiserver that starts meanwhile carries it out.
+    #[serde(default)]
+    pub restart_pending: bool,
+    /// Consecutive runs shorter than the back-off reset time: the next delay is
+    /// 100 ms doubled this many times (at most a minute).
+    #[serde(default)]
+    pub restart_backoff: u32,
 }
 
 pub fn save_config(paths: &Paths, config: &ContainerConfig) -> Result<(), StoreError> {

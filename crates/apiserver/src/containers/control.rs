@@ -51,6 +51,18 @@ impl Containers {
 
     pub async fn kill(self: &Arc<Self>, id: &str, signal: i32) -> Result<(), ApiError> {
         let helper = self.running_helper(id)?;
+        // A signal meant to end it ends it for the restart policy too; others (HUP,
+        // USR1) are messages to a workload that goes on.
+        if [
+            nix::libc::SIGKILL,
+            nix::libc::SIGTERM,
+            nix::libc::SIGINT,
+            nix::libc::SIGQUIT,
+        ]
+        .contains(&signal)
+        {
+            self.mark_user_stop(id);
+        }
         helper
             .kill(signal)
             .await
@@ -75,6 +87,7 @@ impl Containers {
         if state.status != Status::Running {
             return Err(ApiError::Conflict(format!("container {id} is not running")));
         }
+        self.mark_user_stop(id);
         // 0: the container's own stop signal (its image's StopSignal), else SIGTERM.
         let signal = if signal == 0 {
             stop_signal(&config)

@@ -88,6 +88,8 @@ impl Containers {
         state.cgroup = None;
         state.userns = None;
         state.oom_killed = exit.is_some_and(|e| e.oom_killed);
+        state.stopped_by_user = self.take_user_stop(id);
+        state.restart_pending = false;
         let saved = self.persist(id, &state);
         // Again from the record: a send that raced the first one saw it running.
         self.sync_names_of(&config, None).await;
@@ -105,6 +107,9 @@ impl Containers {
         if let Some(r) = &reason {
             attrs.push(("reason", r.clone()));
         }
+        if state.oom_killed {
+            self.publish("oom", id, &[]);
+        }
         self.publish("die", id, &attrs);
         self.exit_watch(id).send_modify(|(seq, last)| {
             *seq += 1;
@@ -120,6 +125,8 @@ impl Containers {
                 }
                 Err(e) => tracing::warn!("container {id}: remove: {e}"),
             }
+        } else if saved.is_ok() {
+            self.consider_restart(id, config.restart);
         }
         saved
     }

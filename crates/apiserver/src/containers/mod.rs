@@ -14,8 +14,10 @@ mod confine;
 mod control;
 mod exec;
 mod finish;
+mod health;
 mod query;
 mod reconcile;
+mod restart;
 mod security;
 mod start;
 mod validate;
@@ -71,6 +73,13 @@ pub struct Containers {
     /// the removal (an attached `run --rm` whose workload exits at once) still learns
     /// the exit. Bounded.
     removed: Mutex<std::collections::VecDeque<(String, ExitStatus)>>,
+    /// Containers a user is stopping or killing: their exit is the user's, and no
+    /// restart policy undoes it.
+    user_stops: Mutex<std::collections::HashSet<String>>,
+    /// Runs killed for being unhealthy with `--health-on-failure=restart`.
+    health_restarts: Mutex<std::collections::HashSet<String>>,
+    /// Health of running containers with a check.
+    health: health::HealthTable,
     /// Defaults for what a container's confinement leaves unsaid.
     security: SecurityDefaults,
     /// Seccomp programs, each compiled once.
@@ -111,6 +120,9 @@ impl Containers {
             exits: Mutex::new(HashMap::new()),
             create: tokio::sync::Mutex::new(()),
             removed: Mutex::new(std::collections::VecDeque::new()),
+            user_stops: Mutex::new(Default::default()),
+            health_restarts: Mutex::new(Default::default()),
+            health: Default::default(),
             security: policy.security,
             seccomp: container_seccomp::Cache::default(),
             resources: policy.resources,
@@ -174,6 +186,7 @@ impl Containers {
     /// container ever run. A waiter still subscribed keeps its receiver.
     fn forget(&self, id: &str) {
         self.locks.forget(id);
+        self.health.forget(id);
         self.exits
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -204,6 +217,21 @@ impl Containers {
         for att in &config.networks {
             self.networks.sync_names(&att.network, leaving).await;
         }
+    }
+
+    /// Marks the next exit of `id` as the user's doing.
+    fn mark_user_stop(&self, id: &str) {
+        self.user_stops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string());
+    }
+
+    fn take_user_stop(&self, id: &str) -> bool {
+        self.user_stops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
     }
 
     fn publish(&self, action: &str, id: &str, attributes: &[(&str, String)]) {

@@ -53,6 +53,11 @@ impl Containers {
                     .flat_map(|a| a.addresses.iter().map(|n| n.addr()))
                     .collect(),
                 pid: state.pid,
+                health: self
+                    .health
+                    .get(&id)
+                    .filter(|_| state.status == Status::Running)
+                    .map(|h| h.status.as_str().to_string()),
                 id,
             });
         }
@@ -63,6 +68,14 @@ impl Containers {
         let mut out = Vec::new();
         for id in ids {
             let (config, state) = self.load(&id)?;
+            let mut state =
+                serde_json::to_value(&state).map_err(|e| bad(format!("encode: {e}")))?;
+            if let (Some(h), Some(obj)) = (self.health.get(&id), state.as_object_mut()) {
+                obj.insert(
+                    "health".into(),
+                    serde_json::to_value(&h).map_err(|e| bad(format!("encode: {e}")))?,
+                );
+            }
             out.push(serde_json::json!({ "config": config, "state": state }));
         }
         serde_json::to_string_pretty(&out).map_err(|e| bad(format!("encode: {e}")))

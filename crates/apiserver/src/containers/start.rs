@@ -29,12 +29,57 @@ impl Containers {
         stdio: Stdio,
         fds: Vec<OwnedFd>,
     ) -> Result<(u32, Vec<OwnedFd>), ApiError> {
+        self.start_as(id, stdio, fds, false)
+            .await
+            .map(|started| started.unwrap_or_default())
+    }
+
+    /// A restart the policy decided on: `None` when there is nothing to do any more
+    /// (the user started, stopped or removed it meanwhile, or the apiserver is
+    /// shutting down and leaves it to the next one).
+    pub(super) async fn start_by_policy(
+        self: &Arc<Self>,
+        id: &str,
+        stdio: Stdio,
+        fds: Vec<OwnedFd>,
+    ) -> Result<Option<u32>, ApiError> {
+        if self.ops.is_closed() {
+            return Ok(None);
+        }
+        match self.start_as(id, stdio, fds, true).await {
+            Ok(started) => Ok(started.map(|(pid, _)| pid)),
+            Err(ApiError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn start_as(
+        self: &Arc<Self>,
+        id: &str,
+        stdio: Stdio,
+        fds: Vec<OwnedFd>,
+        by_policy: bool,
+    ) -> Result<Option<(u32, Vec<OwnedFd>)>, ApiError> {
+        let what = if by_policy { "restart" } else { "start" };
         let op = self
             .ops
-            .begin(&format!("start {id}"), Holds::container(id))?;
+            .begin(&format!("{what} {id}"), Holds::container(id))?;
         let lock = self.locks.get(id);
         let _guard = lock.lock().await;
-        let (config, state) = self.load(id)?;
+        let (config, mut state) = self.load(id)?;
+        if by_policy {
+            if state.status == Status::Running || !state.restart_pending || state.stopped_by_user {
+                return Ok(None);
+            }
+            state.restart_pending = false;
+            state.restart_count = state.restart_count.saturating_add(1);
+        } else if state.status != Status::Running {
+            // A user's start: the policy starts counting again.
+            state.restart_pending = false;
+            state.restart_count = 0;
+            state.restart_backoff = 0;
+            state.stopped_by_user = false;
+        }
         if state.status == Status::Running {
             return Err(ApiError::Conflict(format!(
                 "container {id} is already running"
@@ -68,11 +113,18 @@ impl Containers {
         match self.bootstrap(&config, &state, stdio, fds, &mut undo).await {
             Ok((pid, fds, helper)) => {
                 undo.commit();
-                self.publish("start", id, &[("pid", pid.to_string())]);
+                let mut attrs = vec![("pid", pid.to_string())];
+                if by_policy {
+                    attrs.push(("restartCount", state.restart_count.to_string()));
+                }
+                self.publish(what, id, &attrs);
+                if let Some(check) = config.healthcheck.clone() {
+                    self.begin_health(id, check);
+                }
                 let containers = self.clone();
                 let id = id.to_string();
                 tokio::spawn(async move { containers.watch(id, helper).await });
-                Ok((pid, fds))
+                Ok(Some((pid, fds)))
             }
             Err(e) => {
                 let e = undo.rollback(e).await;

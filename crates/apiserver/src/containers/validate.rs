@@ -1,5 +1,6 @@
 //! A container configuration checked whole before anything is written, and `create`.
 
+use container_protocol::container::{HealthConfig, RestartPolicy};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -134,6 +135,9 @@ impl Containers {
             return Err(ApiError::Conflict(format!("container {id} already exists")));
         }
         // The image's config makes the command, so it comes before the checks of it.
+        validate_health(&config)?;
+        config.healthcheck = HealthConfig::resolve(&config.health_flags, None);
+        // An image's HEALTHCHECK, under the flags.
         self.images.resolve_for(&mut config)?;
         if config.process.args.is_empty() || config.process.args[0].is_empty() {
             return Err(bad(format!("container {id}: no command given")));
@@ -170,6 +174,13 @@ impl Containers {
             )));
         }
         config.hostname = Some(hostname);
+        if config.auto_remove && config.restart != RestartPolicy::No {
+            return Err(bad(format!(
+                "container {}: --rm and --restart {} conflict: a removed container cannot be restarted",
+                config.id,
+                String::from(config.restart)
+            )));
+        }
         crate::resources::fill(&mut config, &self.resources)?;
 
         let mut ifnames: Vec<String> = Vec::new();
@@ -395,6 +406,40 @@ fn check_static_addresses(
                 }
             )));
         }
+    }
+    Ok(())
+}
+
+/// Health flags that cannot mean anything: a zero interval or timeout, zero retries,
+/// an empty command.
+fn validate_health(config: &ContainerConfig) -> Result<(), ApiError> {
+    let f = &config.health_flags;
+    let id = &config.id;
+    for (flag, v) in [
+        ("--health-interval", f.interval_ms),
+        ("--health-timeout", f.timeout_ms),
+    ] {
+        if v == Some(0) {
+            return Err(bad(format!(
+                "container {id}: {flag} 0: give a duration of at least 1ms (e.g. 30s)"
+            )));
+        }
+    }
+    if f.retries == Some(0) {
+        return Err(bad(format!(
+            "container {id}: --health-retries 0: give a count of at least 1"
+        )));
+    }
+    if f.test
+        .as_ref()
+        .is_some_and(|t| t.is_empty() || t.iter().all(|a| a.trim().is_empty()))
+    {
+        return Err(bad(format!("container {id}: --health-cmd is empty")));
+    }
+    if f.disabled && f.test.is_some() {
+        return Err(bad(format!(
+            "container {id}: --health-cmd and --no-healthcheck are given together: use one"
+        )));
     }
     Ok(())
 }
