@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         names: vec!["web".into(), "www".into()],
         addresses: vec!["10.1.0.2".parse().unwrap(), "fd01::2".parse().unwrap()],
     }]);
-    let subnets = ["10.1.0.0/24".parse().unwrap(), "fd01::/64".parse().unwrap()];
+    let subnets: [ipnet::IpNet; 2] = ["10.1.0.0/24".parse().unwrap(), "fd01::/64".parse().unwrap()];
     for forward in [true, false] {
         let scope = Scope {
             subnets: &subnets,

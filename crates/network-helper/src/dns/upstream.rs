@@ -18,11 +18,14 @@ pub const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
 /// How long one upstream server gets before the next is tried.
 const PER_SERVER: Duration = Duration::from_secs(2);
 
+/// What identifies one version of the file: inode, size, mtime (s, ns).
+type Stamp = (u64, u64, i64, i64);
+
 pub struct Upstreams {
     path: PathBuf,
     /// Our own listening addresses: never forward to ourselves.
     own: Vec<IpAddr>,
-    cached: Mutex<(Option<(u64, u64, i64, i64)>, Vec<IpAddr>)>,
+    cached: Mutex<(Option<Stamp>, Vec<IpAddr>)>,
 }
 
 impl Upstreams {
