@@ -327,6 +327,7 @@ fn kill_armed_helpers(world: &World) {
 fn scenario(world: &mut World, rootfs: &str) {
     let steps: &[&[&str]] = &[
         &["network", "create", "--subnet", "10.90.0.0/24", "fnet"],
+        &["volume", "create", "fvol"],
         &[
             "run",
             "-d",

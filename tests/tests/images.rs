@@ -274,3 +274,30 @@ fn bad_image_input_is_refused_in_one_line() {
     assert_eq!(w.ok(&["image", "ls"]), before);
     w.ok(&["system", "check"]);
 }
+
+#[test]
+fn tag_and_remove_are_image_events() {
+    let (s, image) = with_image();
+    let w = &s.world;
+    w.ok(&["image", "tag", &image, "localhost/bb:2"]);
+    w.ok(&["image", "rm", "localhost/bb:2"]);
+    w.ok(&["image", "rm", &image]);
+    let events = w.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        "type=image",
+    ]);
+    let actions: Vec<&str> = events
+        .lines()
+        .map(|l| l.split(' ').nth(2).unwrap_or_default())
+        .collect();
+    assert_eq!(actions, ["tag", "untag", "untag", "delete"], "{events}");
+    assert!(
+        events.contains("image tag localhost/bb:1 (target=localhost/bb:2)"),
+        "{events}"
+    );
+}

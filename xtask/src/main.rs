@@ -10,6 +10,7 @@
 
 mod bench;
 mod demo;
+mod dist;
 mod fuzz;
 mod oci;
 mod soak;
@@ -45,7 +46,7 @@ const PACKAGES: &[(&str, &str)] = &[
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        bail!("usage: cargo xtask <deps|test|lint|demo|bench> [args]");
+        bail!("usage: cargo xtask <deps|test|lint|demo|soak|fuzz|bench|man|dist> [args]");
     };
     let rest = &args[1..];
     match cmd.as_str() {
@@ -59,7 +60,11 @@ fn main() -> Result<()> {
         "bench-init" => bench::init(rest),
         "bench-inner" => bench::inner(rest),
         "fuzz" => fuzz::run(rest),
-        other => bail!("unknown xtask {other:?}: use deps, test, lint, demo, soak, fuzz or bench"),
+        "man" => dist::man(rest),
+        "dist" => dist::dist(rest),
+        other => bail!(
+            "unknown xtask {other:?}: use deps, test, lint, demo, soak, fuzz, bench, man or dist"
+        ),
     }
 }
 

@@ -49,6 +49,7 @@ pub struct ApiServer {
     pub(crate) paths: Paths,
     pub(crate) networks: Arc<Networks>,
     pub(crate) containers: Arc<Containers>,
+    pub(crate) volumes: Arc<crate::volumes::Volumes>,
     pub(crate) images: Arc<crate::images::Images>,
     pub(crate) ops: Arc<Ops>,
     pub(crate) events: Arc<Events>,
@@ -118,13 +119,14 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
         opts.resources.userns_pool,
     )?;
     let images = crate::images::Images::new(paths.clone(), ops.clone(), opts.images.clone())?;
+    let volumes = crate::volumes::Volumes::open(&paths, records.clone())?;
     let containers = Containers::new(
         paths.clone(),
         records,
         events.clone(),
         HelperTable::new(spawner, events_tx, opts.deadlines),
         // The owners a container's start draws on.
-        (networks.clone(), images.clone()),
+        (networks.clone(), images.clone(), volumes.clone()),
         ops.clone(),
         crate::containers::Policy {
             security: opts.security,
@@ -135,6 +137,7 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
         paths: paths.clone(),
         networks: networks.clone(),
         containers: containers.clone(),
+        volumes,
         images: images.clone(),
         ops: ops.clone(),
         events: events.clone(),

@@ -99,8 +99,8 @@ impl ApiServer {
                 c.stop(&id, signal, timeout_secs).await?;
                 ApiResponse::Done
             }
-            ApiRequest::ContainerRemove { id, force } => {
-                c.remove(&id, force).await?;
+            ApiRequest::ContainerRemove { id, force, volumes } => {
+                c.remove(&id, force, volumes).await?;
                 ApiResponse::Done
             }
             ApiRequest::ContainerList { all } => ApiResponse::Containers(c.list(all)),
@@ -147,7 +147,12 @@ impl ApiServer {
                     Err(e) => return Err(ApiError::io("events")(e)),
                 }
             }
-            ApiRequest::ImagePull(req) => ApiResponse::Json(self.images.pull(req, fds).await?),
+            ApiRequest::ImagePull(req) => {
+                let reference = req.reference.clone();
+                let record = self.images.pull(req, fds).await?;
+                self.image_event("pull", &reference, &[]);
+                ApiResponse::Json(record)
+            }
             ApiRequest::ImageLoad { directory } => {
                 ApiResponse::Json(self.images.load(directory, fds).await?)
             }
@@ -159,10 +164,19 @@ impl ApiServer {
             ApiRequest::ImageInspect(names) => ApiResponse::Json(self.images.inspect(names)?),
             ApiRequest::ImageTag { source, target } => {
                 self.images.tag(&source, &target)?;
+                self.image_event("tag", &source, &[("target", target.clone())]);
                 ApiResponse::Done
             }
             ApiRequest::ImageRemove { names, force } => {
-                ApiResponse::Names(self.images.remove(names, force).await?)
+                let lines = self.images.remove(names, force).await?;
+                for line in &lines {
+                    if let Some(name) = line.strip_prefix("Untagged: ") {
+                        self.image_event("untag", name, &[]);
+                    } else if let Some(id) = line.strip_prefix("Deleted: ") {
+                        self.image_event("delete", id, &[]);
+                    }
+                }
+                ApiResponse::Names(lines)
             }
             ApiRequest::ImagePrune { all } => ApiResponse::Json(self.images.prune(all).await?),
             ApiRequest::RegistryLogin {
@@ -176,7 +190,25 @@ impl ApiServer {
                     .await?;
                 ApiResponse::Done
             }
-            ApiRequest::DiskUsage => ApiResponse::Json(self.images.disk_usage()?),
+            ApiRequest::SystemPrune { all, volumes } => {
+                ApiResponse::Json(self.prune(all, volumes).await?)
+            }
+            ApiRequest::DiskUsage => {
+                ApiResponse::Json(self.images.disk_usage(self.volumes.usage())?)
+            }
+            ApiRequest::VolumeCreate(req) => ApiResponse::Json(self.volumes.create(req).await?),
+            ApiRequest::VolumeList => ApiResponse::Json(self.volumes.list()?),
+            ApiRequest::VolumeInspect(names) => ApiResponse::Json(self.volumes.inspect(names)?),
+            ApiRequest::VolumeRemove { names, force } => {
+                if force {
+                    // Podman's `volume rm -f`: the containers using them go first.
+                    for id in self.volumes.users_of(&names)? {
+                        c.remove(&id, true, false).await?;
+                    }
+                }
+                ApiResponse::Names(self.volumes.remove(names).await?)
+            }
+            ApiRequest::VolumePrune { all } => ApiResponse::Json(self.volumes.prune(all).await?),
             ApiRequest::CheckDeep { fix } => {
                 let _op = if fix {
                     Some(self.ops.begin("system check --fix", Default::default())?)
@@ -185,6 +217,7 @@ impl ApiServer {
                 };
                 let mut found = crate::check::check(&self.paths, c, n, &self.ops, fix).await;
                 found.extend(crate::check::images(&self.images, fix, true).await);
+                found.extend(self.volumes.check(fix).await);
                 ApiResponse::Findings(found)
             }
             ApiRequest::Check { fix } => {
@@ -195,6 +228,7 @@ impl ApiServer {
                 };
                 let mut found = crate::check::check(&self.paths, c, n, &self.ops, fix).await;
                 found.extend(crate::check::images(&self.images, fix, false).await);
+                found.extend(self.volumes.check(fix).await);
                 ApiResponse::Findings(found)
             }
         };
@@ -250,4 +284,15 @@ fn resolve_ids(c: &crate::containers::Containers, req: &mut ApiRequest) -> Resul
         _ => {}
     }
     Ok(())
+}
+
+impl ApiServer {
+    fn image_event(&self, action: &str, id: &str, attributes: &[(&str, String)]) {
+        self.events.publish(
+            container_protocol::api::EventType::Image,
+            action,
+            id,
+            attributes,
+        );
+    }
 }

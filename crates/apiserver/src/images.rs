@@ -364,6 +364,28 @@ impl Images {
             );
         }
         config.labels = c.labels;
+        // The image's VOLUMEs: an anonymous volume each, unless a mount is there.
+        let volumes = oci
+            .config()
+            .as_ref()
+            .and_then(|c| c.volumes().clone())
+            .unwrap_or_default();
+        for path in volumes {
+            let clean = path.trim_end_matches('/');
+            if !config
+                .mounts
+                .iter()
+                .any(|m| m.target.trim_end_matches('/') == clean)
+            {
+                let mut m = container_protocol::volume::MountConfig::new(
+                    container_protocol::volume::MountKind::Volume,
+                    "",
+                    &path,
+                );
+                m.anonymous = true;
+                config.mounts.push(m);
+            }
+        }
         image.id = Some(record.id.to_string());
         image.layers = record.chain_ids().iter().map(|d| d.to_string()).collect();
         image.stop_signal = c.stop_signal;
@@ -420,7 +442,8 @@ impl Images {
     }
 
     /// `system df`.
-    pub fn disk_usage(&self) -> Result<String, ApiError> {
+    /// `volumes`: count, in use, bytes (`volumes.rs`).
+    pub fn disk_usage(&self, volumes: (u64, u64, u64)) -> Result<String, ApiError> {
         let usage = self.store.usage();
         let (by_image, _) = self.in_use();
         let images = self.store.list()?;
@@ -441,7 +464,7 @@ impl Images {
         json(&serde_json::json!({
             "images": {"count": usage.images, "active": active, "size": usage.blobs + usage.layers, "blobs": usage.blobs, "layers": usage.layers},
             "containers": {"count": containers, "size": containers_size},
-            "volumes": {"count": 0, "size": 0},
+            "volumes": {"count": volumes.0, "active": volumes.1, "size": volumes.2},
         }))
     }
 }

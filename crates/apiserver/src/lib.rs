@@ -22,11 +22,13 @@ pub mod keyed;
 pub mod networks;
 pub mod notify;
 pub mod ops;
+pub mod prune;
 pub mod records;
 pub mod resources;
 pub mod sandbox_cleanup;
 pub mod server;
 pub mod subnets;
 pub mod undo;
+pub mod volumes;
 
 pub use error::ApiError;

@@ -63,6 +63,8 @@ struct File {
     userns: Option<container_protocol::resources::UsernsMode>,
     image: Option<container_protocol::container::ImageUse>,
     #[serde(default)]
+    mounts: Vec<container_protocol::volume::MountConfig>,
+    #[serde(default)]
     restart: container_protocol::container::RestartPolicy,
     #[serde(default)]
     health_flags: container_protocol::container::HealthFlags,
@@ -208,6 +210,7 @@ pub fn parse(text: &str, origin: &str) -> Result<ContainerConfig> {
         resources: file.resources,
         userns: file.userns,
         image: file.image,
+        mounts: file.mounts,
     })
 }
 
@@ -339,7 +342,11 @@ mod tests {
             "health_flags": {"test": ["sh", "-c", "true"], "interval_ms": 1000, "timeout_ms": null,
                 "start_period_ms": null, "retries": 2, "on_failure": "restart", "disabled": false},
             "healthcheck": {"test": ["sh", "-c", "true"], "interval_ms": 1000, "timeout_ms": 30000,
-                "start_period_ms": 0, "retries": 2, "on_failure": "restart"}}"#;
+                "start_period_ms": 0, "retries": 2, "on_failure": "restart"},
+            "mounts": [{"type": "bind", "source": "/srv", "target": "/data", "readonly": true,
+                "propagation": "rslave", "create_source": true, "anonymous": false,
+                "no_copy": false, "volume_opts": {}, "tmpfs_size": null, "tmpfs_mode": null,
+                "tmpfs_exec": false}]}"#;
         let config = parsed(record).expect("a record");
         assert_eq!(
             serde_json::to_value(&config).expect("json"),

@@ -87,6 +87,9 @@ pub struct CreateArgs {
     /// cgroup limits, devices, ulimits, user namespace (issue 10).
     #[command(flatten)]
     pub resources: crate::resources::ResourceArgs,
+    /// -v, --mount, --tmpfs (issue 12).
+    #[command(flatten)]
+    pub volumes: crate::volume::VolumeArgs,
     /// Replace the image's ENTRYPOINT ('' empties it; the image's CMD is dropped too).
     #[arg(long)]
     pub entrypoint: Option<String>,
@@ -215,6 +218,7 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
         add_aliases(&mut config.networks, &a.network_aliases)?;
         config.log = log_config(config.log, &a.log_opts)?;
         config.security = a.security.apply(config.security)?;
+        config.mounts.extend(a.volumes.build()?);
         return Ok(config);
     }
     let (image, command) = crate::image::split(a);
@@ -360,6 +364,7 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
             layers: vec![],
             stop_signal: None,
         }),
+        mounts: a.volumes.build()?,
     })
 }
 
@@ -502,7 +507,7 @@ pub async fn kill(paths: &Paths, ids: Vec<String>, signal: &str) -> Result<i32> 
     Ok(0)
 }
 
-pub async fn rm(paths: &Paths, ids: Vec<String>, force: bool) -> Result<i32> {
+pub async fn rm(paths: &Paths, ids: Vec<String>, force: bool, volumes: bool) -> Result<i32> {
     let client = connect(&paths.apiserver_socket()).await?;
     let mut failed = false;
     for id in ids {
@@ -511,6 +516,7 @@ pub async fn rm(paths: &Paths, ids: Vec<String>, force: bool) -> Result<i32> {
             ApiRequest::ContainerRemove {
                 id: id.clone(),
                 force,
+                volumes,
             },
         )
         .await

@@ -2,6 +2,7 @@
 
 mod attach;
 mod client;
+mod completion;
 mod config_file;
 mod container;
 mod events;
@@ -14,6 +15,7 @@ mod resources;
 mod security;
 mod stats;
 mod system;
+mod volume;
 mod when;
 
 use std::path::PathBuf;
@@ -53,6 +55,11 @@ enum Command {
     Image {
         #[command(subcommand)]
         command: image::ImageCommand,
+    },
+    /// Manage volumes.
+    Volume {
+        #[command(subcommand)]
+        command: volume::VolumeCommand,
     },
     /// Pull an image (as `image pull`).
     Pull(image::PullArgs),
@@ -106,6 +113,9 @@ enum Command {
         /// Kill running containers first.
         #[arg(short = 'f', long)]
         force: bool,
+        /// Remove the containers' anonymous volumes too.
+        #[arg(short = 'v', long = "volumes")]
+        volumes: bool,
         #[arg(required = true)]
         ids: Vec<String>,
     },
@@ -138,6 +148,21 @@ enum Command {
         tail: Option<usize>,
         id: String,
     },
+    /// Print a shell completion script (bash and fish also complete names by asking
+    /// the apiserver): `container completion bash > /etc/bash_completion.d/container`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Names for completion scripts, one per line.
+    #[command(name = "__complete", hide = true)]
+    CompleteNames {
+        #[arg(value_enum)]
+        kind: completion::Kind,
+    },
+    /// Writes the man pages into DIR (`cargo xtask man` runs it).
+    #[command(name = "__man", hide = true)]
+    Man { dir: PathBuf },
     /// Print lifecycle events (create, start, die, destroy, …) as they happen.
     Events {
         /// Also those since this time: seconds since the epoch, a duration back from now
@@ -206,6 +231,18 @@ enum SystemCommand {
         /// Also hash every blob of the image store again.
         #[arg(long)]
         digests: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Remove stopped containers, unused networks and dangling images (all unused
+    /// images with -a).
+    Prune {
+        /// Every image no container uses, not only untagged ones.
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Also anonymous volumes no container uses.
+        #[arg(long)]
+        volumes: bool,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -286,6 +323,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 digests,
                 format,
             } => system::check(&paths, fix, digests, format).await,
+            SystemCommand::Prune {
+                all,
+                volumes,
+                format,
+            } => system::prune(&paths, all, volumes, format).await,
             SystemCommand::Df { format } => {
                 let client = client::connect(&paths.apiserver_socket()).await?;
                 image::df(&client, format).await
@@ -295,6 +337,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Image { command } => {
             let client = client::connect(&paths.apiserver_socket()).await?;
             image::run(&client, command).await
+        }
+        Command::Volume { command } => {
+            let client = client::connect(&paths.apiserver_socket()).await?;
+            volume::run(&client, command).await
         }
         Command::Pull(args) => {
             let client = client::connect(&paths.apiserver_socket()).await?;
@@ -311,7 +357,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             container::stop(&paths, ids, time, signal.as_deref()).await
         }
         Command::Kill { signal, ids } => container::kill(&paths, ids, &signal).await,
-        Command::Rm { force, ids } => container::rm(&paths, ids, force).await,
+        Command::Rm {
+            force,
+            volumes,
+            ids,
+        } => container::rm(&paths, ids, force, volumes).await,
         Command::Ls {
             all,
             quiet,
@@ -324,6 +374,16 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             logs::logs(&client, &id, follow, tail).await
         }
         Command::Wait { ids } => container::wait(&paths, ids).await,
+        Command::Completion { shell } => {
+            completion::script(shell, &mut std::io::stdout().lock())?;
+            Ok(0)
+        }
+        Command::CompleteNames { kind } => completion::names(&paths, kind).await,
+        Command::Man { dir } => {
+            let n = completion::man_pages(&dir)?;
+            println!("{n} man pages in {}", dir.display());
+            Ok(0)
+        }
         Command::Events {
             since,
             until,

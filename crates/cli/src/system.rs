@@ -197,3 +197,63 @@ pub async fn check(paths: &Paths, fix: bool, digests: bool, format: Format) -> R
     let unresolved = findings.iter().any(|f| !(fix && f.fixed));
     Ok(if unresolved { 1 } else { 0 })
 }
+
+/// `system prune`: the apiserver removes, in one operation, what nothing uses.
+pub async fn prune(paths: &Paths, all: bool, volumes: bool, format: Format) -> Result<i32> {
+    let client = connect(&paths.apiserver_socket()).await?;
+    let ApiResponse::Json(j) = call(&client, ApiRequest::SystemPrune { all, volumes }).await?
+    else {
+        bail!("unexpected answer from the apiserver");
+    };
+    let v: serde_json::Value = serde_json::from_str(&j)?;
+    if format == Format::Json {
+        output::json(&v)?;
+        return Ok(0);
+    }
+    for (key, title) in [
+        ("containers", "Deleted containers"),
+        ("networks", "Deleted networks"),
+        ("volumes", "Deleted volumes"),
+    ] {
+        let list: Vec<&str> = v[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str())
+            .collect();
+        if !list.is_empty() {
+            println!("{title}:");
+            for x in list {
+                println!("{x}");
+            }
+            println!();
+        }
+    }
+    let images: Vec<&str> = v["images"]["images"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str())
+        .collect();
+    if !images.is_empty() {
+        println!("Deleted images:");
+        for x in images {
+            println!("{x}");
+        }
+        println!();
+    }
+    println!(
+        "Total reclaimed space: {}",
+        crate::image::size(v["images"]["reclaimed"].as_u64().unwrap_or(0))
+    );
+    let failed: Vec<&str> = v["failed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str())
+        .collect();
+    for f in &failed {
+        eprintln!("container: not removed: {f}");
+    }
+    Ok(if failed.is_empty() { 0 } else { 1 })
+}

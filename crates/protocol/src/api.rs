@@ -64,6 +64,9 @@ pub enum ApiRequest {
     ContainerRemove {
         id: String,
         force: bool,
+        /// `rm -v`: its anonymous volumes too.
+        #[serde(default)]
+        volumes: bool,
     },
     ContainerList {
         all: bool,
@@ -142,11 +145,35 @@ pub enum ApiRequest {
         password: String,
         insecure: bool,
     },
+    /// `system prune`: stopped containers (none with a restart pending), unused
+    /// networks, dangling images (every unused one with `all`), unused volumes with
+    /// `volumes`. Replies `Json`: what was removed, and what could not be.
+    SystemPrune {
+        all: bool,
+        volumes: bool,
+    },
     /// `system df`: replies `Json`.
     DiskUsage,
     /// `system check --digests`: also hash every blob of the image store.
     CheckDeep {
         fix: bool,
+    },
+    /// Replies `Json` with the volume's record.
+    VolumeCreate(crate::volume::VolumeCreate),
+    /// Replies `Json`: every volume, with the containers using it.
+    VolumeList,
+    /// Replies `Json`: an array of volume records, with mountpoint and users.
+    VolumeInspect(Vec<String>),
+    /// Replies `Names`. Refused for a volume a container uses, unless `force`, which
+    /// removes those containers first (Podman's `volume rm -f`).
+    VolumeRemove {
+        names: Vec<String>,
+        force: bool,
+    },
+    /// Replies `Json`: what was removed and reclaimed. Anonymous volumes no container
+    /// uses; with `all`, every volume no container uses.
+    VolumePrune {
+        all: bool,
     },
     /// Lifecycle events as JSON lines, written to the one descriptor the call carries:
     /// those kept from `since` (seconds since the epoch), then live ones, until `until`
@@ -364,6 +391,8 @@ pub enum FindingKind {
     Cgroup,
     /// A user-namespace range reserved for a container that does not run.
     UsernsRange,
+    /// A volume: a half-made one, a broken one, or one a container names and lacks.
+    Volume,
 }
 
 impl FindingKind {
@@ -383,6 +412,7 @@ impl FindingKind {
             FindingKind::NftChain => "nft-chain",
             FindingKind::Cgroup => "cgroup",
             FindingKind::UsernsRange => "userns-range",
+            FindingKind::Volume => "volume",
         }
     }
 }

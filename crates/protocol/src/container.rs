@@ -216,6 +216,10 @@ pub struct ContainerConfig {
     /// The check that runs, resolved at create. None: no check.
     #[serde(default)]
     pub healthcheck: Option<HealthConfig>,
+    /// `-v`, `--mount`, `--tmpfs` (issue 12), in the order given; anonymous volumes
+    /// are named at create.
+    #[serde(default)]
+    pub mounts: Vec<crate::volume::MountConfig>,
 }
 
 /// `--health-on-failure=none|kill|restart`, as Podman's.

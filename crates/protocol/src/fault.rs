@@ -21,6 +21,7 @@ pub const POINTS: &[&str] = &[
     "apiserver:after-start",
     "apiserver:finish-before-release",
     "apiserver:finish-after-release",
+    "apiserver:volume-before-rename",
     "network-helper:after-reserve",
     "network-helper:during-release",
     "sandbox-helper:after-interface",

@@ -8,6 +8,7 @@
 //! * `container`: a container's configuration, as the CLI sends it and the store keeps it.
 //! * `security`: its confinement, as configured and as the sandbox applies it.
 //! * `resources`: its cgroup limits, devices, rlimits and user namespace (issue 10).
+//! * `volume`: its mounts (`-v`, `--mount`, `--tmpfs`) and named volumes (issue 12).
 
 pub mod api;
 pub mod bootstrap;
@@ -23,6 +24,7 @@ pub mod rpc;
 pub mod sandbox;
 pub mod security;
 pub mod transport;
+pub mod volume;
 
 pub use error::{ErrorKind, Failures, ProtocolError, RemoteError};
 pub use helper::{HelperInfo, HelperKind};

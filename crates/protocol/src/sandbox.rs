@@ -186,6 +186,9 @@ pub struct SandboxSpec {
     /// own mount namespace (so nothing stays mounted on the host). Instead of `rootfs`.
     #[serde(default)]
     pub overlay: Option<OverlaySpec>,
+    /// Binds, volumes and tmpfs mounts, parents before children (issue 12).
+    #[serde(default)]
+    pub mounts: Vec<crate::volume::SandboxMount>,
 }
 
 /// The layers (read-only, top first) and the container's own writable directories.

@@ -21,6 +21,7 @@ pub mod interfaces;
 pub mod launch;
 pub mod logs;
 pub mod masks;
+pub mod mounts;
 pub mod namespaces;
 pub mod netdev;
 pub mod network;

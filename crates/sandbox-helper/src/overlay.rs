@@ -17,6 +17,7 @@
 use std::path::Path;
 
 use container_protocol::sandbox::{OverlaySpec, UserSpec};
+use container_protocol::volume::SandboxMount;
 use container_protocol::RemoteError;
 use container_rootfs::Root;
 
@@ -58,6 +59,7 @@ pub fn prepare(
     spec: &OverlaySpec,
     etc: &EtcFiles,
     user: &UserSpec,
+    mounts: &[SandboxMount],
 ) -> Result<Credentials, RemoteError> {
     let data = options(spec)?;
     let sys = |what: &str| {
@@ -70,7 +72,7 @@ pub fn prepare(
     let cwd: std::os::fd::OwnedFd = std::fs::File::open(".")
         .map_err(sys("open the working directory"))?
         .into();
-    let result = prepare_here(spec, &data, etc, user);
+    let result = prepare_here(spec, &data, etc, user, mounts);
     if let Err(e) = nix::sched::setns(&home, nix::sched::CloneFlags::CLONE_NEWNS) {
         // Left in the scratch namespace, the helper would see none of its mounts.
         tracing::error!("image rootfs: back to the helper's mount namespace: {e}; exiting");
@@ -85,6 +87,7 @@ fn prepare_here(
     data: &str,
     etc: &EtcFiles,
     user: &UserSpec,
+    mounts: &[SandboxMount],
 ) -> Result<Credentials, RemoteError> {
     use nix::mount::{mount, MsFlags};
     use nix::sched::{unshare, CloneFlags};
@@ -115,7 +118,7 @@ fn prepare_here(
     let result = (|| {
         let root = Root::open(Path::new(&spec.target))
             .map_err(|e| RemoteError::new(e.kind(), format!("image rootfs: {e}")))?;
-        crate::rootfs::prepare(&root, etc)
+        crate::rootfs::prepare(&root, etc, mounts)
             .map_err(|e| RemoteError::new(e.kind(), format!("image rootfs: {e}")))?;
         crate::users::resolve(&root, user).map_err(|e| RemoteError::new(e.kind(), e.to_string()))
     })();

@@ -12,7 +12,8 @@
 //!    namespace, private from `/` down, so nothing it mounts reaches the host.
 //! 2. (issue 10) the user-namespace handshake, then rlimits, then the cgroup: set up
 //!    while the process still has every privilege, before anything it runs.
-//! 3. mounts, then pivot_root (the workload only: an exec'd process joined them).
+//! 3. mounts (the root's own, then the container's binds, volumes and tmpfs mounts),
+//!    then pivot_root (the workload only: an exec'd process joined them).
 //! 4. masked and read-only paths, inside the new root, then `--read-only` (`masks`).
 //! 5. hostname (the workload only); a session with the terminal, if there is one; the
 //!    signals the helper and the apiserver ignore (HUP, USR1, USR2, ALRM) back to default.
@@ -36,9 +37,10 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use libc::{MS_PRIVATE, MS_REC};
+use libc::{MS_PRIVATE, MS_REC, MS_SLAVE};
 
 use container_protocol::security::Confinement;
+use container_protocol::volume::SandboxMount;
 
 use crate::etc::EtcFiles;
 use crate::process::{Launch, NulError, Plan};
@@ -60,13 +62,18 @@ pub enum Entry<'a> {
 /// The workload's view of the files.
 pub enum Filesystem<'a> {
     /// A root filesystem (canonical path), prepared by `rootfs::prepare`.
-    Rootfs { path: &'a Path, etc: &'a EtcFiles },
+    Rootfs {
+        path: &'a Path,
+        etc: &'a EtcFiles,
+        mounts: &'a [SandboxMount],
+    },
     /// An image's layers under the container's upper directory, mounted by the child
     /// (prepared by `overlay::prepare`).
     Overlay {
         spec: &'a container_protocol::sandbox::OverlaySpec,
         options: &'a str,
         etc: &'a EtcFiles,
+        mounts: &'a [SandboxMount],
     },
     /// The host's own files, with the container's /proc and /etc files, and `masked`
     /// host directories (the runtime's state and sockets) under an empty tmpfs.
@@ -137,7 +144,16 @@ pub fn build(spec: &LaunchSpec<'_>) -> Result<Plan, PlanError> {
                     })?;
             }
             plan.unshare("unshare mount namespace", libc::CLONE_NEWNS);
-            plan.mount(None, Path::new("/"), None, MS_REC | MS_PRIVATE, None)?;
+            // A bind that receives the host's mounts (`bind-propagation=rslave`) needs
+            // `/` a slave rather than private: a private copy has no peers left.
+            let from_host = match fs {
+                Filesystem::Rootfs { mounts, .. } | Filesystem::Overlay { mounts, .. } => {
+                    crate::mounts::needs_host_propagation(mounts)
+                }
+                Filesystem::Host { .. } => false,
+            };
+            let flags = if from_host { MS_SLAVE } else { MS_PRIVATE };
+            plan.mount(None, Path::new("/"), None, MS_REC | flags, None)?;
             Some(fs)
         }
         Entry::Join { pid } => {
@@ -152,18 +168,27 @@ pub fn build(spec: &LaunchSpec<'_>) -> Result<Plan, PlanError> {
 
     // 3. Mounts and pivot_root.
     match fs {
-        Some(Filesystem::Rootfs { path, etc }) => crate::rootfs::rootfs_mounts(
+        Some(Filesystem::Rootfs { path, etc, mounts }) => crate::rootfs::rootfs_mounts(
             &mut plan,
             path,
             etc,
             spec.confinement,
             spec.resources.userns.as_ref(),
+            mounts,
         )?,
         Some(Filesystem::Overlay {
             spec: overlay,
             options,
             etc,
-        }) => crate::rootfs::overlay_mounts(&mut plan, overlay, options, etc, spec.confinement)?,
+            mounts,
+        }) => crate::rootfs::overlay_mounts(
+            &mut plan,
+            overlay,
+            options,
+            etc,
+            spec.confinement,
+            mounts,
+        )?,
         Some(Filesystem::Host { etc, masked }) => {
             crate::rootfs::host_mounts(&mut plan, etc, masked)?
         }

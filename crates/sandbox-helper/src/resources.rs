@@ -319,6 +319,7 @@ mod tests {
             userns: None,
             all_devices: false,
             overlay: None,
+            mounts: vec![],
         }
     }
 

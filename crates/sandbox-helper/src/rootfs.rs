@@ -56,7 +56,11 @@ pub const KERNEL_DIRS: [&str; 3] = ["proc", "sys", "dev"];
 /// not allocate): the kernel filesystems' directories exist and are no links, and the
 /// generated /etc files have something to go onto. Links are followed inside the root
 /// (see `container_rootfs`), so nothing is created outside it. Changes only the root.
-pub fn prepare(root: &Root, etc: &EtcFiles) -> Result<(), RootfsError> {
+pub fn prepare(
+    root: &Root,
+    etc: &EtcFiles,
+    mounts: &[container_protocol::volume::SandboxMount],
+) -> Result<(), RootfsError> {
     for dir in KERNEL_DIRS {
         let path = Path::new(dir);
         if root.kind(path)? == Some(container_rootfs::FileKind::Symlink) {
@@ -74,7 +78,7 @@ pub fn prepare(root: &Root, etc: &EtcFiles) -> Result<(), RootfsError> {
     for (_, name) in etc.mounts() {
         root.create_file(&Path::new("etc").join(name), 0o644)?;
     }
-    Ok(())
+    crate::mounts::prepare(root, mounts)
 }
 
 /// Why a root filesystem is refused.
@@ -88,6 +92,8 @@ pub enum RootfsError {
     },
     #[error(transparent)]
     Path(#[from] container_rootfs::Error),
+    #[error("volume at {0}: copy the root's files into it: {1}")]
+    CopyUp(String, String),
 }
 
 impl RootfsError {
@@ -95,6 +101,7 @@ impl RootfsError {
         match self {
             RootfsError::KernelDirLink { .. } => container_protocol::ErrorKind::Invalid,
             RootfsError::Path(e) => e.kind(),
+            RootfsError::CopyUp(..) => container_protocol::ErrorKind::Internal,
         }
     }
 }
@@ -109,6 +116,7 @@ pub(crate) fn rootfs_mounts(
     etc: &EtcFiles,
     confinement: &Confinement,
     userns: Option<&std::os::fd::OwnedFd>,
+    mounts: &[container_protocol::volume::SandboxMount],
 ) -> Result<(), crate::plan::PlanError> {
     match userns {
         // `--userns=auto`: the root's files seen through the container's id mapping
@@ -124,7 +132,7 @@ pub(crate) fn rootfs_mounts(
             plan.mount(Some(rootfs), rootfs, None, MS_BIND | MS_REC, None)?;
         }
     }
-    mounts_in_root(plan, rootfs, etc, confinement)
+    mounts_in_root(plan, rootfs, etc, confinement, mounts)
 }
 
 /// An image: the overlay mounted (from the layer directory, where its short lower
@@ -135,6 +143,7 @@ pub(crate) fn overlay_mounts(
     options: &str,
     etc: &EtcFiles,
     confinement: &Confinement,
+    mounts: &[container_protocol::volume::SandboxMount],
 ) -> Result<(), crate::plan::PlanError> {
     let target = Path::new(&spec.target);
     plan.chdir(Path::new(&spec.layers_dir))?;
@@ -145,16 +154,17 @@ pub(crate) fn overlay_mounts(
         0,
         Some(options),
     )?;
-    mounts_in_root(plan, target, etc, confinement)
+    mounts_in_root(plan, target, etc, confinement, mounts)
 }
 
 /// What goes inside a root that is a mount point already: the kernel filesystems,
-/// /dev, the /etc files, then pivot_root.
+/// /dev, the /etc files, the container's own mounts (`mounts.rs`), then pivot_root.
 fn mounts_in_root(
     plan: &mut Plan,
     rootfs: &Path,
     etc: &EtcFiles,
     confinement: &Confinement,
+    mounts: &[container_protocol::volume::SandboxMount],
 ) -> Result<(), crate::plan::PlanError> {
     use Slot::{Dev, Root as R, Target as T};
     plan.open_dir(rootfs, R)?;
@@ -238,6 +248,9 @@ fn mounts_in_root(
         plan.resolve(R, &format!("etc/{name}"), false, T, &shown)?
             .mount_at(Some(file), T, &shown, None, MS_BIND, None)?;
     }
+    // After the root's own: a volume may go onto /dev/shm or over an /etc file, as
+    // Docker lets it.
+    crate::mounts::plan(plan, mounts)?;
     plan.close(T)
         .fchdir(R, &rootfs.display().to_string())
         .close(R);

@@ -316,7 +316,7 @@ impl SandboxHelper {
         };
         let image_user = match &spec.overlay {
             Some(ov) => Some(
-                crate::overlay::prepare(ov, etc, &p.user)
+                crate::overlay::prepare(ov, etc, &p.user, &spec.mounts)
                     .map_err(|e| self.err(step, &e).with_kind(e.kind))?,
             ),
             None => None,
@@ -332,7 +332,7 @@ impl SandboxHelper {
                     .map_err(|e| self.err(step, format!("rootfs {r}: {e}")))?;
                 let root = container_rootfs::Root::open(&path)
                     .map_err(|e| self.err(step, format!("rootfs {e}")).with_kind(e.kind()))?;
-                rootfs::prepare(&root, etc)
+                rootfs::prepare(&root, etc, &spec.mounts)
                     .map_err(|e| self.err(step, format!("rootfs {e}")).with_kind(e.kind()))?;
                 (Some(path), root)
             }
@@ -348,8 +348,17 @@ impl SandboxHelper {
                 .map_err(|e| self.err(step, &e).with_kind(e.kind()))?,
         };
         let fs = match (rootfs.as_deref(), &spec.overlay, &overlay_options) {
-            (_, Some(spec), Some(options)) => Filesystem::Overlay { spec, options, etc },
-            (Some(path), _, _) => Filesystem::Rootfs { path, etc },
+            (_, Some(ov), Some(options)) => Filesystem::Overlay {
+                spec: ov,
+                options,
+                etc,
+                mounts: &spec.mounts,
+            },
+            (Some(path), _, _) => Filesystem::Rootfs {
+                path,
+                etc,
+                mounts: &spec.mounts,
+            },
             _ => Filesystem::Host {
                 etc,
                 masked: &self.masked,

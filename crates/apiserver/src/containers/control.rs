@@ -122,7 +122,12 @@ impl Containers {
         }
     }
 
-    pub async fn remove(self: &Arc<Self>, id: &str, force: bool) -> Result<(), ApiError> {
+    pub async fn remove(
+        self: &Arc<Self>,
+        id: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<(), ApiError> {
         let _op = self.ops.begin(&format!("rm {id}"), Holds::container(id))?;
         let state = match self.load(id) {
             Ok((_, state)) => state,
@@ -164,11 +169,15 @@ impl Containers {
                 )));
             }
         }
+        let config = self.load(id).ok().map(|(c, _)| c);
         self.records
             .remove_container(id)
             .map_err(|e| ApiError::from(e).context(format!("container {id}: rm")))?;
         self.sandboxes.spawner().remove_log(HelperKind::Sandbox, id);
         self.forget(id);
+        if let (true, Some(config)) = (volumes, &config) {
+            self.remove_anonymous_volumes(config).await;
+        }
         tracing::info!("container {id} removed");
         self.publish("destroy", id, &[]);
         Ok(())

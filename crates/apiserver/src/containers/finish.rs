@@ -121,6 +121,7 @@ impl Containers {
                     self.sandboxes.spawner().remove_log(HelperKind::Sandbox, id);
                     self.forget(id);
                     self.remember_removed(id, status);
+                    self.remove_anonymous_volumes(&config).await;
                     self.publish("destroy", id, &[]);
                 }
                 Err(e) => tracing::warn!("container {id}: remove: {e}"),

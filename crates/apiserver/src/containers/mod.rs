@@ -62,6 +62,7 @@ pub struct Containers {
     sandboxes: Arc<HelperTable<SandboxProto>>,
     networks: Arc<Networks>,
     images: Arc<crate::images::Images>,
+    volumes: Arc<crate::volumes::Volumes>,
     ops: Arc<Ops>,
     claims: Claims,
     /// One operation per container at a time.
@@ -103,7 +104,11 @@ impl Containers {
         records: Arc<Records>,
         events: Arc<Events>,
         sandboxes: Arc<HelperTable<SandboxProto>>,
-        (networks, images): (Arc<Networks>, Arc<crate::images::Images>),
+        (networks, images, volumes): (
+            Arc<Networks>,
+            Arc<crate::images::Images>,
+            Arc<crate::volumes::Volumes>,
+        ),
         ops: Arc<Ops>,
         policy: Policy,
     ) -> Arc<Containers> {
@@ -114,6 +119,7 @@ impl Containers {
             sandboxes,
             networks,
             images,
+            volumes,
             ops,
             claims: Claims::default(),
             locks: KeyedLocks::default(),
@@ -245,6 +251,17 @@ impl Containers {
             id,
             &attrs,
         );
+    }
+
+    /// A removed container's anonymous volumes (`rm -v`, `--rm`), as Docker's.
+    async fn remove_anonymous_volumes(&self, config: &ContainerConfig) {
+        if config
+            .mounts
+            .iter()
+            .any(|m| m.anonymous && m.kind == container_protocol::volume::MountKind::Volume)
+        {
+            self.volumes.remove_anonymous(config).await;
+        }
     }
 
     pub fn log_path(&self, id: &str) -> Result<std::path::PathBuf, ApiError> {

@@ -241,6 +241,7 @@ impl Containers {
             cgroup: Some(self.resources.cgroup_of(&id)),
             userns,
             all_devices: config.security.privileged,
+            mounts: crate::volumes::sandbox_mounts(&self.volumes, config)?,
         };
         let report = helper.setup(spec).await?;
         let cgroup = Some(self.resources.cgroup_of(&id));

@@ -115,10 +115,18 @@ impl Containers {
         let _image = self.images.using().await;
         let config = self.validate(config).await?;
         let id = config.id.clone();
-        // Nothing half made stays: not even the directory.
-        self.records
+        // Volumes it names are made now (Docker's "created on first use"); held from
+        // here to the record, so no `volume rm` takes one meanwhile.
+        let _volumes = self.volumes.lock.lock().await;
+        let made = self.volumes.ensure_for(&config)?;
+        // Nothing half made stays: not even the directory, nor the volumes just made.
+        if let Err(e) = self
+            .records
             .create_container(config, ContainerState::default())
-            .map_err(|e| ApiError::from(e).context(format!("container {id}: create")))?;
+        {
+            self.volumes.discard(&made);
+            return Err(ApiError::from(e).context(format!("container {id}: create")));
+        }
         tracing::info!("container {id} created");
         self.publish("create", &id, &[]);
         Ok(id)
@@ -257,6 +265,7 @@ impl Containers {
             .map_err(|e| bad(format!("container {id}: {e}")))?;
         }
         self.resolve_security(&mut config)?;
+        crate::volumes::check_mounts(&mut config)?;
         config.created = unix_now();
         Ok(config)
     }

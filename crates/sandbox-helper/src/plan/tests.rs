@@ -137,6 +137,7 @@ fn the_workload_mounts_inside_its_root_then_pivots_then_becomes_its_user() {
         Filesystem::Rootfs {
             path: Path::new("/r"),
             etc: &etc,
+            mounts: &[],
         },
         true,
     );
@@ -276,6 +277,7 @@ fn confinement_goes_in_the_documented_order() {
         Filesystem::Rootfs {
             path: Path::new("/r"),
             etc: &etc,
+            mounts: &[],
         },
         false,
     );
@@ -440,6 +442,7 @@ fn limits_and_the_cgroup_come_before_mounts_and_the_user_namespace_after_the_hos
             fs: Filesystem::Rootfs {
                 path: Path::new("/r"),
                 etc: &etc,
+                mounts: &[],
             },
         },
         args: &args,
@@ -561,4 +564,69 @@ fn an_exec_gets_the_same_limits_cgroup_and_user_namespace() {
         !steps(&plan).iter().any(|s| matches!(s, Step::Mknod { .. })),
         "the workload's /dev is made once"
     );
+}
+
+#[test]
+fn the_containers_mounts_come_after_the_roots_own_inside_it_and_before_pivot_root() {
+    use container_protocol::volume::{Propagation, SandboxMount, SandboxMountKind};
+    let etc = EtcFiles::in_dir(Path::new("/state/c1/etc"));
+    let mounts = [
+        SandboxMount {
+            kind: SandboxMountKind::Bind {
+                source: "/".into(),
+                copy_up: false,
+            },
+            target: "/data".into(),
+            readonly: true,
+            propagation: Propagation::Rslave,
+        },
+        SandboxMount {
+            kind: SandboxMountKind::Tmpfs {
+                options: "mode=1777,size=1024".into(),
+                exec: false,
+            },
+            target: "/tmp".into(),
+            readonly: false,
+            propagation: Propagation::Rprivate,
+        },
+    ];
+    let plan = workload(
+        Filesystem::Rootfs {
+            path: Path::new("/r"),
+            etc: &etc,
+            mounts: &mounts,
+        },
+        false,
+    );
+    let all = steps(&plan);
+    // rslave asked for: the new namespace's / stays a slave of the host's.
+    assert!(
+        matches!(all[4], Step::Mount { target, flags, .. } if c(target) == "/" && *flags == MS_REC | MS_SLAVE)
+    );
+    let hosts = lookup_then_mount(&plan, "etc/hosts", None);
+    // Looked up inside the root (never by a host path), bound, looked up again (the
+    // bind's top), propagation, then read-only.
+    let data = lookup_then_mount(&plan, "data", None);
+    assert!(matches!(
+        all[data + 1],
+        Step::MountAt { src: Some(src), flags, .. } if c(src) == "/" && *flags == libc::MS_BIND | MS_REC
+    ));
+    assert!(
+        matches!(all[data + 2], Step::Resolve { root: Slot::Root, path, .. } if c(path) == "data")
+    );
+    assert!(
+        matches!(all[data + 3], Step::MountAt { src: None, flags, .. } if *flags == MS_REC | MS_SLAVE)
+    );
+    assert!(matches!(
+        all[data + 4],
+        Step::MountAt { src: None, flags, .. } if flags & libc::MS_RDONLY != 0 && flags & libc::MS_REMOUNT != 0
+    ));
+    let tmp = lookup_then_mount(&plan, "tmp", Some("tmpfs"));
+    assert!(matches!(
+        all[tmp + 1],
+        Step::MountAt { data: Some(d), flags, .. } if c(d) == "mode=1777,size=1024" && flags & libc::MS_NOEXEC != 0
+    ));
+    let pivot = at(&plan, "pivot_root", |s| matches!(s, Step::PivotRoot));
+    let masks = at(&plan, "masks", |s| matches!(s, Step::Mask(_)));
+    assert!(hosts < data && data < tmp && tmp < pivot && pivot < masks);
 }

@@ -111,6 +111,7 @@ pub fn spec(id: &str, args: &[&str], log: &Path) -> SandboxSpec {
         userns: None,
         all_devices: false,
         overlay: None,
+        mounts: vec![],
     }
 }
 
