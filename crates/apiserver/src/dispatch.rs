@@ -59,6 +59,8 @@ impl ApiServer {
         fds: Vec<OwnedFd>,
     ) -> Result<(ApiResponse, Vec<OwnedFd>), ApiError> {
         let (c, n) = (&self.containers, &self.networks);
+        let mut req = req;
+        resolve_ids(c, &mut req)?;
         let reply = match req {
             ApiRequest::Echo(x) => ApiResponse::Echo(x),
             ApiRequest::Status => ApiResponse::Status(self.status()),
@@ -258,6 +260,30 @@ impl Service for ApiServer {
                 | ApiRequest::Events { .. }
         )
     }
+}
+
+/// Every verb takes a container's name (its id) or a prefix of it that names one
+/// container, as Docker's do: the request is rewritten to the full id first.
+fn resolve_ids(c: &crate::containers::Containers, req: &mut ApiRequest) -> Result<(), ApiError> {
+    match req {
+        ApiRequest::ContainerStart { id, .. }
+        | ApiRequest::ContainerWait { id }
+        | ApiRequest::ContainerKill { id, .. }
+        | ApiRequest::ContainerStop { id, .. }
+        | ApiRequest::ContainerRemove { id, .. }
+        | ApiRequest::ContainerLogs { id }
+        | ApiRequest::ContainerExec { id, .. }
+        | ApiRequest::ContainerExecWait { id, .. }
+        | ApiRequest::ContainerExecResize { id, .. }
+        | ApiRequest::ContainerResize { id, .. } => *id = c.resolve(id)?,
+        ApiRequest::ContainerInspect(ids) | ApiRequest::ContainerStats(ids) => {
+            for id in ids.iter_mut() {
+                *id = c.resolve(id)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 impl ApiServer {

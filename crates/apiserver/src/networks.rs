@@ -3,6 +3,7 @@
 //! start of a network's helper.
 
 mod gc;
+mod names;
 mod remove;
 mod validate;
 
@@ -45,6 +46,8 @@ pub struct Networks {
     /// collects. So a GC's live set always includes every attachment being made, and no
     /// address is released under a start in flight.
     gates: KeyedGates,
+    /// One send of a network's names at a time (names.rs).
+    names: KeyedLocks,
 }
 
 /// Why a helper is wanted: only a removal may use the helper of a network being removed.
@@ -73,6 +76,7 @@ impl Networks {
             checks: tokio::sync::Mutex::new(()),
             per_network: KeyedLocks::default(),
             gates: KeyedGates::default(),
+            names: KeyedLocks::default(),
         })
     }
 
@@ -149,6 +153,9 @@ impl Networks {
                 .await;
             return Err(e);
         }
+        // A new helper knows no names yet. Under `per_network`, which no names send
+        // takes, so this waits for no one; the helper is in the table already.
+        self.sync_names(name, None).await;
         Ok(helper)
     }
 
@@ -224,6 +231,7 @@ impl Networks {
                     tracing::error!("network {}: set up: {e}", config.id);
                 }
             }
+            self.sync_names(&config.id, None).await;
             match self.gc_one(&config.id).await {
                 Ok(released) => {
                     for r in released {

@@ -222,6 +222,7 @@ pub fn default_network() -> NetworkAttachmentConfig {
         ip6: None,
         mac: None,
         ifname: None,
+        aliases: Vec::new(),
     }
 }
 
@@ -324,7 +325,8 @@ mod tests {
             "env": [], "cwd": null, "user": null, "uid": 0, "gid": 0, "tty": false,
             "interactive": false},
             "rootfs": null, "hostname": "c1", "dns": [],
-            "networks": [{"network": "default", "ip": null, "ip6": null, "mac": null, "ifname": "eth0"}],
+            "networks": [{"network": "default", "ip": null, "ip6": null, "mac": null, "ifname": "eth0",
+                "aliases": []}],
             "netDevices": {}, "ports": [], "auto_remove": false, "labels": {}, "created": 5,
             "log": {"max_size": 65536, "max_files": 2},
             "security": {"privileged": false, "cap_add": ["CAP_SYS_ADMIN"], "cap_drop": [],

@@ -48,9 +48,13 @@ pub struct CreateArgs {
     /// or numbers.
     #[arg(short = 'u', long = "user")]
     pub user: Option<String>,
-    /// DNS server (repeatable).
+    /// DNS server (repeatable); replaces the networks' name servers for this container.
     #[arg(long)]
     pub dns: Vec<IpAddr>,
+    /// Another name for the container on its networks (repeatable; `alias=` in
+    /// --network gives one network's).
+    #[arg(long = "network-alias", value_name = "NAME")]
+    pub network_aliases: Vec<String>,
     /// Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp] (repeatable).
     #[arg(short = 'p', long = "publish", value_name = "PORTS")]
     pub publish: Vec<String>,
@@ -112,6 +116,7 @@ pub fn parse_network(spec: &str) -> Result<NetworkAttachmentConfig> {
         ip6: None,
         mac: None,
         ifname: None,
+        aliases: Vec::new(),
     };
     for part in parts {
         let (k, v) = part
@@ -135,8 +140,9 @@ pub fn parse_network(spec: &str) -> Result<NetworkAttachmentConfig> {
                 )
             }
             "ifname" => att.ifname = Some(v.to_string()),
+            "alias" => att.aliases.push(v.to_string()),
             other => bail!(
-                "invalid --network {spec:?}: unknown key {other:?} (use ip, ip6, mac, ifname)"
+                "invalid --network {spec:?}: unknown key {other:?} (use ip, ip6, mac, ifname, alias)"
             ),
         }
     }
@@ -185,6 +191,22 @@ fn once_per_network(networks: &[NetworkAttachmentConfig]) -> Result<()> {
     Ok(())
 }
 
+/// `--network-alias` names the container on every network it joins, as Docker's does
+/// on the network of its `run`.
+fn add_aliases(networks: &mut [NetworkAttachmentConfig], aliases: &[String]) -> Result<()> {
+    if !aliases.is_empty() && networks.is_empty() {
+        bail!("--network-alias needs a network (not --network none)");
+    }
+    for att in networks {
+        for alias in aliases {
+            if !att.aliases.contains(alias) {
+                att.aliases.push(alias.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Builds the configuration the apiserver receives, from flags or from `--config`.
 pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
     if let Some(path) = &a.config {
@@ -193,6 +215,7 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
             config.id = name.clone();
         }
         once_per_network(&config.networks)?;
+        add_aliases(&mut config.networks, &a.network_aliases)?;
         config.log = log_config(config.log, &a.log_opts)?;
         config.security = a.security.apply(config.security)?;
         config.mounts.extend(a.volumes.build()?);
@@ -248,7 +271,7 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
                 e.why
             )
         })?;
-    let networks = if a.networks.is_empty() {
+    let mut networks: Vec<NetworkAttachmentConfig> = if a.networks.is_empty() {
         vec![config_file::default_network()]
     } else if a.networks.iter().any(|n| n == "none") {
         if a.networks.len() > 1 {
@@ -262,6 +285,7 @@ pub fn build_config(a: &CreateArgs) -> Result<ContainerConfig> {
             .collect::<Result<_>>()?
     };
     once_per_network(&networks)?;
+    add_aliases(&mut networks, &a.network_aliases)?;
     let mut net_devices = BTreeMap::new();
     for d in &a.net_devices {
         let (host, name) = match d.split_once('=') {

@@ -58,6 +58,9 @@ pub struct CreateArgs {
     /// No route out: no masquerade, no forwarding beyond the network.
     #[arg(long)]
     internal: bool,
+    /// No name server on the network (containers get the host's resolvers).
+    #[arg(long = "disable-dns")]
+    disable_dns: bool,
     /// Label KEY=VALUE (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
@@ -86,6 +89,7 @@ pub async fn run(paths: &Paths, command: NetworkCommand) -> Result<()> {
                 subnet_v6: a.subnet_v6,
                 gateway_v6: a.gateway_v6,
                 internal: a.internal,
+                disable_dns: a.disable_dns,
                 labels: a
                     .labels
                     .iter()

@@ -6,6 +6,7 @@
 //! capabilities ([`Plugin::publishes_ports`], [`Plugin::declared_subnets`], …) to refuse
 //! bad input before it creates anything.
 
+pub mod dns;
 pub mod error;
 mod mac;
 pub mod plugins;

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use container_ipam::{Allocated, Ipam};
 use container_netlink::Netlink;
 use container_protocol::network::{
-    Allocation, Attachment, NetworkRequest, NetworkResponse, NetworkState, ReservationInfo,
+    Allocation, Attachment, NameEntry, NetworkRequest, NetworkResponse, NetworkState,
+    ReservationInfo,
 };
 use container_protocol::{HelperInfo, RemoteError, Service};
 use container_store::{NetworkConfig, Paths};
@@ -45,6 +46,10 @@ pub struct NetworkHelper {
     /// addresses unique; this keeps a teardown from interleaving with an allocate, and
     /// a CNI ADD from racing the DEL of the same attachment.
     changes: Mutex<()>,
+    /// The network's name server, once set-up has made its addresses.
+    dns: std::sync::Mutex<Option<crate::dns::DnsServer>>,
+    /// The last table of names, kept for a server (re)started after it came.
+    names: std::sync::Mutex<Vec<NameEntry>>,
 }
 
 impl NetworkHelper {
@@ -70,6 +75,8 @@ impl NetworkHelper {
             plugin,
             netlink,
             changes: Mutex::new(()),
+            dns: std::sync::Mutex::new(None),
+            names: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -153,6 +160,10 @@ impl NetworkHelper {
                 .await
                 .map(NetworkResponse::State)
                 .map_err(|e| self.remote("state", e)),
+            NetworkRequest::Names(entries) => {
+                self.set_names(entries);
+                Ok(NetworkResponse::Done)
+            }
             NetworkRequest::Teardown => self
                 .teardown()
                 .await
@@ -180,7 +191,59 @@ impl NetworkHelper {
 
     pub async fn setup(&self) -> Result<(), PluginError> {
         let _guard = self.changes.lock().await;
-        self.plugin.setup(self.env()).await
+        self.plugin.setup(self.env()).await?;
+        self.start_dns();
+        Ok(())
+    }
+
+    /// The name server on the gateway addresses, if the plugin serves names and none
+    /// runs yet. A port 53 taken on the host (a dnsmasq on every address) leaves the
+    /// network without names rather than without set-up: logged, not fatal.
+    fn start_dns(&self) {
+        if !self.plugin.serves_dns() {
+            return;
+        }
+        let mut dns = self.dns.lock().unwrap_or_else(|p| p.into_inner());
+        if dns.is_some() {
+            return;
+        }
+        let gateways: Vec<IpAddr> = crate::plugins::gateway_addresses(&self.config)
+            .iter()
+            .map(|n| n.addr())
+            .collect();
+        let subnets = crate::plugins::subnets(&self.config);
+        match crate::dns::DnsServer::start(
+            &gateways,
+            self.dns_port(),
+            subnets,
+            !self.config.internal,
+        ) {
+            Ok(server) => {
+                server.set_names(self.names.lock().unwrap_or_else(|p| p.into_inner()).clone());
+                tracing::info!(network = %self.config.id, addresses = ?server.addresses, "name server up");
+                *dns = Some(server);
+            }
+            Err(e) => {
+                tracing::error!(network = %self.config.id, "name server: bind port {} on {gateways:?}: {e}", self.dns_port())
+            }
+        }
+    }
+
+    /// 53, or `CONTAINER_DNS_PORT` for a helper run beside a resolver on the host's
+    /// port (the benchmark).
+    fn dns_port(&self) -> u16 {
+        std::env::var("CONTAINER_DNS_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(crate::dns::PORT)
+    }
+
+    pub fn set_names(&self, entries: Vec<NameEntry>) {
+        if let Some(server) = &*self.dns.lock().unwrap_or_else(|p| p.into_inner()) {
+            server.set_names(entries.clone());
+        }
+        tracing::debug!(network = %self.config.id, entries = entries.len(), "names replaced");
+        *self.names.lock().unwrap_or_else(|p| p.into_inner()) = entries;
     }
 
     pub async fn allocate(&self, att: &Attachment) -> Result<Allocation, PluginError> {
@@ -347,6 +410,7 @@ impl NetworkHelper {
     pub async fn teardown(&self) -> Result<(), PluginError> {
         let _guard = self.changes.lock().await;
         let mut errors = Vec::new();
+        self.dns.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Err(e) = self.plugin.teardown(self.env()).await {
             errors.push(e);
         }

@@ -131,7 +131,8 @@ fn allocation_round_robin_release_and_contents() {
     assert_eq!(a1.mtu, Some(1450));
     let mac = a1.mac.expect("a MAC");
     assert_eq!(mac[0], 0x02, "locally administered unicast");
-    assert!(a1.dns.is_empty());
+    // The network's own name server, on its gateway (issue 13).
+    assert_eq!(a1.dns, vec!["10.4.0.1".parse::<IpAddr>().unwrap()]);
 
     let a2 = allocate(&env, &helper, attachment("n1", "c2", "eth0")).unwrap();
     assert_eq!(a2.addresses, vec!["10.4.0.3/29".parse().unwrap()]);

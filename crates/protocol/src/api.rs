@@ -335,6 +335,9 @@ pub struct NetworkCreate {
     pub internal: bool,
     pub labels: Vec<(String, String)>,
     pub options: Vec<(String, String)>,
+    /// `--disable-dns`: no name server on the network.
+    #[serde(default)]
+    pub disable_dns: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -28,6 +28,9 @@ pub struct NetworkAttachmentConfig {
     pub mac: Option<MacAddr>,
     #[serde(default)]
     pub ifname: Option<String>,
+    /// `--network-alias`, `alias=`: more names for the container on this network.
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// A unicast MAC address, `aa:bb:cc:dd:ee:ff` in JSON, checked when it is read: a

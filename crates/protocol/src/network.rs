@@ -14,6 +14,18 @@ use crate::helper::HelperInfo;
 
 pub const SERVICE: &str = "network-helper";
 
+/// The search domain of the runtime's names: `web` and `web.dns.container` are one name.
+pub const DNS_DOMAIN: &str = "dns.container";
+
+/// What a network's name server answers for one attachment: each name (the container's
+/// name, its hostname, its aliases on this network) gives each address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameEntry {
+    pub container_id: String,
+    pub names: Vec<String>,
+    pub addresses: Vec<IpAddr>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
     pub network: String,
@@ -257,6 +269,9 @@ pub enum NetworkRequest {
         ips: Vec<IpAddr>,
     },
     State,
+    /// Replaces the names the network's name server answers (the whole table: the
+    /// apiserver computes it from its records, so a lost update is mended by the next).
+    Names(Vec<NameEntry>),
     /// Remove the network's resources and reservations (before `Shutdown`, on `rm`).
     Teardown,
     /// Exit, keeping the network's resources for the next helper.

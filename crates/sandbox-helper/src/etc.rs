@@ -60,12 +60,16 @@ pub fn hosts(hostname: &str, own: &[IpAddr], extra: &[(IpAddr, String)]) -> Stri
     out
 }
 
-/// `/etc/resolv.conf`: the given servers; without any, the host's servers that a
+/// `/etc/resolv.conf`: the given servers (with `search` domains: the runtime's, when
+/// the servers are the networks' own); without any, the host's servers that a
 /// container can reach (a loopback resolver such as systemd-resolved's 127.0.0.53 is
 /// the host's own, not the container's), with the host's `search` and `options`.
-pub fn resolv_conf(dns: &[IpAddr], host: Option<&str>) -> String {
+pub fn resolv_conf(dns: &[IpAddr], search: &[&str], host: Option<&str>) -> String {
     let mut out = String::new();
     if !dns.is_empty() {
+        if !search.is_empty() {
+            out.push_str(&format!("search {}\n", search.join(" ")));
+        }
         for ip in dns {
             out.push_str(&format!("nameserver {ip}\n"));
         }
@@ -99,6 +103,7 @@ pub fn write(
     own: &[IpAddr],
     extra: &[(IpAddr, String)],
     dns: &[IpAddr],
+    search: &[&str],
 ) -> Result<EtcFiles, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     let files = EtcFiles::in_dir(dir);
@@ -106,7 +111,10 @@ pub fn write(
     let contents = [
         (&files.hosts, hosts(hostname, own, extra)),
         (&files.hostname, format!("{hostname}\n")),
-        (&files.resolv_conf, resolv_conf(dns, host.as_deref())),
+        (
+            &files.resolv_conf,
+            resolv_conf(dns, search, host.as_deref()),
+        ),
     ];
     for (path, text) in contents {
         write_replace(path, text.as_bytes(), 0o644)
@@ -138,8 +146,17 @@ mod tests {
     fn resolv_conf_prefers_given_servers() {
         let dns: Vec<IpAddr> = vec!["1.1.1.1".parse().unwrap()];
         assert_eq!(
-            resolv_conf(&dns, Some("nameserver 9.9.9.9\n")),
+            resolv_conf(&dns, &[], Some("nameserver 9.9.9.9\n")),
             "nameserver 1.1.1.1\n"
+        );
+    }
+
+    #[test]
+    fn resolv_conf_names_the_runtimes_domain_with_network_servers() {
+        let dns: Vec<IpAddr> = vec!["10.1.0.1".parse().unwrap()];
+        assert_eq!(
+            resolv_conf(&dns, &["dns.container"], None),
+            "search dns.container\nnameserver 10.1.0.1\n"
         );
     }
 
@@ -148,10 +165,10 @@ mod tests {
         let host =
             "# comment\nnameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch lan\noptions edns0\n";
         assert_eq!(
-            resolv_conf(&[], Some(host)),
+            resolv_conf(&[], &[], Some(host)),
             "nameserver 192.0.2.1\nsearch lan\noptions edns0\n"
         );
-        assert_eq!(resolv_conf(&[], Some("nameserver ::1\n")), "");
-        assert_eq!(resolv_conf(&[], None), "");
+        assert_eq!(resolv_conf(&[], &[], Some("nameserver ::1\n")), "");
+        assert_eq!(resolv_conf(&[], &[], None), "");
     }
 }

@@ -280,15 +280,8 @@ impl SandboxHelper {
             .flat_map(|i| i.addresses.iter().map(|a| a.addr()))
             .collect();
         // Explicit servers win; then what the networks offer; then the host's.
-        let mut dns = spec.dns.clone();
-        if dns.is_empty() {
-            for ip in spec.allocations.iter().flat_map(|a| a.dns.iter()) {
-                if !dns.contains(ip) {
-                    dns.push(*ip);
-                }
-            }
-        }
-        crate::etc::write(&dir, &spec.hostname, &own, &spec.hosts, &dns)
+        let (dns, search) = servers(spec);
+        crate::etc::write(&dir, &spec.hostname, &own, &spec.hosts, &dns, &search)
             .map_err(|e| format!("write /etc files: {e}"))
     }
 
@@ -783,4 +776,28 @@ impl Service for SandboxHelper {
     ) -> Result<(SandboxResponse, Vec<OwnedFd>), RemoteError> {
         self.dispatch(req, fds).await
     }
+}
+
+/// The container's name servers: `--dns` wins; then the networks' own (whose names live
+/// under the runtime's search domain); else none, and the host's are copied.
+pub(crate) fn servers(spec: &SandboxSpec) -> (Vec<std::net::IpAddr>, Vec<&'static str>) {
+    if !spec.dns.is_empty() {
+        return (spec.dns.clone(), Vec::new());
+    }
+    let mut dns = Vec::new();
+    for ip in spec.allocations.iter().flat_map(|a| a.dns.iter()) {
+        if !dns.contains(ip) {
+            dns.push(*ip);
+        }
+    }
+    // A CNI result's servers are someone else's, with their own domains.
+    let ours = spec.allocations.iter().any(|a| {
+        !a.dns.is_empty() && a.plugin() == container_protocol::network::PluginKind::Bridge
+    });
+    let search = if !ours {
+        Vec::new()
+    } else {
+        vec![container_protocol::network::DNS_DOMAIN]
+    };
+    (dns, search)
 }

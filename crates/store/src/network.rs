@@ -47,6 +47,9 @@ pub struct NetworkConfig {
     /// Seconds since the Unix epoch.
     #[serde(default)]
     pub created: u64,
+    /// `network create --disable-dns`: no name server on this network.
+    #[serde(default)]
+    pub disable_dns: bool,
     /// Built in (`default`): cannot be removed.
     #[serde(default)]
     pub builtin: bool,

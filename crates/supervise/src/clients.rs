@@ -7,7 +7,8 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use container_protocol::network::{
-    Allocation, Attachment, NetworkRequest, NetworkResponse, NetworkState, ReservationInfo,
+    Allocation, Attachment, NameEntry, NetworkRequest, NetworkResponse, NetworkState,
+    ReservationInfo,
 };
 use container_protocol::sandbox::{
     ExitStatus, ProcessSpec, SandboxRequest, SandboxResponse, SandboxSpec, SandboxState,
@@ -157,6 +158,11 @@ impl Helper<NetworkProto> {
 
     pub async fn state(&self) -> Result<NetworkState, ProtocolError> {
         call!(self, "state", self.deadlines.quick, NetworkRequest::State, vec![], NetworkResponse::State(s) => s)
+    }
+
+    /// Replaces the table of names the network's name server answers.
+    pub async fn names(&self, entries: Vec<NameEntry>) -> Result<(), ProtocolError> {
+        call!(self, "names", self.deadlines.quick, NetworkRequest::Names(entries), vec![], NetworkResponse::Done => ())
     }
 
     pub async fn teardown(&self) -> Result<(), ProtocolError> {

@@ -61,6 +61,8 @@ impl Containers {
         if state.userns.is_some() {
             self.release_userns(id);
         }
+        // Its names go before its addresses can be handed to someone else.
+        self.sync_names_of(&config, Some(id)).await;
         fault::point("apiserver:finish-before-release");
         for a in &state.allocations {
             if let Err(e) = self
@@ -89,6 +91,8 @@ impl Containers {
         state.stopped_by_user = self.take_user_stop(id);
         state.restart_pending = false;
         let saved = self.persist(id, &state);
+        // Again from the record: a send that raced the first one saw it running.
+        self.sync_names_of(&config, None).await;
         match (&exit, &reason) {
             (Some(s), _) => tracing::info!("container {id} exited with {}", s.code),
             (None, Some(r)) => tracing::warn!("container {id} stopped: {r}"),

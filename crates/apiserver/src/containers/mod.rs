@@ -218,6 +218,13 @@ impl Containers {
             .map(|(_, s)| *s)
     }
 
+    /// Sends the names of every network `config` joins (names.rs in networks/).
+    async fn sync_names_of(&self, config: &ContainerConfig, leaving: Option<&str>) {
+        for att in &config.networks {
+            self.networks.sync_names(&att.network, leaving).await;
+        }
+    }
+
     /// Marks the next exit of `id` as the user's doing.
     fn mark_user_stop(&self, id: &str) {
         self.user_stops
@@ -234,11 +241,15 @@ impl Containers {
     }
 
     fn publish(&self, action: &str, id: &str, attributes: &[(&str, String)]) {
+        // A container's name is its id; the attribute says so for filters and readers
+        // that look for Docker's `name`.
+        let mut attrs = vec![("name", id.to_string())];
+        attrs.extend(attributes.iter().cloned());
         self.events.publish(
             container_protocol::api::EventType::Container,
             action,
             id,
-            attributes,
+            &attrs,
         );
     }
 

@@ -9,6 +9,31 @@ use super::Containers;
 use crate::error::{bad, ApiError};
 
 impl Containers {
+    /// The container `given` names: the one of that name (its id), else the only one
+    /// whose id begins with it. Unknown is left as given, for the verb's own "not
+    /// found"; two matches are refused, naming them.
+    pub fn resolve(&self, given: &str) -> Result<String, ApiError> {
+        if given.is_empty() || self.records.container(given).is_some() {
+            return Ok(given.to_string());
+        }
+        let mut matches: Vec<String> = self
+            .records
+            .containers()
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| id.starts_with(given))
+            .collect();
+        matches.sort();
+        match matches.len() {
+            0 => Ok(given.to_string()),
+            1 => Ok(matches.remove(0)),
+            _ => Err(bad(format!(
+                "container {given:?} is ambiguous: it begins {}",
+                matches.join(", ")
+            ))),
+        }
+    }
+
     pub fn list(&self, all: bool) -> Vec<ContainerSummary> {
         let mut out = Vec::new();
         for (id, record) in self.records.containers() {

@@ -143,6 +143,8 @@ impl Containers {
                 if let Err(w) = self.persist(id, &stopped) {
                     tracing::warn!("{w}");
                 }
+                // A start undone after its names were sent takes them back.
+                self.sync_names_of(&config, None).await;
                 Err(e.context(format!("container {id}: start")))
             }
         }
@@ -252,6 +254,8 @@ impl Containers {
             (cgroup, userns),
         )?;
         fault::point("apiserver:after-setup");
+        // Its names answer before its workload runs: it may look itself up at once.
+        self.sync_names_of(config, None).await;
 
         let (pid, out_fds) = helper.start(stdio, fds).await?;
         state.pid = Some(pid);

@@ -228,6 +228,16 @@ impl Containers {
             if !statics.is_empty() {
                 check_static_addresses(&id, &att.network, &net, &statics)?;
             }
+            check_aliases(&self.networks, &id, att)?;
+        }
+        // A name answers one container: not someone's alias on a network this one joins.
+        for att in &config.networks {
+            if let Some(holder) = self.networks.name_holder(&att.network, &id, &id) {
+                return Err(ApiError::Conflict(format!(
+                    "container {id}: the name {id} is already taken by container {holder} on network {}",
+                    att.network
+                )));
+            }
         }
         if !config.ports.is_empty() {
             self.check_ports(&config).await?;
@@ -345,6 +355,35 @@ impl Containers {
         }
         Ok(())
     }
+}
+
+/// Aliases are hostnames, and on their network each answers one container only.
+pub(super) fn check_aliases(
+    networks: &crate::networks::Networks,
+    id: &str,
+    att: &container_store::container::NetworkAttachmentConfig,
+) -> Result<(), ApiError> {
+    for (i, alias) in att.aliases.iter().enumerate() {
+        if !valid_hostname(alias) {
+            return Err(bad(format!(
+                "container {id}: network {}: invalid alias {alias:?} (letters, digits, '-' and '.', at most 63)",
+                att.network
+            )));
+        }
+        if att.aliases[..i].contains(alias) {
+            return Err(bad(format!(
+                "container {id}: network {}: alias {alias} is given twice",
+                att.network
+            )));
+        }
+        if let Some(holder) = networks.name_holder(&att.network, alias, id) {
+            return Err(ApiError::Conflict(format!(
+                "container {id}: network {}: alias {alias} is already the name of container {holder} there",
+                att.network
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Static addresses must be in the network's subnets (a conflist's declared ranges

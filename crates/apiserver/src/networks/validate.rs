@@ -181,6 +181,7 @@ impl Networks {
             subnet_v6,
             gateway_v6,
             internal: req.internal,
+            disable_dns: req.disable_dns,
             labels,
             options,
             created: unix_now(),

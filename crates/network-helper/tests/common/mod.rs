@@ -88,6 +88,7 @@ pub fn config(
             .collect(),
         created: 0,
         builtin: false,
+        disable_dns: false,
         removing: false,
     }
 }

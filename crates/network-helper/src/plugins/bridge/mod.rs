@@ -94,6 +94,8 @@ pub struct Bridge {
     /// Gateway addresses with their subnet prefix: what the bridge carries.
     gateways: Vec<IpNet>,
     internal: bool,
+    /// A name server on the gateways (not `--disable-dns`).
+    dns: bool,
     firewall: Firewall,
 }
 
@@ -123,6 +125,7 @@ impl NetworkPlugin for Bridge {
             opts: Options::parse(config)?,
             gateways,
             internal: config.internal,
+            dns: !config.disable_dns,
             firewall: Firewall::new(),
         })
     }
@@ -136,7 +139,7 @@ impl NetworkPlugin for Bridge {
     }
 
     fn serves_dns(&self) -> bool {
-        false
+        self.dns
     }
 
     fn host_device(&self) -> Option<HostDevice<'_>> {
@@ -178,7 +181,16 @@ impl NetworkPlugin for Bridge {
                     .create_owned_bridge(name, self.opts.mtu, Some(&owner))
                     .await
                 {
-                    Ok(index) => index,
+                    Ok(index) => {
+                        // A bridge whose MAC was never set takes its smallest port's,
+                        // so the gateway's MAC would change as containers come and go
+                        // and every neighbour's cache entry for it go wrong until it
+                        // is probed again (seconds without the gateway: its name
+                        // server, its routes). Set once, it stays.
+                        let gw = self.gateways.first().map(|g| g.addr());
+                        nl.set_mac(index, mac::generate(gw)).await?;
+                        index
+                    }
                     // Another setup raced us; what matters is that it is there now.
                     Err(e) if e.is_exists() => match nl.link_by_name(name).await? {
                         Some(link) => link.index,
@@ -276,6 +288,20 @@ impl NetworkPlugin for Bridge {
                 .unwrap_or_else(|| mac::generate(addrs.first().map(|a| a.address.addr()))),
         );
         alloc.mtu = self.opts.mtu;
+        if self.dns {
+            // The network's name server, on the gateways of the families it has.
+            alloc.dns = self
+                .gateways
+                .iter()
+                .map(|g| g.addr())
+                .filter(|gw| {
+                    alloc
+                        .addresses
+                        .iter()
+                        .any(|a| a.addr().is_ipv4() == gw.is_ipv4())
+                })
+                .collect();
+        }
         if !att.ports.is_empty() {
             self.publish(&att.container_id, &att.ports, &alloc).await?;
         }
@@ -506,6 +532,7 @@ mod tests {
             options,
             created: 0,
             builtin: false,
+            disable_dns: false,
             removing: false,
         }
     }
