@@ -46,7 +46,7 @@ fn no_duplicates_across_threads_processes_and_host_local() {
     let dir = net.dir();
     let mut handed_out: Vec<(IpAddr, String)> = Vec::new();
 
-    let host_local = common::host_local().is_some();
+    common::host_local();
     let net = Arc::new(net);
     thread::scope(|s| {
         let mut workers = Vec::new();
@@ -98,27 +98,25 @@ fn no_duplicates_across_threads_processes_and_host_local() {
             }));
         }
         // host-local ADDs, several in flight at a time.
-        if host_local {
-            for h in 0..3 {
-                let net = Arc::clone(&net);
-                workers.push(s.spawn(move || {
-                    let mut out = Vec::new();
-                    for i in 0..PER_WORKER {
-                        let id = format!("hostlocal{h}-{i}");
-                        for n in net.host_local_add(&id, "eth0") {
-                            out.push((n.addr(), id.clone()));
-                        }
+        for h in 0..3 {
+            let net = Arc::clone(&net);
+            workers.push(s.spawn(move || {
+                let mut out = Vec::new();
+                for i in 0..PER_WORKER {
+                    let id = format!("hostlocal{h}-{i}");
+                    for n in net.host_local_add(&id, "eth0") {
+                        out.push((n.addr(), id.clone()));
                     }
-                    out
-                }));
-            }
+                }
+                out
+            }));
         }
         for w in workers {
             handed_out.extend(w.join().unwrap());
         }
     });
 
-    let workers = 4 + 2 + if host_local { 3 } else { 0 };
+    let workers = 4 + 2 + 3;
     assert_eq!(handed_out.len(), workers * PER_WORKER * 2);
     let mut seen: HashMap<IpAddr, &str> = HashMap::new();
     for (ip, id) in &handed_out {
@@ -186,7 +184,8 @@ fn waits_for_the_lock_host_local_uses() {
         .unwrap();
     let held = Flock::lock(lock_file, FlockArg::LockExclusive).unwrap();
 
-    let mut hl = common::host_local().map(|_| {
+    common::host_local();
+    let mut hl = {
         let mut cmd = net.host_local_cmd("ADD", "hl", "eth0");
         let mut child = cmd.spawn().unwrap();
         use std::io::Write;
@@ -197,7 +196,7 @@ fn waits_for_the_lock_host_local_uses() {
             .write_all(net.host_local_config().as_bytes())
             .unwrap();
         child
-    });
+    };
     thread::scope(|s| {
         let (tx, rx) = mpsc::channel();
         let ipam = &ipam;
@@ -209,17 +208,13 @@ fn waits_for_the_lock_host_local_uses() {
             rx.recv_timeout(Duration::from_millis(500)).is_err(),
             "allocated while the lock was held"
         );
-        if let Some(child) = hl.as_mut() {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "host-local ignored the lock"
-            );
-        }
+        assert!(
+            hl.try_wait().unwrap().is_none(),
+            "host-local ignored the lock"
+        );
         drop(held);
         assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap());
     });
-    if let Some(child) = hl {
-        assert!(child.wait_with_output().unwrap().status.success());
-    }
+    assert!(hl.wait_with_output().unwrap().status.success());
     assert_eq!(ipam.reservations().unwrap().len(), 4);
 }

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use container_ipam::{Allocated, Ipam};
 use container_netlink::Netlink;
@@ -50,6 +50,10 @@ pub struct NetworkHelper {
     dns: std::sync::Mutex<Option<crate::dns::DnsServer>>,
     /// The last table of names, kept for a server (re)started after it came.
     names: std::sync::Mutex<Vec<NameEntry>>,
+    /// Opened at the first call that needs it and kept for the helper's life: its
+    /// index of the reservations is what makes a call cost the same at any count
+    /// (crates/ipam keeps it true to the directory, whoever else writes there).
+    ipam: OnceLock<Ipam>,
 }
 
 impl NetworkHelper {
@@ -77,6 +81,7 @@ impl NetworkHelper {
             changes: Mutex::new(()),
             dns: std::sync::Mutex::new(None),
             names: std::sync::Mutex::new(Vec::new()),
+            ipam: OnceLock::new(),
         })
     }
 
@@ -183,10 +188,14 @@ impl NetworkHelper {
         RemoteError::new(err.kind(), message)
     }
 
-    fn ipam(&self) -> Result<Ipam, PluginError> {
-        // Opened per call: the directory is the state, and a teardown may remove it.
+    fn ipam(&self) -> Result<&Ipam, PluginError> {
+        if let Some(ipam) = self.ipam.get() {
+            return Ok(ipam);
+        }
+        // A teardown may remove the directory later: the next call makes it again.
         let dir = self.paths.ipam_network(&self.config.id)?;
-        Ok(Ipam::open(&dir, range_sets(&self.config))?)
+        let ipam = Ipam::open(&dir, range_sets(&self.config))?;
+        Ok(self.ipam.get_or_init(|| ipam))
     }
 
     pub async fn setup(&self) -> Result<(), PluginError> {
@@ -395,7 +404,8 @@ impl NetworkHelper {
         if !dir.exists() {
             return Ok(Vec::new());
         }
-        Ok(Ipam::open(&dir, Vec::new())?
+        Ok(self
+            .ipam()?
             .reservations()?
             .into_iter()
             .map(|r| ReservationInfo {

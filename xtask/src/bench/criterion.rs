@@ -240,43 +240,112 @@ pub fn attach_section(all: &[Bench], ctx: &Ctx) -> Section {
     }
 }
 
+/// Reservation counts of the ipam bench (`SIZES` in crates/ipam/benches/ipam.rs).
+const IPAM_SIZES: [u32; 4] = [100, 1_000, 10_000, 60_000];
+
+/// A target on one time: met when the median is at most `limit_ns`.
+fn time_at_most(what: &str, median_ns: Option<f64>, limit_ns: f64) -> Target {
+    match median_ns {
+        Some(m) if m.is_finite() => Target {
+            what: what.into(),
+            measured: Unit::Nanos.human(m),
+            met: Some(m <= limit_ns),
+        },
+        _ => Target {
+            what: what.into(),
+            measured: "not measured".into(),
+            met: None,
+        },
+    }
+}
+
 pub fn ipam_section(all: &[Bench], ctx: &Ctx) -> Section {
+    const RT: &str = "round_trip";
     let mut tables = Vec::new();
     let mut targets = Vec::new();
-    for n in ["100", "10000"] {
-        let ours = format!("ours/{n}");
+    for n in IPAM_SIZES {
         let theirs = format!("host-local/{n}");
-        let rows: Vec<Row> = [(&theirs, "host-local binary"), (&ours, "container-ipam")]
-            .iter()
-            .filter_map(|(name, what)| {
-                find(all, "round_trip", name).map(|b| {
-                    b.row(name)
-                        .extra(format!("{what}, {:.0} allocations/s", 1e9 / b.median_ns))
-                })
+        let rows: Vec<Row> = [
+            (theirs.clone(), "host-local binary, ADD and DEL processes"),
+            (
+                format!("floor/{n}"),
+                "the filesystem's floor: one O_EXCL create with its write, one unlink",
+            ),
+            (
+                format!("ours/{n}"),
+                "container-ipam, long-lived (the network helper): index kept",
+            ),
+            (
+                format!("short-lived/{n}"),
+                "container-ipam opened per call (a CNI plugin): reads the directory twice",
+            ),
+        ]
+        .iter()
+        .filter_map(|(name, what)| {
+            find(all, RT, name).map(|b| {
+                b.row(name)
+                    .extra(format!("{what}; {:.0} allocations/s", 1e9 / b.median_ns))
             })
-            .collect();
-        targets.push(Target::ratio_at_most(
-            &format!("faster than host-local ({n} reservations)"),
-            median(all, "round_trip", &ours),
-            median(all, "round_trip", &theirs),
-            1.0,
-            "host-local",
-        ));
+        })
+        .collect();
         tables.push(Table {
-            title: format!("Allocate + release one address, {n} reservations already on disk:"),
+            title: format!(
+                "Allocate + release one address, {} reservations already on disk:",
+                thousands(n)
+            ),
             rows,
             baseline: Some(theirs),
         });
     }
+    let ratio = |n: u32, limit: f64, what: &str| {
+        Target::ratio_at_most(
+            what,
+            median(all, RT, &format!("ours/{n}")),
+            median(all, RT, &format!("host-local/{n}")),
+            limit,
+            "host-local",
+        )
+    };
+    targets.push(ratio(
+        10_000,
+        0.01,
+        "at least 100× host-local's allocations/s (10,000 reservations)",
+    ));
+    for n in [100, 1_000, 60_000] {
+        targets.push(ratio(
+            n,
+            1.0,
+            &format!("faster than host-local ({} reservations)", thousands(n)),
+        ));
+    }
+    targets.push(time_at_most(
+        "GC at 10,000 reservations, none stale, at most 20 ms",
+        median(all, "gc_10000", "none_stale"),
+        20e6,
+    ));
+    targets.push(time_at_most(
+        "GC at 10,000 reservations, all stale, at most 100 ms",
+        median(all, "gc_10000", "all_stale"),
+        100e6,
+    ));
+
     let gc_rows = [
         (
+            "unlink_floor",
+            "10,000 bare unlinks of the same files: the floor of a GC that removes them all",
+        ),
+        (
             "all_stale",
-            "10,000 reservations, all stale: lists, reads and removes them",
+            "10,000 reservations, all stale: one listing, 10,000 removals",
         ),
         ("half_stale", "5,000 of 10,000 stale"),
         (
             "none_stale",
-            "none stale: the check at every apiserver start",
+            "none stale, helper running: one listing held against the index",
+        ),
+        (
+            "none_stale_helper_start",
+            "none stale, a helper's first call: the index read whole (one listing, a read per file), that listing serving the GC",
         ),
     ]
     .iter()
@@ -285,19 +354,88 @@ pub fn ipam_section(all: &[Bench], ctx: &Ctx) -> Section {
     tables.push(Table {
         title: "GC of 10,000 reservations (host-local has no GC to compare with):".into(),
         rows: gc_rows,
+        baseline: Some("unlink_floor".into()),
+    });
+    let gc_n = IPAM_SIZES
+        .iter()
+        .filter_map(|n| {
+            let name = format!("ours/{n}");
+            find(all, "gc_none_stale", &name).map(|b| b.row(&name))
+        })
+        .collect();
+    tables.push(Table {
+        title: "GC with none stale against the number of reservations (helper running):".into(),
+        rows: gc_n,
         baseline: None,
     });
+    plot_ipam(all, ctx);
     Section {
         title: "IPAM".into(),
         method: "Criterion (`crates/ipam/benches/ipam.rs`): allocate+release through \
                  `container-ipam` against the CNI `host-local` binary (ADD then DEL, two \
-                 processes) on the same directory layout, and GC time; files on the real \
-                 filesystem under the temp dir."
+                 processes) on the same directory layout at 100 to 60,000 reservations, and \
+                 GC time; files on the real filesystem under the temp dir. `ours` is one \
+                 `Ipam` kept open, as in the network helper; `short-lived` opens one per \
+                 call, as a CNI plugin would (process start not included). See docs/ipam.md."
             .into(),
         notes: notes(ctx, Entry::Ipam, &tables),
         tables,
         targets,
     }
+}
+
+/// `ipam.svg` (every contender, milliseconds) and `ipam-ours.svg` (the long-lived
+/// index and the filesystem's floor, microseconds: on the first figure they lie on the
+/// axis).
+fn plot_ipam(all: &[Bench], ctx: &Ctx) {
+    let series = |name: &str, scale: f64| -> Vec<(f64, f64)> {
+        IPAM_SIZES
+            .iter()
+            .filter_map(|n| {
+                median(all, "round_trip", &format!("{name}/{n}")).map(|m| (*n as f64, m / scale))
+            })
+            .collect()
+    };
+    let figures = [
+        (
+            "ipam.svg",
+            "Allocate + release against reservations on disk",
+            "milliseconds",
+            vec![
+                ("host-local", series("host-local", 1e6)),
+                ("container-ipam, short-lived", series("short-lived", 1e6)),
+                ("container-ipam, long-lived", series("ours", 1e6)),
+            ],
+        ),
+        (
+            "ipam-ours.svg",
+            "container-ipam, long-lived: allocate + release",
+            "microseconds",
+            vec![
+                ("container-ipam, long-lived", series("ours", 1e3)),
+                ("filesystem floor (create + unlink)", series("floor", 1e3)),
+            ],
+        ),
+    ];
+    for (file, title, unit, lines) in figures {
+        let path = ctx.figures_dir().join(file);
+        if let Err(e) = super::plot::write(&path, title, "reservations on disk", unit, &lines) {
+            ctx.notes
+                .add(Entry::Ipam.name(), &format!("figure {file}: {e:#}"));
+        }
+    }
+}
+
+fn thousands(n: u32) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 pub fn endpoint_section(all: &[Bench], ctx: &Ctx) -> Section {
@@ -346,7 +484,11 @@ pub fn endpoint_section(all: &[Bench], ctx: &Ctx) -> Section {
     }
     // Stray results of other groups are still shown rather than dropped.
     let known = |g: &str| {
-        g.starts_with("endpoint_") || g == "attach_bridge" || g == "round_trip" || g == "gc_10000"
+        g.starts_with("endpoint_")
+            || g == "attach_bridge"
+            || g == "round_trip"
+            || g == "gc_10000"
+            || g == "gc_none_stale"
     };
     let others: Vec<Row> = all
         .iter()

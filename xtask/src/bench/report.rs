@@ -125,7 +125,7 @@ impl Target {
                 let r = a / b;
                 Target {
                     what: what.into(),
-                    measured: format!("{r:.2} × {of}"),
+                    measured: format!("{} × {of}", ratio_text(r)),
                     met: Some(r <= limit),
                 }
             }
@@ -136,6 +136,15 @@ impl Target {
             },
         }
     }
+}
+
+/// Two decimals, or two significant digits for a ratio that would print as 0.00.
+fn ratio_text(r: f64) -> String {
+    if r >= 0.095 || r <= 0.0 || !r.is_finite() {
+        return format!("{r:.2}");
+    }
+    let decimals = (-r.log10()).ceil() as usize + 1;
+    format!("{r:.decimals$}")
 }
 
 pub struct Section {
@@ -231,7 +240,7 @@ fn render_table(out: &mut String, t: &Table) {
             .unwrap_or_else(|| "1".into());
         let ratio = match base {
             Some(b) if r.ratio && b.unit == r.unit && r.median.is_finite() => {
-                format!("{:.2}", r.median / b.median)
+                ratio_text(r.median / b.median)
             }
             _ => "—".into(),
         };
