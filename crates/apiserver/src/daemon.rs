@@ -85,6 +85,7 @@ fn lock(paths: &Paths) -> Result<nix::fcntl::Flock<std::fs::File>, ApiError> {
 }
 
 pub async fn run(opts: Options) -> Result<(), ApiError> {
+    let signals = take_signals();
     let paths = opts.paths.clone();
     make_dir(&paths.root, 0o711)?;
     make_dir(&paths.run, 0o711)?;
@@ -188,7 +189,7 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
     );
     sd_notify("READY=1");
 
-    wait_for_stop(&server.stop).await;
+    wait_for_stop(&server.stop, signals).await;
     sd_notify("STOPPING=1");
     // No new clients; those connected get their operations' answers.
     accepting.abort();
@@ -214,7 +215,16 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
 /// Returns on SIGTERM, SIGINT or a `Stop` call. SIGHUP is logged (there is no
 /// configuration file to read again); SIGUSR1, SIGUSR2 and SIGALRM are ignored, so a
 /// stray signal never kills the apiserver and leaves its socket behind.
-async fn wait_for_stop(stop: &Notify) {
+/// The signals a running apiserver answers, taken over before it binds its socket or
+/// adopts a helper: a signal from then on is handled (TERM and INT stop it, HUP is
+/// logged, USR1, USR2 and ALRM are ignored), never the default action that kills it.
+struct StopSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+fn take_signals() -> StopSignals {
     use tokio::signal::unix::{signal, SignalKind};
     for sig in [
         nix::sys::signal::Signal::SIGUSR1,
@@ -224,9 +234,21 @@ async fn wait_for_stop(stop: &Notify) {
         // SAFETY: installing SIG_IGN has no handler to be unsafe in.
         let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn) };
     }
-    let mut term = signal(SignalKind::terminate()).ok();
-    let mut int = signal(SignalKind::interrupt()).ok();
-    let mut hup = signal(SignalKind::hangup()).ok();
+    StopSignals {
+        term: signal(SignalKind::terminate()).ok(),
+        int: signal(SignalKind::interrupt()).ok(),
+        hup: signal(SignalKind::hangup()).ok(),
+    }
+}
+
+/// Returns at `system stop`, SIGTERM or SIGINT (one that came early included: tokio
+/// keeps it until it is read).
+async fn wait_for_stop(stop: &Notify, signals: StopSignals) {
+    let StopSignals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
         match s.as_mut() {
             Some(s) => {
