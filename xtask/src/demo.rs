@@ -93,12 +93,24 @@ pub fn inner(rest: &[String]) -> Result<()> {
     let state = arg("--state")?;
     let rootfs = arg("--rootfs")?;
     sh(Command::new("ip").args(["link", "set", "lo", "up"]))?;
+    // cgroups are not namespaced: a parent of the demo's own, removed at its end, so
+    // the host keeps no `container` cgroup the demo made.
+    let cgroups = format!("container-demo-{}", std::process::id());
     let env = vec![
         ("CONTAINER_ROOT".to_string(), state.join("root")),
         ("CONTAINER_RUN_DIR".to_string(), state.join("run")),
+        (
+            "CONTAINER_CGROUP_PARENT".to_string(),
+            PathBuf::from(&cgroups),
+        ),
     ];
     let result = main_job(&env, &rootfs);
     let _ = container(&env, &["system", "stop"]);
+    if let Ok(layout) = container_cgroups::Layout::detect() {
+        if let Err(e) = container_cgroups::remove_tree(&layout, &cgroups) {
+            eprintln!("xtask: remove cgroup {cgroups}: {e}");
+        }
+    }
     result
 }
 

@@ -245,36 +245,26 @@ pub struct Event {
 impl Event {
     /// Whether the event meets every kind of condition in `filters`.
     pub fn matches(&self, filters: &[EventFilter]) -> bool {
-        let types: Vec<_> = filters
-            .iter()
-            .filter_map(|f| match f {
-                EventFilter::Type(t) => Some(*t),
-                _ => None,
-            })
-            .collect();
-        let objects: Vec<_> = filters
-            .iter()
-            .filter_map(|f| match f {
-                EventFilter::Object(o) => Some(o.as_str()),
-                _ => None,
-            })
-            .collect();
-        let actions: Vec<_> = filters
-            .iter()
-            .filter_map(|f| match f {
-                EventFilter::Action(a) => Some(a.as_str()),
-                _ => None,
-            })
-            .collect();
-        (types.is_empty() || types.contains(&self.kind))
-            && (objects.is_empty()
-                || objects.iter().any(|o| {
-                    // An id, a prefix of one of at least 4 characters, or a name.
-                    *o == self.id
-                        || (o.len() >= 4 && self.id.starts_with(o))
-                        || self.attributes.get("name").is_some_and(|n| n == o)
-                }))
-            && (actions.is_empty() || actions.contains(&self.action.as_str()))
+        // Per key: no condition of that key, or one of them holds.
+        let key = |of: fn(&EventFilter) -> bool, holds: &dyn Fn(&EventFilter) -> bool| {
+            let mut of_key = filters.iter().filter(|f| of(f)).peekable();
+            of_key.peek().is_none() || of_key.any(holds)
+        };
+        key(
+            |f| matches!(f, EventFilter::Type(_)),
+            &|f| matches!(f, EventFilter::Type(t) if *t == self.kind),
+        ) && key(|f| matches!(f, EventFilter::Object(_)), &|f| match f {
+            // An id, a prefix of one of at least 4 characters, or a name.
+            EventFilter::Object(o) => {
+                *o == self.id
+                    || (o.len() >= 4 && self.id.starts_with(o.as_str()))
+                    || self.attributes.get("name") == Some(o)
+            }
+            _ => false,
+        }) && key(
+            |f| matches!(f, EventFilter::Action(_)),
+            &|f| matches!(f, EventFilter::Action(a) if *a == self.action),
+        )
     }
 }
 

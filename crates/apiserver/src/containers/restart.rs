@@ -133,6 +133,7 @@ impl Containers {
             let due = state.restart_pending
                 || policy == RestartPolicy::Always
                 || (policy == RestartPolicy::UnlessStopped && !state.stopped_by_user);
+            // A container never started is not brought back by its policy.
             if !due || (state.status == Status::Created && !state.restart_pending) {
                 continue;
             }
