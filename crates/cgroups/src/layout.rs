@@ -118,19 +118,30 @@ impl Layout {
         }
     }
 
-    /// Every hierarchy root a container's cgroup has a directory in. With cgroup2
-    /// mounted, a v1 mount of only `freezer` and `cpuacct` is left out: `cgroup.kill`
+    /// Whether a container's cgroup has a directory in cgroup2. Not on a hybrid host
+    /// whose cgroup2 carries no controller while v1 has a freezer: there cgroup2 would
+    /// give only `cgroup.kill` and `cpu.stat`, which the v1 freezer and cpuacct give
+    /// too, and joining it costs every process started an RCU grace period (a
+    /// `cgroup.procs` write; v1 joins through `tasks`, which skips it: see
+    /// `Cgroup::procs_files`).
+    pub fn joins_unified(&self) -> bool {
+        self.unified.is_some()
+            && !(self.unified_controllers.is_empty() && self.v1_mount("freezer").is_some())
+    }
+
+    /// Every hierarchy root a container's cgroup has a directory in. When it joins
+    /// cgroup2, a v1 mount of only `freezer` and `cpuacct` is left out: `cgroup.kill`
     /// and cgroup2's `cpu.stat` do their work, and each hierarchy joined is one more
     /// migration (and mkdir, rmdir) per process started.
     pub fn roots(&self) -> Vec<&Path> {
-        let spare = |cs: &Vec<String>| {
-            self.unified.is_some() && cs.iter().all(|c| c == "freezer" || c == "cpuacct")
-        };
+        let unified = self.joins_unified();
+        let spare =
+            |cs: &Vec<String>| unified && cs.iter().all(|c| c == "freezer" || c == "cpuacct");
         self.v1
             .iter()
             .filter(|(_, cs)| !spare(cs))
             .map(|(m, _)| m.as_path())
-            .chain(self.unified.as_deref())
+            .chain(self.unified.as_deref().filter(|_| unified))
             .collect()
     }
 }
@@ -157,6 +168,49 @@ fn unescape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn layout(v1: &[(&str, &[&str])], unified: Option<&[&str]>) -> Layout {
+        Layout {
+            v1: v1
+                .iter()
+                .map(|(m, cs)| (PathBuf::from(m), cs.iter().map(|c| c.to_string()).collect()))
+                .collect(),
+            unified: unified.map(|_| PathBuf::from("/cg/unified")),
+            unified_controllers: unified
+                .unwrap_or_default()
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+        }
+    }
+
+    const V1: [(&str, &[&str]); 3] = [
+        ("/cg/memory", &["memory"]),
+        ("/cg/freezer", &["freezer"]),
+        ("/cg/cpuacct", &["cpuacct"]),
+    ];
+
+    #[test]
+    fn a_hybrid_cgroup2_without_controllers_is_left_for_the_v1_freezer() {
+        let l = layout(&V1, Some(&[]));
+        assert!(!l.joins_unified());
+        let roots: Vec<&str> = l.roots().iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(roots, ["/cg/memory", "/cg/freezer", "/cg/cpuacct"]);
+    }
+
+    #[test]
+    fn a_cgroup2_with_controllers_or_without_a_v1_freezer_is_joined() {
+        let l = layout(&V1, Some(&["pids"]));
+        assert!(l.joins_unified());
+        let roots: Vec<&str> = l.roots().iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(roots, ["/cg/memory", "/cg/unified"]);
+        let l = layout(&[("/cg/memory", &["memory"])], Some(&[]));
+        assert!(l.joins_unified());
+        let l = layout(&[], Some(&[]));
+        assert!(l.joins_unified());
+        assert_eq!(l.roots(), [Path::new("/cg/unified")]);
+        assert!(!layout(&V1, None).joins_unified());
+    }
 
     #[test]
     fn hybrid_v1_and_v2_tables_read_as_such() {

@@ -1,12 +1,14 @@
 //! A container's cgroup, on cgroup v2, v1 and hybrid hosts, behind one type.
 //!
 //! The sandbox helper creates it with its limits before the workload starts and the
-//! workload's child joins it by writing `0` into `cgroup.procs` descriptors opened
-//! before fork (so joining needs no allocation and no pid); `exec` joins the same ones.
+//! workload's child joins it by writing `0` into descriptors opened before fork
+//! (`tasks` in v1, `cgroup.procs` in cgroup2; see `Cgroup::procs_files`), so joining
+//! needs no allocation and no pid; `exec` joins the same ones.
 //! The apiserver reads it for `stats`, and lists the runtime's parent for `system
-//! check`. Stopping kills the whole cgroup: `cgroup.kill` where cgroup2 is mounted
-//! (hybrid hosts included: it is a core file, it needs no controller), else the v1
-//! freezer: freeze, SIGKILL every member, thaw, so nothing forks meanwhile.
+//! check`. Stopping kills the whole cgroup: `cgroup.kill` where it has a cgroup2
+//! directory (a core file: it needs no controller), else the v1 freezer: freeze,
+//! SIGKILL every member, thaw, so nothing forks meanwhile. On a hybrid host whose
+//! cgroup2 carries no controller it has none (`Layout::joins_unified`).
 //!
 //! A module of our own rather than youki's `libcgroups` or `cgroups-rs`: both add
 //! tasks by pid from the parent, where the workload has already run by then, and
@@ -169,8 +171,13 @@ impl Cgroup {
             .then(|| mount.join(&self.rel))
     }
 
+    /// Its cgroup2 directory, when it has one (`Layout::joins_unified`).
     fn v2_dir(&self) -> Option<PathBuf> {
-        self.layout.unified.as_ref().map(|m| m.join(&self.rel))
+        self.layout
+            .unified
+            .as_ref()
+            .filter(|_| self.layout.joins_unified())
+            .map(|m| m.join(&self.rel))
     }
 
     /// Where `controller`'s files are: its v1 hierarchy, or cgroup2 when it carries it.
@@ -348,13 +355,29 @@ impl Cgroup {
         bpf::attach(&dir, rules)
     }
 
-    /// `cgroup.procs` of every hierarchy, opened for writing: a child writes `0` into
-    /// each to join (the writer itself moves). Close-on-exec.
+    /// The files a child writes `0` into to join, one per hierarchy, opened for
+    /// writing and close-on-exec: `tasks` in a v1 hierarchy, `cgroup.procs` in cgroup2.
+    ///
+    /// Why `tasks`: a write to `cgroup.procs` moves a whole thread group, so the kernel
+    /// takes `cgroup_threadgroup_rwsem` for writing, and that waits for an RCU grace
+    /// period whenever the lock has been idle: the first join after a quiet moment,
+    /// that is, every `run`. A write to v1's `tasks` naming the writer itself moves one
+    /// thread and skips that lock (on this machine's 6.18: 0.04 ms against 8–16 ms; a
+    /// kernel that takes it anyway is as slow as `cgroup.procs`, no slower). The child
+    /// that writes is single-threaded (fork copies one thread), so its one thread is
+    /// the whole process. cgroup2 has no such file for domain cgroups; there the cost
+    /// stays (see docs/resources.md).
     pub fn procs_files(&self) -> Result<Vec<OwnedFd>, Error> {
+        let unified = self.v2_dir();
         self.dirs()
             .iter()
             .map(|d| {
-                let path = d.join("cgroup.procs");
+                let file = if Some(d) == unified.as_ref() {
+                    "cgroup.procs"
+                } else {
+                    "tasks"
+                };
+                let path = d.join(file);
                 OpenOptions::new()
                     .write(true)
                     .custom_flags(libc::O_CLOEXEC)

@@ -15,9 +15,9 @@ use container_cgroups::{Cgroup, DeviceRule, Layout, Limits, DEFAULT_RULES};
 use container_testkit::{isolate, CgroupParent};
 
 /// Starts `sh -c script` inside `cg`: the child joins by writing `0` into the
-/// pre-opened `cgroup.procs` files, as the sandbox's launch plan does.
+/// pre-opened join files (`Cgroup::procs_files`), as the sandbox's launch plan does.
 fn spawn_in(cg: &Cgroup, script: &str) -> std::process::Child {
-    let procs: Vec<OwnedFd> = cg.procs_files().expect("open cgroup.procs");
+    let procs: Vec<OwnedFd> = cg.procs_files().expect("open the join files");
     let raw: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
     let mut cmd = Command::new("/bin/sh");
     cmd.args(["-c", script])

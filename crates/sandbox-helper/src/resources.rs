@@ -17,7 +17,7 @@ use container_protocol::sandbox::SandboxSpec;
 use crate::plan::PlanError;
 use crate::process::Plan;
 
-/// The container's cgroup and its `cgroup.procs` files, opened once.
+/// The container's cgroup and its join files, opened once.
 pub struct ContainerCgroup {
     pub cgroup: Cgroup,
     procs: Vec<OwnedFd>,
@@ -178,7 +178,7 @@ fn host_dev_nodes(dir: &Path) -> Vec<PathBuf> {
 /// alike (built before fork).
 #[derive(Default)]
 pub struct Launch {
-    /// `cgroup.procs` of the container's cgroup, one per hierarchy.
+    /// The join files of the container's cgroup, one per hierarchy.
     pub cgroup: Vec<(String, OwnedFd)>,
     pub rlimits: Vec<Ulimit>,
     pub oom_score_adj: Option<i32>,
@@ -235,7 +235,7 @@ pub(crate) fn plan_limits(plan: &mut Plan, l: &Launch) -> Result<(), PlanError> 
     }
     for (dir, fd) in &l.cgroup {
         plan.write_fd(format!("join cgroup {dir}"), fd, b"0")
-            .map_err(io(format!("duplicate cgroup.procs of {dir}")))?;
+            .map_err(io(format!("duplicate the join file of {dir}")))?;
     }
     Ok(())
 }

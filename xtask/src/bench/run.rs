@@ -66,7 +66,7 @@ pub fn measure(ctx: &Ctx, podman: Option<&Result<Podman, String>>) -> Section {
         (
             true,
             "spawn /bin/true in a new cgroup",
-            "create with the default limits and device rules, join from the child (cgroup.procs), remove: the cgroup's cost in each run above is the difference",
+            "create with the default limits and device rules, join from the child (v1 `tasks`, cgroup2 `cgroup.procs`, as the product does), remove: the cgroup's cost in each run above is the difference",
         ),
     ] {
         match cgroup_setup(n, joined) {
