@@ -158,6 +158,38 @@ fn a_containers_changes_stay_in_its_upper_directory_and_go_with_it() {
     w.ok(&["system", "check", "--digests"]);
 }
 
+/// A `--rm` container's overlay is `volatile` (its end pays no sync of the host's
+/// filesystem); a kept one is not, and the one mount a start prepares is the one its
+/// process runs in, start after start.
+#[test]
+fn a_removed_at_exit_container_is_mounted_volatile_and_a_kept_one_restarts_in_its_changes() {
+    let (s, img) = with_image();
+    let w = &s.world;
+    let root_mount = "grep ' / / ' /proc/self/mountinfo";
+    let out = w.ok(&["run", "--rm", "--network", "none", &img, root_mount]);
+    // Older kernels show `,volatile`, newer ones `,fsync=volatile`.
+    assert!(
+        out.contains(" - overlay ") && out.contains("volatile"),
+        "{out}"
+    );
+    let script = format!("{root_mount}; echo run >> /kept");
+    let out = w.ok(&["run", "--name", "k", "--network", "none", &img, &script]);
+    assert!(out.contains(" - overlay "), "{out}");
+    assert!(!out.contains("volatile"), "a kept container syncs: {out}");
+    assert_eq!(w.ok(&["wait", "k"]).trim(), "0");
+    w.ok(&["start", "k"]);
+    assert_eq!(w.ok(&["wait", "k"]).trim(), "0");
+    let upper = w.root().join("containers/k/rootfs/upper");
+    assert_eq!(
+        std::fs::read_to_string(upper.join("kept")).unwrap(),
+        "run\nrun\n"
+    );
+    // Nothing of either is left mounted where the helper and the test live.
+    let table = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+    assert!(!table.contains(" - overlay "), "{table}");
+    w.ok(&["rm", "k"]);
+}
+
 /// `stop` without `-s` sends the image's StopSignal (SIGUSR1 here), as Docker does.
 #[test]
 fn stop_sends_the_images_stop_signal() {

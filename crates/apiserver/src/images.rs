@@ -438,6 +438,7 @@ impl Images {
             upper: base.join("upper").display().to_string(),
             work: base.join("work").display().to_string(),
             target: base.join("merged").display().to_string(),
+            volatile: config.auto_remove,
         }))
     }
 

@@ -203,6 +203,12 @@ pub struct OverlaySpec {
     pub work: String,
     /// Where it is mounted (an empty directory of the container's).
     pub target: String,
+    /// Mounted `volatile`: no sync of the upper directory's filesystem at unmount.
+    /// For a container removed when it ends (`--rm`), whose changes go with it: the
+    /// sync a writable overlay's last unmount does is of the whole host filesystem
+    /// under `upper`, everyone's dirty data included.
+    #[serde(default)]
+    pub volatile: bool,
 }
 
 /// A Linux interface realised inside the sandbox.

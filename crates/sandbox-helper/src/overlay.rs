@@ -6,14 +6,22 @@
 //!   own mounts it, makes the kernel filesystems' directories and the /etc files exist
 //!   (writes land in the upper directory) and resolves `-u` against the image's
 //!   /etc/passwd and /etc/group; the thread's namespace, and the mount, end with it;
-//! * the workload's child mounts it again after its own `unshare(CLONE_NEWNS)` (see
-//!   `rootfs::overlay_mounts`), and pivots into it.
+//! * before that namespace ends, the thread takes a detached clone of the mount
+//!   (open_tree(OPEN_TREE_CLONE)), which keeps the overlay's superblock alive; the
+//!   workload's child moves that clone into its own mount namespace (see
+//!   `rootfs::overlay_mounts`) and pivots into it. One superblock per start, not
+//!   two: the last unmount of a writable overlay syncs the whole filesystem under
+//!   its upper directory (everyone's dirty data on the host), and a second mount
+//!   would have paid that for the first one's end, in the start's path;
+//! * a container removed when it ends (`--rm`) is mounted `volatile`, so its end
+//!   pays no sync either: its changes go with it.
 //!
 //! The layers are named relative to the store's layer directory (the mount's options
 //! must fit in one page), with the mounting thread or child in that directory. The
 //! overlay is mounted with `userxattr`: opaque directories are marked
 //! `user.overlay.opaque`, which the unpacker may set without CAP_SYS_ADMIN.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use container_protocol::sandbox::{OverlaySpec, UserSpec};
@@ -30,10 +38,11 @@ const MAX_OPTIONS: usize = 4000;
 /// The overlay's mount options.
 pub fn options(spec: &OverlaySpec) -> Result<String, RemoteError> {
     let data = format!(
-        "lowerdir={},upperdir={},workdir={},userxattr",
+        "lowerdir={},upperdir={},workdir={},userxattr{}",
         spec.lower.join(":"),
         spec.upper,
-        spec.work
+        spec.work,
+        if spec.volatile { ",volatile" } else { "" }
     );
     let bad = |what: &str| RemoteError::invalid(format!("image rootfs: {what}"));
     for p in spec.lower.iter().chain([&spec.upper, &spec.work]) {
@@ -50,6 +59,13 @@ pub fn options(spec: &OverlaySpec) -> Result<String, RemoteError> {
     Ok(data)
 }
 
+/// What a start takes from `prepare`: the user, and the mounted tree (detached) that
+/// the workload's child moves into place.
+pub struct Prepared {
+    pub user: Credentials,
+    pub tree: OwnedFd,
+}
+
 /// Makes the merged tree ready and resolves the user in it, in a mount namespace of
 /// its own (see the module comment). The helper cannot start a thread once it has
 /// unshared its pid namespace (clone refuses CLONE_THREAD then), so the calling thread
@@ -60,16 +76,16 @@ pub fn prepare(
     etc: &EtcFiles,
     user: &UserSpec,
     mounts: &[SandboxMount],
-) -> Result<Credentials, RemoteError> {
+) -> Result<Prepared, RemoteError> {
     let data = options(spec)?;
     let sys = |what: &str| {
         let what = what.to_string();
         move |e: std::io::Error| RemoteError::internal(format!("image rootfs: {what}: {e}"))
     };
-    let home: std::os::fd::OwnedFd = std::fs::File::open("/proc/thread-self/ns/mnt")
+    let home: OwnedFd = std::fs::File::open("/proc/thread-self/ns/mnt")
         .map_err(sys("open the helper's mount namespace"))?
         .into();
-    let cwd: std::os::fd::OwnedFd = std::fs::File::open(".")
+    let cwd: OwnedFd = std::fs::File::open(".")
         .map_err(sys("open the working directory"))?
         .into();
     let result = prepare_here(spec, &data, etc, user, mounts);
@@ -88,7 +104,7 @@ fn prepare_here(
     etc: &EtcFiles,
     user: &UserSpec,
     mounts: &[SandboxMount],
-) -> Result<Credentials, RemoteError> {
+) -> Result<Prepared, RemoteError> {
     use nix::mount::{mount, MsFlags};
     use nix::sched::{unshare, CloneFlags};
     let sys = |what: &str| {
@@ -107,21 +123,76 @@ fn prepare_here(
     .map_err(sys("make mounts private"))?;
     nix::unistd::chdir(Path::new(&spec.layers_dir))
         .map_err(sys(&format!("chdir {}", spec.layers_dir)))?;
-    mount(
+    let target = Path::new(&spec.target);
+    let mounted = mount(
         Some("overlay"),
-        Path::new(&spec.target),
+        target,
         Some("overlay"),
         MsFlags::empty(),
         Some(data),
-    )
-    .map_err(sys(&format!("mount overlay on {}", spec.target)))?;
+    );
+    if let Err(e) = mounted {
+        return Err(refusal(spec, e));
+    }
     let result = (|| {
-        let root = Root::open(Path::new(&spec.target))
+        let root = Root::open(target)
             .map_err(|e| RemoteError::new(e.kind(), format!("image rootfs: {e}")))?;
         crate::rootfs::prepare(&root, etc, mounts)
             .map_err(|e| RemoteError::new(e.kind(), format!("image rootfs: {e}")))?;
-        crate::users::resolve(&root, user).map_err(|e| RemoteError::new(e.kind(), e.to_string()))
+        let user = crate::users::resolve(&root, user)
+            .map_err(|e| RemoteError::new(e.kind(), e.to_string()))?;
+        let tree = clone_tree(target).map_err(|e| {
+            RemoteError::internal(format!("image rootfs: open_tree {}: {e}", spec.target))
+        })?;
+        Ok(Prepared { user, tree })
     })();
-    let _ = nix::mount::umount2(Path::new(&spec.target), nix::mount::MntFlags::MNT_DETACH);
+    // With the clone held, this is not the superblock's end: no sync here.
+    let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
     result
+}
+
+/// The overlay mount refused: the words for it.
+fn refusal(spec: &OverlaySpec, e: nix::Error) -> RemoteError {
+    let volatile_mark = Path::new(&spec.work).join("work/incompat/volatile");
+    if spec.volatile && e == nix::Error::EINVAL && volatile_mark.exists() {
+        // The kernel leaves this mark at every volatile mount so that a second mount
+        // of the same directories, which could follow a crash, is refused.
+        return RemoteError::new(
+            container_protocol::ErrorKind::Conflict,
+            format!(
+                "image rootfs: {} was mounted volatile before (a --rm container is started \
+                 once); its changes cannot be trusted: remove the container",
+                spec.upper
+            ),
+        );
+    }
+    RemoteError::internal(format!(
+        "image rootfs: mount overlay on {}: {}",
+        spec.target,
+        e.desc()
+    ))
+}
+
+/// A detached copy of the mount at `path` (the mount alone: nothing is mounted under
+/// it yet), close-on-exec.
+fn clone_tree(path: &Path) -> std::io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: open_tree(2) with a valid path; the descriptor it returns is ours.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }

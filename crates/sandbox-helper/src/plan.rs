@@ -67,11 +67,11 @@ pub enum Filesystem<'a> {
         etc: &'a EtcFiles,
         mounts: &'a [SandboxMount],
     },
-    /// An image's layers under the container's upper directory, mounted by the child
-    /// (prepared by `overlay::prepare`).
+    /// An image's layers under the container's upper directory, mounted and prepared
+    /// by `overlay::prepare` (`tree`, detached), moved into place by the child.
     Overlay {
         spec: &'a container_protocol::sandbox::OverlaySpec,
-        options: &'a str,
+        tree: &'a std::os::fd::OwnedFd,
         etc: &'a EtcFiles,
         mounts: &'a [SandboxMount],
     },
@@ -178,17 +178,12 @@ pub fn build(spec: &LaunchSpec<'_>) -> Result<Plan, PlanError> {
         )?,
         Some(Filesystem::Overlay {
             spec: overlay,
-            options,
+            tree,
             etc,
             mounts,
-        }) => crate::rootfs::overlay_mounts(
-            &mut plan,
-            overlay,
-            options,
-            etc,
-            spec.confinement,
-            mounts,
-        )?,
+        }) => {
+            crate::rootfs::overlay_mounts(&mut plan, overlay, tree, etc, spec.confinement, mounts)?
+        }
         Some(Filesystem::Host { etc, masked }) => {
             crate::rootfs::host_mounts(&mut plan, etc, masked)?
         }

@@ -132,7 +132,7 @@ pub enum Step {
         path: CString,
         data: CString,
     },
-    /// Writes `data` into an open file: `0` into a `cgroup.procs`, to join it.
+    /// Writes `data` into an open file: `0` into a cgroup's join file (`tasks` or `cgroup.procs`).
     WriteFd {
         fd: OwnedFd,
         data: &'static [u8],
@@ -143,6 +143,11 @@ pub enum Step {
     IdmapBind {
         path: CString,
         userns: OwnedFd,
+    },
+    /// Attaches the detached mount `tree` (open_tree(2)'s, made before fork) at `path`.
+    MoveMount {
+        tree: OwnedFd,
+        path: CString,
     },
     /// A directory at `path` (after pivot_root: inside the root); an existing one is
     /// fine.
@@ -416,6 +421,14 @@ impl Step {
                     }
                 }
                 Step::IdmapBind { path, userns } => idmap_bind(path, userns),
+                Step::MoveMount { tree, path } => libc::syscall(
+                    libc::SYS_move_mount,
+                    tree.as_raw_fd(),
+                    c"".as_ptr(),
+                    libc::AT_FDCWD,
+                    path.as_ptr(),
+                    MOVE_MOUNT_F_EMPTY_PATH,
+                ) as libc::c_int,
                 Step::Mkdir(path) => exists_ok(libc::mkdir(path.as_ptr(), 0o755)),
                 Step::Mknod {
                     path,
@@ -736,6 +749,14 @@ impl Plan {
         let label = format!("idmapped bind mount {}", path.display());
         let path = cpath(path).map_err(io::Error::other)?;
         Ok(self.push(label, Step::IdmapBind { path, userns }))
+    }
+
+    /// The detached mount `tree` attached at `path`.
+    pub fn move_mount(&mut self, tree: impl AsFd, path: &Path) -> io::Result<&mut Plan> {
+        let tree = tree.as_fd().try_clone_to_owned()?;
+        let label = format!("move mount onto {}", path.display());
+        let path = cpath(path).map_err(io::Error::other)?;
+        Ok(self.push(label, Step::MoveMount { tree, path }))
     }
 
     pub fn mkdir(&mut self, path: &Path) -> Result<&mut Plan, NulError> {

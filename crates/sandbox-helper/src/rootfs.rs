@@ -135,25 +135,22 @@ pub(crate) fn rootfs_mounts(
     mounts_in_root(plan, rootfs, etc, confinement, mounts)
 }
 
-/// An image: the overlay mounted (from the layer directory, where its short lower
-/// names are) onto the container's empty mount point, then as a rootfs.
+/// An image: the overlay `overlay::prepare` mounted, moved (a detached clone) onto
+/// the container's empty mount point, then used as a rootfs.
 pub(crate) fn overlay_mounts(
     plan: &mut Plan,
     spec: &container_protocol::sandbox::OverlaySpec,
-    options: &str,
+    tree: &std::os::fd::OwnedFd,
     etc: &EtcFiles,
     confinement: &Confinement,
     mounts: &[container_protocol::volume::SandboxMount],
 ) -> Result<(), crate::plan::PlanError> {
     let target = Path::new(&spec.target);
-    plan.chdir(Path::new(&spec.layers_dir))?;
-    plan.mount(
-        Some(Path::new("overlay")),
-        target,
-        Some("overlay"),
-        0,
-        Some(options),
-    )?;
+    plan.move_mount(tree, target)
+        .map_err(|source| crate::plan::PlanError::Io {
+            step: "duplicate the overlay's descriptor".into(),
+            source,
+        })?;
     mounts_in_root(plan, target, etc, confinement, mounts)
 }
 

@@ -306,20 +306,18 @@ impl SandboxHelper {
         }
         let p = &spec.process;
         // The container's files: a root filesystem, or the host's own.
-        // An image: overlayfs, prepared and its user resolved in a namespace of a
-        // thread's own; the workload's child mounts it again in its own.
-        let overlay_options = match &spec.overlay {
-            Some(ov) => Some(
-                crate::overlay::options(ov).map_err(|e| self.err(step, &e).with_kind(e.kind))?,
-            ),
-            None => None,
-        };
-        let image_user = match &spec.overlay {
+        // An image: overlayfs, mounted, prepared and its user resolved in a namespace
+        // of a thread's own; the workload's child moves that mount into its own.
+        let image = match &spec.overlay {
             Some(ov) => Some(
                 crate::overlay::prepare(ov, etc, &p.user, &spec.mounts)
                     .map_err(|e| self.err(step, &e).with_kind(e.kind))?,
             ),
             None => None,
+        };
+        let (image_user, image_tree) = match image {
+            Some(crate::overlay::Prepared { user, tree }) => (Some(user), Some(tree)),
+            None => (None, None),
         };
         let (rootfs, root) = match &spec.rootfs {
             _ if spec.overlay.is_some() => (
@@ -347,10 +345,10 @@ impl SandboxHelper {
             None => users::resolve(&root, &p.user)
                 .map_err(|e| self.err(step, &e).with_kind(e.kind()))?,
         };
-        let fs = match (rootfs.as_deref(), &spec.overlay, &overlay_options) {
-            (_, Some(ov), Some(options)) => Filesystem::Overlay {
+        let fs = match (rootfs.as_deref(), &spec.overlay, &image_tree) {
+            (_, Some(ov), Some(tree)) => Filesystem::Overlay {
                 spec: ov,
-                options,
+                tree,
                 etc,
                 mounts: &spec.mounts,
             },
