@@ -75,12 +75,22 @@ pub fn is_temp_file(name: &str) -> bool {
 }
 
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    write_atomic(path, &json_bytes(path, value)?, 0o644)
+}
+
+/// As [`write_json`] without the fsyncs ([`write_replace`]): for records whose every
+/// version is void after a power cut anyway.
+pub fn write_json_replace<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    write_replace(path, &json_bytes(path, value)?, 0o644)
+}
+
+fn json_bytes<T: serde::Serialize>(path: &Path, value: &T) -> Result<Vec<u8>, StoreError> {
     let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Json {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
     bytes.push(b'\n');
-    write_atomic(path, &bytes, 0o644)
+    Ok(bytes)
 }
 
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StoreError> {
