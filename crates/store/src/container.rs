@@ -71,13 +71,17 @@ pub struct ContainerState {
     pub restart_backoff: u32,
 }
 
+/// Fsynced, so that a container outlives a power cut; except one removed when it
+/// ends (`--rm`), which should not outlive it anyway (the rename still keeps it whole).
 pub fn save_config(paths: &Paths, config: &ContainerConfig) -> Result<(), StoreError> {
     let mut record = config.clone();
     record.version = CONTAINER_RECORD_VERSION;
-    write_json(
-        &paths.container_dir(&config.id)?.join("config.json"),
-        &record,
-    )
+    let path = paths.container_dir(&config.id)?.join("config.json");
+    if config.auto_remove {
+        write_json_replace(&path, &record)
+    } else {
+        write_json(&path, &record)
+    }
 }
 
 /// Atomic (a reader sees the old state or the new one, whoever was killed), not
