@@ -404,7 +404,9 @@ impl Cgroup {
     /// SIGKILLs every process in the cgroup and waits until it is empty (up to
     /// `deadline`).
     pub fn kill(&self, deadline: Duration) -> Result<(), Error> {
-        if !self.exists() {
+        // Empty (a workload that ended, as at every `rm`): nothing to freeze or kill.
+        // Nothing joins a cgroup by itself: only a child the helper forks does.
+        if !self.exists() || self.pids().is_empty() {
             return Ok(());
         }
         let kill_file = self.v2_dir().map(|d| d.join("cgroup.kill"));
