@@ -51,8 +51,10 @@ impl Ipam {
             let mut released = Vec::with_capacity(stale.len());
             let mut failed = Vec::new();
             let mut first_error = None;
-            for (ip, h) in stale {
-                match op.remove(ip) {
+            let ips: Vec<IpAddr> = stale.iter().map(|(ip, _)| *ip).collect();
+            let results = op.remove_many(&ips);
+            for ((ip, h), result) in stale.into_iter().zip(results) {
+                match result {
                     Ok(()) => {
                         tracing::info!(%ip, container_id = %h.container_id, ifname = %h.ifname,
                             dir = %self.dir().display(), "released IP reservation of a container that is not live");

@@ -117,6 +117,61 @@ impl Op<'_> {
         Ok(())
     }
 
+    /// Removes many reservations, as `remove` each, with the unlinks spread over a few
+    /// threads when there are many: an unlink is mostly the filesystem's own work on
+    /// the inode, which threads overlap (the directory's lock is held only for the
+    /// entry). GC of a directory gone stale is thousands of them.
+    fn remove_many(&mut self, ips: &[IpAddr]) -> Vec<Result<(), IpamError>> {
+        const PER_THREAD: usize = 256;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 4)
+            .min(ips.len().div_ceil(PER_THREAD))
+            .max(1);
+        let dir = self.dir;
+        let results: Vec<Result<(), IpamError>> = if threads == 1 {
+            ips.iter().map(|&ip| dir.remove(ip)).collect()
+        } else {
+            let chunk = ips.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = ips
+                    .chunks(chunk)
+                    .map(|part| {
+                        scope.spawn(move || {
+                            part.iter().map(|&ip| dir.remove(ip)).collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .zip(ips.chunks(chunk))
+                    .flat_map(|(w, part)| {
+                        // A worker that panicked removed an unknown part of its share:
+                        // reported as failures, found again by the next listing.
+                        w.join().unwrap_or_else(|_| {
+                            part.iter()
+                                .map(|&ip| {
+                                    Err(IpamError::Io {
+                                        op: "remove reservation",
+                                        path: dir.path().join(file_name(ip)),
+                                        source: std::io::Error::other("its thread panicked"),
+                                    })
+                                })
+                                .collect()
+                        })
+                    })
+                    .collect()
+            })
+        };
+        for (&ip, result) in ips.iter().zip(&results) {
+            if result.is_ok() {
+                self.touched.insert(file_name(ip));
+                self.index.remove(self.ranges, ip);
+            }
+        }
+        results
+    }
+
     fn set_last(&mut self, range: usize, ip: IpAddr) {
         if let Err(e) = self.dir.set_last_reserved(range, ip) {
             tracing::warn!(error = %e, "could not record last reserved address; round-robin restarts");

@@ -151,6 +151,10 @@ impl NetDir {
         })
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn err(&self, op: &'static str, name: &str, errno: Errno) -> IpamError {
         IpamError::Io {
             op,

@@ -113,3 +113,53 @@ fn gc_removes_crash_debris_of_our_temp_files() {
     assert!(ipam.gc(&HashSet::new()).unwrap().is_empty());
     assert_eq!(net.files(), ["lock"]);
 }
+
+/// A GC with thousands of stale reservations removes them on several threads: exactly
+/// the stale ones go, the index knows it (their addresses are handed out again), and
+/// the live ones stay.
+#[test]
+fn a_large_gc_releases_exactly_the_stale_and_the_index_follows() {
+    let net = Net::new(vec![rs("10.21.0.0/20")]);
+    let ipam = net.ipam();
+    let mut keep = Vec::new();
+    for i in 0..1500 {
+        let id = format!("c{i}");
+        let got = ipam.allocate(&id, "eth0", &[]).unwrap();
+        if i % 3 == 0 {
+            keep.push((id, got[0].address.addr()));
+        }
+    }
+    let live: HashSet<(String, String)> = keep
+        .iter()
+        .map(|(id, _)| (id.clone(), "eth0".to_string()))
+        .collect();
+    let released = ipam.gc(&live).unwrap();
+    assert_eq!(released.len(), 1000);
+    assert!(released
+        .iter()
+        .all(|r| !live.contains(&(r.container_id.clone(), r.ifname.clone()))));
+    let mut held: Vec<_> = ipam
+        .reservations()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.container_id, r.ip))
+        .collect();
+    held.sort();
+    let mut want = keep.clone();
+    want.sort();
+    assert_eq!(held, want);
+    // Every released address can be had again, and none that is kept.
+    let freed: HashSet<_> = released.iter().map(|r| r.ip).collect();
+    let kept: HashSet<_> = keep.iter().map(|(_, ip)| *ip).collect();
+    for r in &released {
+        let again = ipam
+            .allocate(&format!("re-{}", r.container_id), "eth0", &[r.ip])
+            .unwrap();
+        assert_eq!(again[0].address.addr(), r.ip);
+    }
+    assert!(freed.is_disjoint(&kept));
+    assert!(
+        ipam.gc(&live).unwrap().len() == 1000,
+        "the re-allocated ones are stale too"
+    );
+}
