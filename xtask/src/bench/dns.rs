@@ -446,7 +446,7 @@ impl<'a> World<'a> {
         let before = cpu_ns(pid)?;
         let out = sys::output(&mut cmd).with_context(|| format!("dnsperf against {}", s.name))?;
         let cpu = cpu_ns(pid)? - before;
-        let mut p = perf(&out)?;
+        let mut p = perf(&String::from_utf8_lossy(&out.stdout))?;
         p.cpu_per_query = cpu / p.latencies.len().max(1) as f64;
         Ok(p)
     }
@@ -461,7 +461,8 @@ impl<'a> World<'a> {
                 .arg("-d")
                 .arg(queries)
                 .args(["-n", "1", "-t", "1", "-v"]);
-            let p = perf(&sys::output(&mut cmd)?)?;
+            let out = sys::output(&mut cmd)?;
+            let p = perf(&String::from_utf8_lossy(&out.stdout))?;
             let all = self.names.len() * 6;
             if p.lost == 0
                 && p.latencies.len() == all
@@ -506,8 +507,7 @@ impl<'a> World<'a> {
 
 /// dnsperf's summary, and with `-v` each answer's latency (`> NOERROR name A 0.000123`;
 /// a lost query is `> T name A`).
-fn perf(out: &std::process::Output) -> Result<Perf> {
-    let text = String::from_utf8_lossy(&out.stdout);
+fn perf(text: &str) -> Result<Perf> {
     let field = |label: &str| {
         text.lines()
             .find_map(|l| l.trim().strip_prefix(label))
@@ -529,7 +529,7 @@ fn perf(out: &std::process::Output) -> Result<Perf> {
         .filter_map(|l| l.strip_prefix("> "))
         .filter_map(|l| l.split_whitespace().nth(3))
         .filter_map(|s| s.parse::<f64>().ok())
-        .map(|s| s * 1e9)
+        .map(|s| (s * 1e9).round())
         .collect();
     Ok(Perf {
         qps,
@@ -541,4 +541,38 @@ fn perf(out: &std::process::Output) -> Result<Perf> {
         latencies,
         cpu_per_query: f64::NAN,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dnsperf_output_is_read() {
+        let text = "[Status] Sending queries\n> NOERROR dns-0 A 0.000123\n> T dns-1 A\n\
+                    > NXDOMAIN x A 0.001000\n\nStatistics:\n\n  Queries sent:         3\n\
+                    \x20 Queries lost:         1 (33.33%)\n\n\
+                    \x20 Response codes:       NOERROR 1 (50.00%), NXDOMAIN 1 (50.00%)\n\
+                    \x20 Average packet size:  request 27, response 41\n\
+                    \x20 Queries per second:   18045.694638\n";
+        let p = perf(text).unwrap();
+        assert_eq!(p.qps, 18045.694638);
+        assert_eq!(p.lost, 1);
+        assert_eq!(p.response_size, "41");
+        assert!(p.codes.starts_with("NOERROR 1"));
+        assert_eq!(p.latencies, vec![123_000.0, 1_000_000.0]);
+        assert!(perf("no summary").is_err());
+    }
+
+    #[test]
+    fn own_cpu_time_is_read() {
+        let pid = std::process::id();
+        let a = cpu_ns(pid).unwrap();
+        let mut x = 0u64;
+        for i in 0..50_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(cpu_ns(pid).unwrap() >= a);
+    }
 }
