@@ -29,6 +29,15 @@ const BENCH_PACKAGES: &[(&str, &[&str], &str)] = &[
     ("busybox-static", &["/bin/busybox"], "run, scale"),
     ("util-linux", &["/usr/bin/unshare"], "all"),
     ("tar", &["/bin/tar", "/usr/bin/tar"], "run"),
+    (
+        "aardvark-dns",
+        &[
+            "/usr/lib/podman/aardvark-dns",
+            "/usr/libexec/podman/aardvark-dns",
+        ],
+        "dns",
+    ),
+    ("dnsperf", &["/usr/bin/dnsperf"], "dns"),
 ];
 
 fn present(files: &[&str]) -> bool {

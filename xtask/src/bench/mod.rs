@@ -5,7 +5,8 @@
 //! Entries (`--only NAME[,NAME]`): `attach` (criterion, `crates/sandbox-helper/benches`),
 //! `run` and `scale` (timing loops here: whole processes are awkward in criterion),
 //! `images` (pull, unpack and run of a generated image from a loopback registry),
-//! `ipam` and `endpoint` (the crates' own criterion benches). `--quick` takes few
+//! `ipam` and `endpoint` (the crates' own criterion benches), `dns` (the name server
+//! against aardvark-dns, driven by dnsperf). `--quick` takes few
 //! iterations, for a smoke run; `--scale N` sets the scale entry's container count.
 //!
 //! How a run is laid out, and why:
@@ -24,6 +25,7 @@
 
 mod criterion;
 mod deps;
+mod dns;
 mod images;
 mod plot;
 mod podman;
@@ -49,15 +51,17 @@ pub enum Entry {
     Ipam,
     Endpoint,
     Images,
+    Dns,
 }
 
-pub const ENTRIES: [(Entry, &str); 6] = [
+pub const ENTRIES: [(Entry, &str); 7] = [
     (Entry::Attach, "attach"),
     (Entry::Run, "run"),
     (Entry::Scale, "scale"),
     (Entry::Ipam, "ipam"),
     (Entry::Endpoint, "endpoint"),
     (Entry::Images, "images"),
+    (Entry::Dns, "dns"),
 ];
 
 impl Entry {
@@ -368,6 +372,7 @@ pub fn inner(rest: &[String]) -> Result<()> {
             Entry::Run => run::measure(&ctx, podman.as_ref()),
             Entry::Scale => scale::measure(&ctx, podman.as_ref()),
             Entry::Images => images::measure(&ctx, podman.as_ref()),
+            Entry::Dns => dns::measure(&ctx),
         };
         sections.push(section);
     }

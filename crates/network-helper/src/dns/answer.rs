@@ -11,6 +11,7 @@ use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
+use super::fast;
 use super::table::Table;
 use container_protocol::network::DNS_DOMAIN;
 
@@ -19,7 +20,7 @@ use container_protocol::network::DNS_DOMAIN;
 pub const TTL: u32 = 0;
 
 /// Plain DNS over UDP without EDNS carries at most this much (RFC 1035).
-const UDP_LIMIT: usize = 512;
+pub(super) const UDP_LIMIT: usize = 512;
 
 /// What the network says about the query's sender and its own reach.
 pub struct Scope<'a> {
@@ -41,6 +42,15 @@ pub enum Verdict {
 
 /// Decides what to do with `packet` from `source`; `udp` limits the answer's size.
 pub fn answer(packet: &[u8], source: IpAddr, table: &Table, scope: &Scope, udp: bool) -> Verdict {
+    if let Some(v) = fast::answer(packet, source, table, scope, udp) {
+        return v;
+    }
+    general(packet, source, table, scope, udp)
+}
+
+/// The decision with hickory-proto parsing and encoding every byte: for every packet
+/// the fast path leaves, and the reference it is tested against.
+fn general(packet: &[u8], source: IpAddr, table: &Table, scope: &Scope, udp: bool) -> Verdict {
     let Ok(query) = Message::from_vec(packet) else {
         return Verdict::Drop;
     };
@@ -77,8 +87,8 @@ pub fn answer(packet: &[u8], source: IpAddr, table: &Table, scope: &Scope, udp: 
             }
             None => {}
         }
-    } else if let Some(short) = local_part(&name) {
-        match table.lookup(&short) {
+    } else if let Some(short) = local_part(&dotted(&name)) {
+        match table.lookup(short) {
             Some(addrs) => {
                 for ip in addrs {
                     let rdata = match (ip, qtype) {
@@ -94,7 +104,7 @@ pub fn answer(packet: &[u8], source: IpAddr, table: &Table, scope: &Scope, udp: 
                 return reply(&out, udp);
             }
             // Our own domain is ours alone: nobody upstream knows it.
-            None if in_domain(&name) => {
+            None if in_domain(&dotted(&name)) => {
                 out.set_response_code(ResponseCode::NXDomain);
                 return reply(&out, udp);
             }
@@ -108,22 +118,30 @@ pub fn answer(packet: &[u8], source: IpAddr, table: &Table, scope: &Scope, udp: 
     }
 }
 
-/// The name as the table keys it (lowercase, without the trailing dot and without our
-/// search domain), if it could be one of ours.
-fn local_part(name: &Name) -> Option<String> {
-    let text = name.to_ascii();
-    let text = text.strip_suffix('.').unwrap_or(&text);
+/// A name's text as [`local_part`] and [`in_domain`] take it: without the trailing dot.
+fn dotted(name: &Name) -> String {
+    let mut text = name.to_ascii();
+    if text.ends_with('.') {
+        text.pop();
+    }
+    text
+}
+
+/// The name as the table keys it (lowercase, without our search domain), if it could be
+/// one of ours; `text` is the lowercase name without its trailing dot.
+pub(super) fn local_part(text: &str) -> Option<&str> {
     let short = text
         .strip_suffix(DNS_DOMAIN)
         .and_then(|s| s.strip_suffix('.'))
         .unwrap_or(text);
-    (!short.is_empty()).then(|| short.to_string())
+    (!short.is_empty()).then_some(short)
 }
 
-fn in_domain(name: &Name) -> bool {
-    let text = name.to_ascii();
-    let text = text.strip_suffix('.').unwrap_or(&text);
-    text == DNS_DOMAIN || text.ends_with(&format!(".{DNS_DOMAIN}"))
+pub(super) fn in_domain(text: &str) -> bool {
+    text == DNS_DOMAIN
+        || text
+            .strip_suffix(DNS_DOMAIN)
+            .is_some_and(|s| s.ends_with('.'))
 }
 
 /// `Some(Some(name))`: an address of ours; `Some(None)`: in our subnets but nobody's;
@@ -195,13 +213,9 @@ mod tests {
             subnets: &subnets,
             forward,
         };
-        let v = answer(
-            &m.to_vec().unwrap(),
-            from.parse().unwrap(),
-            &table(),
-            &scope,
-            true,
-        );
+        let bytes = m.to_vec().unwrap();
+        let v = answer(&bytes, from.parse().unwrap(), &table(), &scope, true);
+        same_as_general(&bytes, from.parse().unwrap(), &table(), &scope, true);
         let parsed = match &v {
             Verdict::Reply(b) => Some(Message::from_vec(b).unwrap()),
             _ => None,
@@ -309,11 +323,126 @@ mod tests {
                     _ => {}
                 }
             }
+            same_as_general(&p, "10.1.0.9".parse().unwrap(), &t, &scope, true);
             if let Verdict::Reply(b) = answer(&p, "10.1.0.9".parse().unwrap(), &t, &scope, true) {
                 assert!(b.len() <= UDP_LIMIT);
                 assert_eq!(b.get(..2), p.get(..2));
                 assert!(Message::from_vec(&b).is_ok());
             }
+        }
+    }
+
+    /// Whatever the fast path answers, the general way answers the same (compared
+    /// parsed: the two may compress names differently).
+    fn same_as_general(p: &[u8], from: IpAddr, t: &Table, scope: &Scope, udp: bool) -> bool {
+        let Some(quick) = fast::answer(p, from, t, scope, udp) else {
+            return false;
+        };
+        match (&quick, general(p, from, t, scope, udp)) {
+            (Verdict::Reply(a), Verdict::Reply(b)) => {
+                let (a, b) = (
+                    Message::from_vec(a).unwrap(),
+                    Message::from_vec(&b).unwrap(),
+                );
+                assert_eq!(a, b, "{p:02x?}");
+                // Eq on names ignores case: the question's own spelling comes back.
+                assert_eq!(
+                    a.queries()[0].name().to_ascii(),
+                    b.queries()[0].name().to_ascii()
+                );
+            }
+            (q, g) => assert_eq!(*q, g, "{p:02x?}"),
+        }
+        true
+    }
+
+    /// The queries a container's resolver sends take the fast path, and it answers them
+    /// as the general way does; what it must not judge (strangers, EDNS, odd names and
+    /// classes, the root) it leaves.
+    #[test]
+    fn fast_path_takes_the_common_queries_and_agrees() {
+        let t = table();
+        let subnets: Vec<IpNet> = vec!["10.1.0.0/24".parse().unwrap()];
+        let scope = Scope {
+            subnets: &subnets,
+            forward: true,
+        };
+        let from: IpAddr = "10.1.0.9".parse().unwrap();
+        let wire = |name: &str, qtype: RecordType, edit: &dyn Fn(&mut Message)| {
+            let mut m = Message::new();
+            m.set_id(0x1234).set_recursion_desired(true);
+            m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+            edit(&mut m);
+            m.to_vec().unwrap()
+        };
+        let plain = |_: &mut Message| {};
+        for (name, qtype) in [
+            ("web.", RecordType::A),
+            ("WeB.", RecordType::A),
+            ("www.dns.container.", RecordType::A),
+            ("web.DNS.container.", RecordType::AAAA),
+            ("web.", RecordType::ANY),
+            ("nobody.dns.container.", RecordType::A),
+            ("dns.container.", RecordType::A),
+            ("2.0.1.10.in-addr.arpa.", RecordType::PTR),
+            ("3.0.1.10.IN-ADDR.arpa.", RecordType::PTR),
+        ] {
+            let p = wire(name, qtype, &plain);
+            assert!(
+                same_as_general(&p, from, &t, &scope, true),
+                "{name} {qtype}"
+            );
+            assert!(
+                same_as_general(&p, from, &t, &scope, false),
+                "{name} {qtype}"
+            );
+        }
+        let no_rd = wire("web.", RecordType::A, &|m| {
+            m.set_recursion_desired(false);
+        });
+        assert!(same_as_general(&no_rd, from, &t, &scope, true));
+        let ad = wire("web.", RecordType::A, &|m| {
+            m.set_authentic_data(true).set_checking_disabled(true);
+        });
+        assert!(same_as_general(&ad, from, &t, &scope, true));
+
+        // Left to the general way.
+        let stranger: IpAddr = "10.2.0.9".parse().unwrap();
+        let edns = wire("web.", RecordType::A, &|m| {
+            m.set_edns(hickory_proto::op::Edns::new());
+        });
+        let mut chaos = wire("web.", RecordType::A, &plain);
+        let n = chaos.len();
+        chaos[n - 1] = 3;
+        let mut trailing = wire("web.", RecordType::A, &plain);
+        trailing.push(0);
+        // A label hickory prints escaped (`\-web`); from_ascii refuses to make one.
+        let mut dash = wire("xweb.", RecordType::A, &plain);
+        dash[13] = b'-';
+        for (p, src) in [
+            (wire("web.", RecordType::A, &plain), stranger),
+            (edns, from),
+            (chaos, from),
+            (trailing, from),
+            (wire("example.org.", RecordType::A, &plain), from),
+            (wire(".", RecordType::A, &plain), from),
+            (dash, from),
+            (wire("web.", RecordType::MX, &plain), from),
+            (wire("1.1.1.1.in-addr.arpa.", RecordType::PTR, &plain), from),
+            (wire("1.10.in-addr.arpa.", RecordType::PTR, &plain), from),
+            (
+                wire(
+                    "2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.d.f.ip6.arpa.",
+                    RecordType::PTR,
+                    &plain,
+                ),
+                from,
+            ),
+        ] {
+            assert!(
+                fast::answer(&p, src, &t, &scope, true).is_none(),
+                "{p:02x?}"
+            );
         }
     }
 }

@@ -12,6 +12,7 @@
 //! [`NetworkRequest::Names`]: container_protocol::network::NetworkRequest::Names
 
 pub mod answer;
+mod fast;
 pub mod table;
 pub mod upstream;
 
