@@ -15,7 +15,7 @@ use container_netlink::Netlink;
 use crate::conf::NetConf;
 use crate::del::first_of;
 use crate::error::{CniError, INCOMPATIBLE_VERSION, NOT_AVAILABLE};
-use crate::links::parse_alias;
+use crate::links::{host_veth_name, is_host_veth_name, parse_alias};
 use crate::version::Version;
 
 fn needs_110(conf: &NetConf, verb: &str) -> Result<(), CniError> {
@@ -60,20 +60,32 @@ pub async fn gc(conf: &NetConf) -> Result<(), CniError> {
 
 async fn gc_links(conf: &NetConf, live: &HashSet<(String, String)>) -> Result<(), CniError> {
     let host = Netlink::connect()?;
+    let valid_names: HashSet<String> = live
+        .iter()
+        .map(|(id, ifname)| host_veth_name(id, ifname))
+        .collect();
+    let bridge = host.link_by_name(&conf.bridge).await?.map(|l| l.index);
     let mut errors = Vec::new();
     for link in host.links().await? {
-        let Some((id, ifname)) = link
-            .alias
-            .as_deref()
-            .and_then(|a| parse_alias(&conf.name, a))
-        else {
-            continue;
+        let stale = match link.alias.as_deref() {
+            Some(alias) => match parse_alias(&conf.name, alias) {
+                Some((id, ifname)) => !live.contains(&(id.to_string(), ifname.to_string())),
+                // Another network's, or not ours at all.
+                None => false,
+            },
+            // An ADD killed between the create and the alias (one netlink round trip):
+            // our name's shape, on this network's bridge or on none yet.
+            None => {
+                is_host_veth_name(&link.name)
+                    && (link.master.is_none() || link.master == bridge)
+                    && !valid_names.contains(&link.name)
+            }
         };
-        if live.contains(&(id.to_string(), ifname.to_string())) {
+        if !stale {
             continue;
         }
         match host.delete_link(link.index).await {
-            Ok(()) => eprintln!("container-cni: GC deleted {} of {id}/{ifname}", link.name),
+            Ok(()) => eprintln!("container-cni: GC deleted {}", link.name),
             // Its peer's netns went meanwhile, and took it.
             Err(e) if e.is_not_found() => {}
             Err(e) => errors.push(e.into()),

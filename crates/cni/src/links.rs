@@ -17,6 +17,15 @@ pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
     format!("cni{:012x}", hash >> 16)
 }
 
+/// Whether `name` has the shape [`host_veth_name`] gives.
+pub fn is_host_veth_name(name: &str) -> bool {
+    name.len() == 15
+        && name.starts_with("cni")
+        && name[3..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// `container-cni/<network>/<container id>/<ifname>`.
 pub fn owner_alias(network: &str, container_id: &str, ifname: &str) -> String {
     format!("{ALIAS_PREFIX}{network}/{container_id}/{ifname}")

@@ -116,13 +116,15 @@ pub fn check_prev(prev: &Value, version: Version) -> Result<Prev, CniError> {
     };
     match m.get("cniVersion") {
         Some(Value::String(v)) if v == version.as_str() => {}
-        Some(Value::String(v)) => return Err(CniError::new(
-            INCOMPATIBLE_VERSION,
-            format!(
+        Some(Value::String(v)) => {
+            return Err(CniError::new(
+                INCOMPATIBLE_VERSION,
+                format!(
                 "prevResult is cniVersion {v}, the configuration {}: the runtime must convert it",
                 version.as_str()
             ),
-        )),
+            ))
+        }
         Some(_) => return Err(bad("cniVersion is not a string".into())),
         // libcni writes it; a hand-made chain may not.
         None => {}

@@ -325,6 +325,14 @@ impl Netlink {
         self.set_link(index, req, step).await
     }
 
+    /// Sets `IFLA_IFALIAS`. The kernel takes it on an existing link only: in a create
+    /// request it is dropped.
+    pub async fn set_alias(&self, index: u32, alias: &str) -> Result<()> {
+        let req = LinkUnspec::new_with_index(index).alias(alias);
+        self.set_link(index, req, format!("set alias {alias:?}"))
+            .await
+    }
+
     /// Sets or clears `IFF_PROMISC` (the CNI bridge plugin's `promiscMode`).
     pub async fn set_promisc(&self, index: u32, on: bool) -> Result<()> {
         let req = LinkUnspec::new_with_index(index).promiscuous(on);
