@@ -463,7 +463,7 @@ fn sigkill_mid_add_then_gc_leaks_nothing() {
     }
 }
 
-/// libcni's chain: our result is portmap's prevResult, and a hostPort reaches a listener
+/// libcni's chain: our result is portmap's prevResult (and portmap's tuning's), and a hostPort reaches a listener
 /// in the pod's netns; DEL in reverse order closes it.
 #[test]
 fn chained_with_portmap_a_host_port_reaches_the_pod() {
@@ -496,6 +496,24 @@ fn chained_with_portmap_a_host_port_reaches_the_pod() {
         chained["ips"], result["ips"],
         "portmap passed our result on"
     );
+    // tuning, next in the chain, reads the interface from our result and passes it on.
+    let tuning_conf = json!({
+        "cniVersion": "1.0.0",
+        "name": "chain",
+        "type": "tuning",
+        "sysctl": {"net.ipv4.conf.eth0.accept_local": "1"},
+        "prevResult": chained.clone(),
+    });
+    let tuning = Path::new(REFERENCE).join("tuning");
+    let tuned = call(&tuning, &Call::new("ADD", "pod1", Some(&ns)), &tuning_conf).ok();
+    check_result_shape(&tuned, "1.0.0");
+    assert_eq!(tuned["ips"], result["ips"], "tuning passed our result on");
+    let sysctl = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(["cat", "/proc/sys/net/ipv4/conf/eth0/accept_local"])
+        .output()
+        .expect("nsenter cat");
+    assert_eq!(String::from_utf8_lossy(&sysctl.stdout).trim(), "1");
 
     struct Kill(std::process::Child);
     impl Drop for Kill {
@@ -526,6 +544,9 @@ fn chained_with_portmap_a_host_port_reaches_the_pod() {
     );
 
     // DEL in reverse order, as libcni does: portmap's rules go, then our link and address.
+    let mut tuning_del = tuning_conf.clone();
+    tuning_del["prevResult"] = tuned.clone();
+    call(&tuning, &Call::new("DEL", "pod1", Some(&ns)), &tuning_del).ok();
     let mut del = portmap_conf(&chained);
     del["prevResult"] = chained.clone();
     call(&portmap, &Call::new("DEL", "pod1", Some(&ns)), &del).ok();

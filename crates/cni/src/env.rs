@@ -157,3 +157,66 @@ pub fn read(get: impl Fn(&str) -> Option<String>) -> Result<Env, CniError> {
     }
     Ok(env)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::INVALID_ENV;
+
+    fn env(pairs: &[(&str, &str)]) -> Result<Env, CniError> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        read(|k| map.get(k).cloned())
+    }
+
+    const ADD: &[(&str, &str)] = &[
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "c1"),
+        ("CNI_NETNS", "/run/netns/x"),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", "/opt/cni/bin"),
+    ];
+
+    #[test]
+    fn each_command_requires_its_variables() {
+        assert!(env(ADD).is_ok());
+        assert!(env(&[("CNI_COMMAND", "VERSION")]).is_ok());
+        assert!(env(&[("CNI_COMMAND", "GC"), ("CNI_PATH", "/x")]).is_ok());
+        assert_eq!(env(&[("CNI_COMMAND", "GC")]).unwrap_err().code, INVALID_ENV);
+        for missing in ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"] {
+            let pairs: Vec<_> = ADD.iter().copied().filter(|(k, _)| *k != missing).collect();
+            let e = env(&pairs).unwrap_err();
+            assert_eq!(e.code, INVALID_ENV);
+            assert!(e.msg.contains(missing), "{e:?}");
+        }
+        let mut del: Vec<_> = ADD
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "CNI_NETNS")
+            .collect();
+        del[0] = ("CNI_COMMAND", "DEL");
+        assert!(env(&del).unwrap().netns.is_none());
+    }
+
+    #[test]
+    fn args_are_read_or_refused() {
+        let mut pairs = ADD.to_vec();
+        pairs.push((
+            "CNI_ARGS",
+            "IgnoreUnknown=1;IP=10.0.0.5;MAC=02:00:00:00:00:01;X=y",
+        ));
+        let e = env(&pairs).unwrap();
+        assert_eq!(e.args.ips, vec!["10.0.0.5".parse::<IpAddr>().unwrap()]);
+        assert_eq!(e.args.mac, Some([2, 0, 0, 0, 0, 1]));
+        for bad in ["X=y", "IP=nope", "MAC=02:00", "novalue"] {
+            let mut pairs = ADD.to_vec();
+            pairs.push(("CNI_ARGS", bad));
+            assert_eq!(env(&pairs).unwrap_err().code, INVALID_ENV, "{bad}");
+        }
+        let mut pairs = ADD.to_vec();
+        pairs.push(("CNI_ARGS", "K8S_POD_NAME=p;K8S_POD_NAMESPACE=n"));
+        assert!(env(&pairs).is_ok());
+    }
+}

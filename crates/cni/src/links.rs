@@ -73,3 +73,30 @@ pub async fn ensure_bridge(host: &Netlink, conf: &NetConf) -> Result<LinkInfo, C
     }
     Ok(link)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_are_fixed_short_and_apart() {
+        let a = host_veth_name("c1", "eth0");
+        assert_eq!(a.len(), 15);
+        assert!(is_host_veth_name(&a));
+        assert!(container_netlink::valid_ifname(&a).is_ok());
+        assert_eq!(a, host_veth_name("c1", "eth0"));
+        assert_ne!(a, host_veth_name("c1", "eth1"));
+        assert_ne!(host_veth_name("ab", "c"), host_veth_name("a", "bc"));
+        assert!(!is_host_veth_name("veth0123456789a"));
+        assert!(!is_host_veth_name("cniABCDEF012345"));
+    }
+
+    #[test]
+    fn aliases_name_their_network_and_attachment() {
+        let alias = owner_alias("pods", "abc", "eth0");
+        assert_eq!(parse_alias("pods", &alias), Some(("abc", "eth0")));
+        assert_eq!(parse_alias("pod", &alias), None);
+        assert_eq!(parse_alias("pods2", &alias), None);
+        assert_eq!(parse_alias("pods", "container:abc:eth0"), None);
+    }
+}

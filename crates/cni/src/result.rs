@@ -180,3 +180,60 @@ pub fn check_prev(prev: &Value, version: Version) -> Result<Prev, CniError> {
     }
     Ok(Prev { ips })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome() -> Outcome {
+        Outcome {
+            interfaces: vec![Interface {
+                name: "eth0".into(),
+                mac: [2, 0, 0, 0, 0, 1],
+                mtu: Some(1500),
+                sandbox: Some("/run/netns/x".into()),
+            }],
+            ips: vec![IpConfig {
+                address: "10.0.0.2/24".parse().unwrap(),
+                gateway: Some("10.0.0.1".parse().unwrap()),
+                interface: 0,
+            }],
+            routes: vec![],
+        }
+    }
+
+    #[test]
+    fn shapes_follow_the_version() {
+        let old = render(&outcome(), Version::V040, None, None);
+        assert_eq!(old["ips"][0]["version"], "4");
+        assert!(old["interfaces"][0].get("mtu").is_none());
+        let new = render(&outcome(), Version::V110, None, None);
+        assert!(new["ips"][0].get("version").is_none());
+        assert_eq!(new["interfaces"][0]["mtu"], 1500);
+        assert!(check_prev(&new, Version::V110).is_ok());
+        assert_eq!(
+            check_prev(&new, Version::V100).unwrap_err().code,
+            INCOMPATIBLE_VERSION
+        );
+        let mut unversioned = old.clone();
+        unversioned.as_object_mut().unwrap().remove("cniVersion");
+        assert_eq!(
+            check_prev(&unversioned, Version::V100).unwrap_err().code,
+            INCOMPATIBLE_VERSION
+        );
+    }
+
+    #[test]
+    fn a_prev_result_is_extended_not_replaced() {
+        let prev = json!({
+            "cniVersion": "1.0.0",
+            "interfaces": [{"name": "lo", "mac": "00:00:00:00:00:00", "sandbox": "/x"}],
+            "ips": [{"address": "127.0.0.1/8", "interface": 0}],
+            "dns": {"nameservers": ["10.0.0.10"]},
+        });
+        let r = render(&outcome(), Version::V100, Some(&prev), None);
+        assert_eq!(r["interfaces"].as_array().unwrap().len(), 2);
+        assert_eq!(r["ips"][1]["interface"], 1);
+        assert_eq!(r["dns"]["nameservers"][0], "10.0.0.10");
+    }
+}

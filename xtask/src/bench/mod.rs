@@ -5,7 +5,8 @@
 //! Entries (`--only NAME[,NAME]`): `attach` (criterion, `crates/sandbox-helper/benches`),
 //! `run` and `scale` (timing loops here: whole processes are awkward in criterion),
 //! `images` (pull, unpack and run of a generated image from a loopback registry),
-//! `ipam` and `endpoint` (the crates' own criterion benches). `--quick` takes few
+//! `ipam` and `endpoint` (the crates' own criterion benches), `cni` (container-cni
+//! against the reference bridge + host-local plugins). `--quick` takes few
 //! iterations, for a smoke run; `--scale N` sets the scale entry's container count.
 //!
 //! How a run is laid out, and why:
@@ -22,6 +23,7 @@
 //! * back on the host: print the report, splice it into `docs/benchmarks.md` (full runs
 //!   only, or with `--docs`), remove the state directory and the cgroups podman left.
 
+mod cni;
 mod criterion;
 mod deps;
 mod images;
@@ -49,15 +51,17 @@ pub enum Entry {
     Ipam,
     Endpoint,
     Images,
+    Cni,
 }
 
-pub const ENTRIES: [(Entry, &str); 6] = [
+pub const ENTRIES: [(Entry, &str); 7] = [
     (Entry::Attach, "attach"),
     (Entry::Run, "run"),
     (Entry::Scale, "scale"),
     (Entry::Ipam, "ipam"),
     (Entry::Endpoint, "endpoint"),
     (Entry::Images, "images"),
+    (Entry::Cni, "cni"),
 ];
 
 impl Entry {
@@ -368,6 +372,7 @@ pub fn inner(rest: &[String]) -> Result<()> {
             Entry::Run => run::measure(&ctx, podman.as_ref()),
             Entry::Scale => scale::measure(&ctx, podman.as_ref()),
             Entry::Images => images::measure(&ctx, podman.as_ref()),
+            Entry::Cni => cni::measure(&ctx),
         };
         sections.push(section);
     }
