@@ -326,6 +326,14 @@ fn bad_input_gets_spec_errors_and_leaves_nothing() {
     );
     unchanged(&dir, &ns, &before, &host_before);
 
+    // STATUS of a network whose IPAM directory cannot be made: not available (50).
+    let blocker = iso.dir().join("not-a-dir");
+    std::fs::write(&blocker, "").expect("file");
+    let mut status = plugin_conf("1.1.0", "status", &blocker, "cnibad0", "10.74.1.0/24");
+    call(&ours(), &Call::new("STATUS", "", None), &status).error(50);
+    status["ipam"]["dataDir"] = json!(data);
+    call(&ours(), &Call::new("STATUS", "", None), &status).ok();
+
     // The interface exists already.
     call(&ours(), &Call::new("ADD", "again", Some(&ns)), &conf).error(100);
     unchanged(&dir, &ns, &before, &host_before);
