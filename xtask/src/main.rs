@@ -41,6 +41,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("skopeo", "/usr/bin/skopeo"),
     ("podman", "/usr/bin/podman"),
     ("apache2-utils", "/usr/bin/htpasswd"),
+    // container-cni under a real CNI runtime: `ctr run --cni` (tests/tests/cni_runtimes.rs).
+    ("containerd", "/usr/bin/containerd"),
 ];
 
 fn main() -> Result<()> {

@@ -2,10 +2,12 @@ use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
-    MacVlanMode as NlMacVlanMode,
+    InfoBridgePort, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo,
+    LinkMessage, MacVlanMode as NlMacVlanMode,
 };
-use rtnetlink::{LinkBridge, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVeth};
+use rtnetlink::{
+    LinkBridge, LinkBridgePort, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVeth,
+};
 
 use crate::error::{Error, Result};
 use crate::{NetNs, Netlink};
@@ -321,6 +323,33 @@ impl Netlink {
         let req = LinkUnspec::new_with_index(index).controller(bridge_index);
         let step = format!("attach to {}", self.link_label(bridge_index).await);
         self.set_link(index, req, step).await
+    }
+
+    /// Sets `IFLA_IFALIAS`. The kernel takes it on an existing link only: in a create
+    /// request it is dropped.
+    pub async fn set_alias(&self, index: u32, alias: &str) -> Result<()> {
+        let req = LinkUnspec::new_with_index(index).alias(alias);
+        self.set_link(index, req, format!("set alias {alias:?}"))
+            .await
+    }
+
+    /// Sets or clears `IFF_PROMISC` (the CNI bridge plugin's `promiscMode`).
+    pub async fn set_promisc(&self, index: u32, on: bool) -> Result<()> {
+        let req = LinkUnspec::new_with_index(index).promiscuous(on);
+        self.set_link(index, req, format!("set promisc {on}")).await
+    }
+
+    /// Sets a bridge port's hairpin mode (`IFLA_BRPORT_MODE`): frames may go back out
+    /// the port they came in on, so a pod reaches itself through a service address.
+    pub async fn set_hairpin(&self, port_index: u32, on: bool) -> Result<()> {
+        let msg = LinkBridgePort::new(port_index)
+            .append_info_data(InfoBridgePort::HairpinMode(on))
+            .build();
+        if let Err(e) = self.handle.link().set_port(msg).execute().await {
+            let object = self.link_label(port_index).await;
+            return Err(Error::netlink(object, format!("set hairpin {on}"), e));
+        }
+        Ok(())
     }
 
     /// Releases the link from its bridge.

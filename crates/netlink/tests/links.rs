@@ -381,3 +381,49 @@ fn master_rename_mac_and_listing() {
         assert!(lo.up);
     });
 }
+
+/// The CNI plugin's bridge keys: promiscuity on a bridge, hairpin on a port, and an
+/// alias set on an existing link (the kernel drops one given in a create request).
+#[test]
+fn promisc_hairpin_and_alias_reach_the_kernel() {
+    let _iso = container_testkit::isolate().unwrap();
+    rt().block_on(async {
+        let nl = Netlink::connect().unwrap();
+        let br = nl.create_bridge("cbr-keys", None).await.unwrap();
+        let here = NetNs::current().unwrap();
+        let port = nl
+            .create_owned_veth("vkeys0", "vkeys1", &here, None, None, Some("dropped"))
+            .await
+            .unwrap();
+        assert_eq!(nl.link_by_index(port).await.unwrap().unwrap().alias, None);
+        nl.set_alias(port, "container-cni/n/c/eth0").await.unwrap();
+        assert_eq!(
+            nl.link_by_index(port)
+                .await
+                .unwrap()
+                .unwrap()
+                .alias
+                .as_deref(),
+            Some("container-cni/n/c/eth0")
+        );
+        nl.set_master(port, br).await.unwrap();
+        nl.set_hairpin(port, true).await.unwrap();
+        nl.set_promisc(br, true).await.unwrap();
+        let seen = ip_link(None, "vkeys0", true);
+        assert_eq!(
+            seen["linkinfo"]["info_slave_data"]["hairpin"], true,
+            "{seen}"
+        );
+        assert_eq!(ip_link(None, "cbr-keys", true)["promiscuity"], 1);
+        nl.set_hairpin(port, false).await.unwrap();
+        nl.set_promisc(br, false).await.unwrap();
+        let seen = ip_link(None, "vkeys0", true);
+        assert_eq!(
+            seen["linkinfo"]["info_slave_data"]["hairpin"], false,
+            "{seen}"
+        );
+        assert_eq!(ip_link(None, "cbr-keys", true)["promiscuity"], 0);
+        let err = nl.set_hairpin(br + 1000, true).await.unwrap_err();
+        assert!(err.to_string().contains("set hairpin true"), "{err}");
+    });
+}

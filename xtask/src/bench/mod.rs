@@ -6,7 +6,8 @@
 //! `run` and `scale` (timing loops here: whole processes are awkward in criterion),
 //! `images` (pull, unpack and run of a generated image from a loopback registry),
 //! `ipam` and `endpoint` (the crates' own criterion benches), `dns` (the name server
-//! against aardvark-dns, driven by dnsperf). `--quick` takes few
+//! against aardvark-dns, driven by dnsperf), `cni` (container-cni against the reference
+//! bridge + host-local plugins). `--quick` takes few
 //! iterations, for a smoke run; `--scale N` sets the scale entry's container count.
 //!
 //! How a run is laid out, and why:
@@ -23,6 +24,7 @@
 //! * back on the host: print the report, splice it into `docs/benchmarks.md` (full runs
 //!   only, or with `--docs`), remove the state directory and the cgroups podman left.
 
+mod cni;
 mod criterion;
 mod deps;
 mod dns;
@@ -52,6 +54,7 @@ pub enum Entry {
     Endpoint,
     Images,
     Dns,
+    Cni,
 }
 
 pub const ENTRIES: [(Entry, &str); 7] = [
@@ -62,6 +65,7 @@ pub const ENTRIES: [(Entry, &str); 7] = [
     (Entry::Endpoint, "endpoint"),
     (Entry::Images, "images"),
     (Entry::Dns, "dns"),
+    (Entry::Cni, "cni"),
 ];
 
 impl Entry {
@@ -373,6 +377,7 @@ pub fn inner(rest: &[String]) -> Result<()> {
             Entry::Scale => scale::measure(&ctx, podman.as_ref()),
             Entry::Images => images::measure(&ctx, podman.as_ref()),
             Entry::Dns => dns::measure(&ctx),
+            Entry::Cni => cni::measure(&ctx),
         };
         sections.push(section);
     }
