@@ -122,6 +122,12 @@ impl Containers {
                 tracing::error!("{e}");
             }
             if let Some(helper) = self.sandboxes.get(&id) {
+                if state.pending.is_some() {
+                    // A connect or disconnect the crash cut short: settled before GC.
+                    let lock = self.locks.get(&id);
+                    let _guard = lock.lock().await;
+                    self.settle_pending(&id, Some(&helper)).await;
+                }
                 self.resume(id, helper).await;
             } else if self.sandboxes.stuck(&id).is_some() {
                 // Alive: left running, and watched again once it answers.
