@@ -77,7 +77,10 @@ pub struct CreateArgs {
     /// IPv4 gateway (default: the subnet's first address).
     #[arg(long)]
     gateway: Option<String>,
-    /// IPv6 subnet.
+    /// Dual stack: an IPv6 subnet too (without --subnet-v6, a free ULA /64 in fd00::/8).
+    #[arg(long)]
+    ipv6: bool,
+    /// IPv6 subnet (given alone: an IPv6-only network).
     #[arg(long = "subnet-v6")]
     subnet_v6: Option<String>,
     /// IPv6 gateway.
@@ -118,6 +121,7 @@ pub async fn run(paths: &Paths, command: NetworkCommand) -> Result<()> {
                 gateway_v6: a.gateway_v6,
                 internal: a.internal,
                 disable_dns: a.disable_dns,
+                ipv6: a.ipv6,
                 labels: a
                     .labels
                     .iter()

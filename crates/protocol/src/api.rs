@@ -336,6 +336,9 @@ pub struct NetworkCreate {
     /// `--disable-dns`: no name server on the network.
     #[serde(default)]
     pub disable_dns: bool,
+    /// `--ipv6`: dual stack; without `subnet_v6`, a free ULA /64 is picked.
+    #[serde(default)]
+    pub ipv6: bool,
 }
 
 /// `network connect [--ip IP] [--ip6 IP] [--mac MAC] [--alias NAME]… NET CONTAINER`.
