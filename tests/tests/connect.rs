@@ -445,3 +445,77 @@ fn a_crash_at_each_step_leaves_the_container_attached_or_not() {
         world.ok(&["rm", "-f", &ctr]);
     }
 }
+
+/// A network helper SIGKILLed under running containers (issue 13): what the user sees.
+/// Traffic goes on (the bridge, the veths and the rules are the kernel's), names stop
+/// answering at once (their server died with the helper), `system status` lists no
+/// helper for the network. Nothing starts a new one behind anyone's back: the next
+/// operation that needs the network (here `network inspect`; a run, start, connect, GC
+/// or `system check` alike) starts it, with its set-up, GC and names, and names answer
+/// again.
+#[test]
+fn a_killed_network_helper_leaves_traffic_and_takes_names_until_one_is_needed() {
+    let s = setup();
+    let w = &s.world;
+    w.ok(&["network", "create", "--subnet", "10.93.9.0/24", "n"]);
+    sleeper(&s, "a", &["--network", "n"]);
+    sleeper(&s, "b", &["--network", "n"]);
+    let b = address_of(w, "b", "n").expect("b on n");
+    assert!(lookup(w, "a", "b", None).is_some_and(|x| x.contains(&b)));
+    let pid_file = w.run_dir().join("helpers/network/n.pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("the helper's pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the network helper");
+    eventually("the apiserver sees the helper gone", || {
+        let status = w.json(&["system", "status", "--format", "json"]);
+        !status["helpers"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|h| h["id"] == "n" && h["kind"] == "network"))
+    });
+    // The kernel's part stays: the containers still reach each other.
+    let ping = exec(w, "a", &["ping", "-c1", "-W2", &b]);
+    assert!(ping.status.success(), "ping b: {}", text(&ping));
+    // The name server was the helper: names do not answer, and nothing restarts it.
+    assert!(
+        lookup(w, "a", "b", None).is_none(),
+        "names answered without a helper"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        lookup(w, "a", "b", None).is_none(),
+        "a helper came back by itself"
+    );
+    assert!(
+        !pid_file.exists()
+            || std::fs::read_to_string(&pid_file)
+                .unwrap_or_default()
+                .trim()
+                == pid.to_string(),
+        "a new helper was started behind the user's back"
+    );
+    // Listing answers from the records and needs no helper: still none.
+    assert!(w.ok(&["network", "ls"]).contains("10.93.9.0/24"));
+    assert!(lookup(w, "a", "b", None).is_none(), "ls started a helper");
+    // An operation that needs the helper starts a new one, set up with the names.
+    w.json(&["network", "inspect", "n"]);
+    let new: i32 = std::fs::read_to_string(&pid_file)
+        .expect("the new helper's pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert_ne!(new, pid);
+    assert!(
+        lookup(w, "a", "b", None).is_some_and(|x| x.contains(&b)),
+        "names are back"
+    );
+    let ping = exec(w, "a", &["ping", "-c1", "-W2", "b"]);
+    assert!(ping.status.success(), "ping b by name: {}", text(&ping));
+    check_clean(w, "after the new helper");
+}
