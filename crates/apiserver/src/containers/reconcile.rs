@@ -147,6 +147,12 @@ impl Containers {
             return;
         };
         if self.is_running(id) {
+            if self.load(id).is_ok_and(|(_, s)| s.pending.is_some()) {
+                // A change of networks cut short while it did not answer.
+                let lock = self.locks.get(id);
+                let _guard = lock.lock().await;
+                self.settle_pending(id, Some(&helper)).await;
+            }
             self.resume(id.to_string(), helper).await;
         } else if !self.ops.holds_container(id)
             && !self
