@@ -293,6 +293,7 @@ fn bad_input_is_refused_with_exit_125_and_changes_nothing() {
     w.ok(&["network", "create", "--subnet", "10.93.6.0/24", "n2"]);
     sleeper(&s, "db", &["--network", "n2"]);
     sleeper(&s, "web", &["--network", "n1"]);
+    sleeper(&s, "nic", &["--network", "n2,mac=02:00:00:00:00:42"]);
     let db = address_of(w, "db", "n2").expect("db on n2");
     let record = |w: &World| {
         let v = &w.json(&["inspect", "web"])[0];
@@ -324,6 +325,10 @@ fn bad_input_is_refused_with_exit_125_and_changes_nothing() {
         (
             vec!["connect", "--alias", "bad_name!", "n2", "web"],
             "invalid alias",
+        ),
+        (
+            vec!["connect", "--mac", "02:00:00:00:00:42", "n2", "web"],
+            "MAC address 02:00:00:00:00:42 on network n2 is in use by container nic",
         ),
     ];
     for (args, want) in cases {
