@@ -297,7 +297,11 @@ fn bad_input_is_refused_with_exit_125_and_changes_nothing() {
     let db = address_of(w, "db", "n2").expect("db on n2");
     let record = |w: &World| {
         let v = &w.json(&["inspect", "web"])[0];
-        (v["config"].clone(), v["state"]["allocations"].clone())
+        (
+            v["config"].clone(),
+            v["state"]["allocations"].clone(),
+            v["state"]["pending"].clone(),
+        )
     };
     let before = (record(w), reservations(w, "n1"), reservations(w, "n2"));
     let cases: Vec<(Vec<&str>, &str)> = vec![
@@ -325,6 +329,12 @@ fn bad_input_is_refused_with_exit_125_and_changes_nothing() {
         (
             vec!["connect", "--alias", "bad_name!", "n2", "web"],
             "invalid alias",
+        ),
+        // Past the apiserver's checks: the helper refuses the gateway's address, and the
+        // steps before (claims, the recorded intent) are undone.
+        (
+            vec!["connect", "--ip", "10.93.6.1", "n2", "web"],
+            "10.93.6.1",
         ),
         (
             vec!["connect", "--mac", "02:00:00:00:00:42", "n2", "web"],
