@@ -88,6 +88,38 @@ fn the_bash_script_loads_and_completes_commands_flags_and_names() {
         complete(&w, &script, &["container", "network", "rm", ""]),
         ["blue", "default"]
     );
+    // `network connect|disconnect NET CONTAINER`: a network, then a container.
+    assert_eq!(
+        complete(&w, &script, &["container", "network", "connect", ""]),
+        ["blue", "default"]
+    );
+    assert_eq!(
+        complete(
+            &w,
+            &script,
+            &[
+                "container",
+                "network",
+                "connect",
+                "--alias",
+                "x",
+                "blue",
+                ""
+            ]
+        ),
+        ids
+    );
+    assert_eq!(
+        complete(
+            &w,
+            &script,
+            &["container", "network", "disconnect", "-f", "blue", ""]
+        ),
+        ids
+    );
+    assert!(
+        complete(&w, &script, &["container", "network", "con"]).contains(&"connect".to_string())
+    );
     // Commands and flags: clap's static completion.
     assert!(complete(&w, &script, &["container", "ru"]).contains(&"run".to_string()));
     assert!(
@@ -116,6 +148,8 @@ fn man_pages_for_every_command_and_scripts_for_every_shell() {
         "container",
         "container-run",
         "container-network-create",
+        "container-network-connect",
+        "container-network-disconnect",
         "container-image-pull",
         "container-events",
     ] {

@@ -245,6 +245,7 @@ fn past_the_descriptor_budget_clients_are_refused_and_work_goes_on() {
         labels: vec![],
         options: vec![],
         disable_dns: false,
+        ipv6: false,
     })));
     assert!(created.is_ok(), "network create while full: {created:?}");
 

@@ -75,6 +75,18 @@ impl ApiServer {
             ApiRequest::NetworkRemove(names) => ApiResponse::Names(n.remove(names).await?),
             ApiRequest::NetworkPrune => ApiResponse::Names(n.prune().await?),
             ApiRequest::NetworkGc(name) => ApiResponse::Collected(n.gc(name).await?),
+            ApiRequest::NetworkConnect(req) => {
+                c.connect(req).await?;
+                ApiResponse::Done
+            }
+            ApiRequest::NetworkDisconnect {
+                network,
+                container,
+                force,
+            } => {
+                c.disconnect(&network, &container, force).await?;
+                ApiResponse::Done
+            }
             ApiRequest::ContainerCreate { config } => ApiResponse::Created {
                 id: c.create(*config).await?,
             },
@@ -275,7 +287,12 @@ fn resolve_ids(c: &crate::containers::Containers, req: &mut ApiRequest) -> Resul
         | ApiRequest::ContainerExec { id, .. }
         | ApiRequest::ContainerExecWait { id, .. }
         | ApiRequest::ContainerExecResize { id, .. }
-        | ApiRequest::ContainerResize { id, .. } => *id = c.resolve(id)?,
+        | ApiRequest::ContainerResize { id, .. }
+        | ApiRequest::NetworkConnect(container_protocol::api::NetworkConnect {
+            container: id,
+            ..
+        })
+        | ApiRequest::NetworkDisconnect { container: id, .. } => *id = c.resolve(id)?,
         ApiRequest::ContainerInspect(ids) | ApiRequest::ContainerStats(ids) => {
             for id in ids.iter_mut() {
                 *id = c.resolve(id)?;

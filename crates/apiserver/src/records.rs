@@ -156,6 +156,22 @@ impl Records {
         saved
     }
 
+    /// Writes a container's configuration (`network connect`, `disconnect`): disk
+    /// first, then the view; nothing changes when the disk refuses it.
+    pub fn set_config(&self, config: ContainerConfig) -> Result<(), StoreError> {
+        let id = config.id.clone();
+        if self.container(&id).is_none() {
+            return Ok(());
+        }
+        save_config(&self.paths, &config)?;
+        let mut config = config;
+        config.version = container_store::container::CONTAINER_RECORD_VERSION;
+        if let Some(r) = write(&self.containers).get_mut(&id) {
+            r.config = Arc::new(config);
+        }
+        Ok(())
+    }
+
     /// Writes the states the disk refused before. `true` when none is left.
     pub fn flush(&self) -> bool {
         let pending: Vec<(String, ContainerState)> = read(&self.containers)

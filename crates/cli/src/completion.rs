@@ -30,22 +30,28 @@ pub enum Kind {
 const CONTAINER_VERBS: &str = "start stop kill rm inspect logs wait exec";
 const NETWORK_VERBS: &str = "rm inspect";
 const IMAGE_VERBS: &str = "rm inspect tag save";
+/// `network connect|disconnect NET CONTAINER`: a network, then a container.
+const ATTACH_VERBS: &str = "connect disconnect";
 
 fn bash_hook() -> String {
     format!(
         r#"
 # Names from the apiserver where a command takes them; clap's completion otherwise.
 _container_names() {{
-    local cur=${{COMP_WORDS[COMP_CWORD]}} sub="" verb="" i w
+    local cur=${{COMP_WORDS[COMP_CWORD]}} sub="" verb="" i w n=0
     for ((i = 1; i < COMP_CWORD; i++)); do
         w=${{COMP_WORDS[i]}}
+        case $w in --ip | --ip6 | --mac | --alias) ((i++)); continue ;; esac
         [[ $w == -* ]] && continue
-        if [[ -z $sub ]]; then sub=$w; elif [[ -z $verb ]]; then verb=$w; fi
+        if [[ -z $sub ]]; then sub=$w; elif [[ -z $verb ]]; then verb=$w; else ((n++)); fi
     done
     if [[ $cur != -* && -n $sub ]]; then
         local kind=""
         case " {containers} " in *" $sub "*) kind=containers ;; esac
         if [[ $sub == network && -n $verb && " {networks} " == *" $verb "* ]]; then kind=networks; fi
+        if [[ $sub == network && " {attach} " == *" $verb "* ]]; then
+            if ((n == 0)); then kind=networks; elif ((n == 1)); then kind=containers; fi
+        fi
         if [[ $sub == image && -n $verb && " {images} " == *" $verb "* ]]; then kind=images; fi
         if [[ -n $kind ]]; then
             COMPREPLY=($(compgen -W "$("${{COMP_WORDS[0]}}" __complete "$kind" 2>/dev/null)" -- "$cur"))
@@ -59,6 +65,7 @@ complete -F _container_names -o bashdefault -o default container
         containers = CONTAINER_VERBS,
         networks = NETWORK_VERBS,
         images = IMAGE_VERBS,
+        attach = ATTACH_VERBS,
     )
 }
 
@@ -69,6 +76,9 @@ fn fish_hook() -> String {
     ));
     s.push_str(&format!(
         "complete -c container -f -n '__fish_seen_subcommand_from network; and __fish_seen_subcommand_from {NETWORK_VERBS}' -a '(container __complete networks 2>/dev/null)'\n"
+    ));
+    s.push_str(&format!(
+        "complete -c container -f -n '__fish_seen_subcommand_from network; and __fish_seen_subcommand_from {ATTACH_VERBS}' -a '(container __complete networks 2>/dev/null; container __complete containers 2>/dev/null)'\n"
     ));
     s.push_str(&format!(
         "complete -c container -f -n '__fish_seen_subcommand_from image; and __fish_seen_subcommand_from {IMAGE_VERBS}' -a '(container __complete images 2>/dev/null)'\n"

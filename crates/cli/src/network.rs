@@ -1,8 +1,8 @@
-//! `container network create|ls|inspect|rm|prune|gc`.
+//! `container network create|ls|inspect|rm|prune|gc|connect|disconnect`.
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use container_protocol::api::{ApiRequest, ApiResponse, NetworkCreate};
+use container_protocol::api::{ApiRequest, ApiResponse, NetworkConnect, NetworkCreate};
 use container_store::Paths;
 
 use crate::client::{call, connect};
@@ -36,6 +36,34 @@ pub enum NetworkCommand {
     Prune,
     /// Release IP reservations held by no live container, now.
     Gc { name: Option<String> },
+    /// Attach a container to a network (live, if it runs).
+    Connect(ConnectArgs),
+    /// Take a container off a network (live, if it runs).
+    Disconnect {
+        /// Let a running container lose its last network (loopback only is left).
+        #[arg(short, long)]
+        force: bool,
+        network: String,
+        container: String,
+    },
+}
+
+#[derive(Args)]
+pub struct ConnectArgs {
+    /// Static IPv4 address on the network.
+    #[arg(long)]
+    ip: Option<std::net::Ipv4Addr>,
+    /// Static IPv6 address on the network.
+    #[arg(long)]
+    ip6: Option<std::net::Ipv6Addr>,
+    /// MAC address of the new interface.
+    #[arg(long)]
+    mac: Option<container_protocol::container::MacAddr>,
+    /// Another name for the container on this network (repeatable).
+    #[arg(long = "alias", value_name = "NAME")]
+    aliases: Vec<String>,
+    network: String,
+    container: String,
 }
 
 #[derive(Args)]
@@ -49,7 +77,10 @@ pub struct CreateArgs {
     /// IPv4 gateway (default: the subnet's first address).
     #[arg(long)]
     gateway: Option<String>,
-    /// IPv6 subnet.
+    /// Dual stack: an IPv6 subnet too (without --subnet-v6, a free ULA /64 in fd00::/8).
+    #[arg(long)]
+    ipv6: bool,
+    /// IPv6 subnet (given alone: an IPv6-only network).
     #[arg(long = "subnet-v6")]
     subnet_v6: Option<String>,
     /// IPv6 gateway.
@@ -90,6 +121,7 @@ pub async fn run(paths: &Paths, command: NetworkCommand) -> Result<()> {
                 gateway_v6: a.gateway_v6,
                 internal: a.internal,
                 disable_dns: a.disable_dns,
+                ipv6: a.ipv6,
                 labels: a
                     .labels
                     .iter()
@@ -169,6 +201,29 @@ pub async fn run(paths: &Paths, command: NetworkCommand) -> Result<()> {
                     println!("{n}");
                 }
             }
+        }
+        NetworkCommand::Connect(a) => {
+            let req = NetworkConnect {
+                network: a.network,
+                container: a.container,
+                ip: a.ip,
+                ip6: a.ip6,
+                mac: a.mac,
+                aliases: a.aliases,
+            };
+            call(&client, ApiRequest::NetworkConnect(req)).await?;
+        }
+        NetworkCommand::Disconnect {
+            force,
+            network,
+            container,
+        } => {
+            let req = ApiRequest::NetworkDisconnect {
+                network,
+                container,
+                force,
+            };
+            call(&client, req).await?;
         }
         NetworkCommand::Gc { name } => {
             if let ApiResponse::Collected(list) = call(&client, ApiRequest::NetworkGc(name)).await?

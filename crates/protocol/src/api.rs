@@ -29,6 +29,14 @@ pub enum ApiRequest {
     NetworkPrune,
     /// IPAM GC now: on one network, or all.
     NetworkGc(Option<String>),
+    /// Attach a container to one more network, live if it runs.
+    NetworkConnect(NetworkConnect),
+    /// Take a container off a network; `force` lets a running one lose its last.
+    NetworkDisconnect {
+        network: String,
+        container: String,
+        force: bool,
+    },
 
     /// Built by the CLI; the apiserver validates all of it.
     ContainerCreate {
@@ -328,6 +336,20 @@ pub struct NetworkCreate {
     /// `--disable-dns`: no name server on the network.
     #[serde(default)]
     pub disable_dns: bool,
+    /// `--ipv6`: dual stack; without `subnet_v6`, a free ULA /64 is picked.
+    #[serde(default)]
+    pub ipv6: bool,
+}
+
+/// `network connect [--ip IP] [--ip6 IP] [--mac MAC] [--alias NAME]… NET CONTAINER`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkConnect {
+    pub network: String,
+    pub container: String,
+    pub ip: Option<std::net::Ipv4Addr>,
+    pub ip6: Option<std::net::Ipv6Addr>,
+    pub mac: Option<crate::container::MacAddr>,
+    pub aliases: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -31,8 +31,25 @@ pub const POINTS: &[&str] = &[
 
 /// Points only a particular scenario reaches, each exercised by its own test:
 /// `apiserver:restart-pending` (a restart policy's decision recorded, its back-off not
-/// yet waited out: tests/tests/restart.rs).
+/// yet waited out: tests/tests/restart.rs), and each step of a running container's
+/// `network connect` and `disconnect` ([`CONNECT_POINTS`]: tests/tests/connect.rs).
 pub const SCENARIO_POINTS: &[&str] = &["apiserver:restart-pending"];
+
+/// After each step of `network connect` (intent recorded, address allocated, interface
+/// attached, configuration written, state written) and of `disconnect` (intent, names
+/// gone, interface detached, address released, configuration written).
+pub const CONNECT_POINTS: &[&str] = &[
+    "apiserver:connect-after-intent",
+    "apiserver:connect-after-allocate",
+    "apiserver:connect-after-attach",
+    "apiserver:connect-after-config",
+    "apiserver:connect-after-record",
+    "apiserver:disconnect-after-intent",
+    "apiserver:disconnect-after-names",
+    "apiserver:disconnect-after-detach",
+    "apiserver:disconnect-after-release",
+    "apiserver:disconnect-after-config",
+];
 
 #[inline]
 pub fn point(name: &str) {

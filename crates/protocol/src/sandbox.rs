@@ -279,6 +279,19 @@ pub enum SandboxRequest {
         cols: u16,
     },
     State,
+    /// Realise one more allocation as an interface of the set-up sandbox, by the same
+    /// strategy as `Setup` (`network connect`). `default_route`: the container has no
+    /// other addressed interface. Replies `Attached`.
+    Attach {
+        allocation: Box<Allocation>,
+        default_route: bool,
+    },
+    /// Remove the interface of `network` named `ifname` (`network disconnect`).
+    /// Idempotent: an interface the sandbox does not have is fine.
+    Detach {
+        network: String,
+        ifname: String,
+    },
     /// Tear down (host-side interfaces, devices back to the host, netns) and exit. The
     /// helper never exits on its own.
     Shutdown,
@@ -289,6 +302,7 @@ pub enum SandboxResponse {
     Info(HelperInfo),
     Echo(u64),
     SetUp(SetupReport),
+    Attached(InterfaceReport),
     Started { pid: u32 },
     Exited(ExitStatus),
     State(SandboxState),

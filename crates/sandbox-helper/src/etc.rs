@@ -123,6 +123,37 @@ pub fn write(
     Ok(files)
 }
 
+/// Writes `hosts` and `resolv.conf` again into the files the workload has bound (an
+/// interface came or went while it runs): in place, since a rename would leave the
+/// container's bind mounts on the old files. A reader may see a short file for an
+/// instant, as with Docker's updates of a running container's /etc/hosts.
+pub fn rewrite_in_place(
+    files: &EtcFiles,
+    hostname: &str,
+    own: &[IpAddr],
+    extra: &[(IpAddr, String)],
+    dns: &[IpAddr],
+    search: &[&str],
+) -> Result<(), String> {
+    use std::io::Write;
+    let host = std::fs::read_to_string(HOST_RESOLV_CONF).ok();
+    for (path, text) in [
+        (&files.hosts, hosts(hostname, own, extra)),
+        (
+            &files.resolv_conf,
+            resolv_conf(dns, search, host.as_deref()),
+        ),
+    ] {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| format!("rewrite {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

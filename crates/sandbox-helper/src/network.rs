@@ -57,6 +57,49 @@ impl Network {
         Ok(net)
     }
 
+    /// One more interface, realised as `build` realises each (`network connect`); a
+    /// failure undoes its own part (the strategy's) and leaves the rest as it was.
+    pub async fn attach(
+        &mut self,
+        ns: &NetNs,
+        alloc: &Allocation,
+        default_route: bool,
+    ) -> Result<InterfaceReport, String> {
+        if let Some(i) = self
+            .interfaces
+            .iter()
+            .find(|i| i.ifname == alloc.ifname || i.network == alloc.network)
+        {
+            return Err(format!(
+                "interface {}: the sandbox already has {} on network {}",
+                alloc.ifname, i.ifname, i.network
+            ));
+        }
+        let report = interfaces::realize(&self.host, ns, &self.inside, alloc, default_route)
+            .await
+            .map_err(|e| format!("interface {}: {e}", alloc.ifname))?;
+        self.interfaces.push(report.clone());
+        container_protocol::fault::point("sandbox-helper:after-interface");
+        Ok(report)
+    }
+
+    /// Removes the interface of `network` named `ifname`, if the sandbox has it
+    /// (`network disconnect`): what the strategy made goes, and the rest stays.
+    pub async fn detach(&mut self, network: &str, ifname: &str) -> Result<(), String> {
+        let Some(at) = self
+            .interfaces
+            .iter()
+            .position(|i| i.network == network && i.ifname == ifname)
+        else {
+            return Ok(());
+        };
+        interfaces::detach(&self.host, &self.inside, &self.interfaces[at])
+            .await
+            .map_err(|e| format!("remove interface {ifname}: {e}"))?;
+        self.interfaces.remove(at);
+        Ok(())
+    }
+
     /// Tears down what was built so far and returns `msg` with any failure of that.
     async fn undo(&mut self, msg: String) -> String {
         let undo = self.teardown().await;

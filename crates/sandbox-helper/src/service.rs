@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use container_protocol::sandbox::{
-    ExitStatus, ProcessSpec, SandboxRequest, SandboxResponse, SandboxSpec, SandboxState,
-    SetupReport, Stdio,
+    ExitStatus, InterfaceReport, ProcessSpec, SandboxRequest, SandboxResponse, SandboxSpec,
+    SandboxState, SetupReport, Stdio,
 };
 use container_protocol::{ErrorKind, HelperInfo, RemoteError, Service};
 use nix::sys::signal::{kill, Signal};
@@ -267,6 +267,90 @@ impl SandboxHelper {
             devices,
             userns,
         })
+    }
+
+    /// One more interface while the sandbox runs (`network connect`): realised by the
+    /// strategy `setup` uses, then the report, the spec's allocations (for `exec` and
+    /// the name servers) and the bound /etc files follow.
+    async fn attach(
+        &self,
+        alloc: container_protocol::network::Allocation,
+        default_route: bool,
+    ) -> Result<InterfaceReport, RemoteError> {
+        let _op = self.ops.lock().await;
+        let step = "attach";
+        let (netns, mut network) = {
+            let mut st = self.state();
+            if st.torn_down || st.spec.is_none() {
+                return Err(self
+                    .err(step, "the sandbox is not set up")
+                    .with_kind(ErrorKind::Conflict));
+            }
+            let ns = st
+                .ns
+                .as_ref()
+                .ok_or_else(|| self.err(step, "no namespaces"))?;
+            let net = ns.net.try_clone().map_err(|e| self.err(step, e))?;
+            let Some(network) = st.network.take() else {
+                return Err(self.err(step, "the sandbox has no network"));
+            };
+            (net, network)
+        };
+        let attached = network.attach(&netns, &alloc, default_route).await;
+        let mut st = self.state();
+        st.network = Some(network);
+        let report = attached.map_err(|e| self.err(step, e))?;
+        if let Some(r) = st.report.as_mut() {
+            r.interfaces.push(report.clone());
+        }
+        if let Some(spec) = st.spec.as_mut() {
+            Arc::make_mut(spec).allocations.push(alloc);
+        }
+        self.refresh_etc(&st);
+        Ok(report)
+    }
+
+    /// The interface of `network` named `ifname` goes (`network disconnect`).
+    async fn detach(&self, network_id: &str, ifname: &str) -> Result<(), RemoteError> {
+        let _op = self.ops.lock().await;
+        let step = "detach";
+        let Some(mut network) = self.state().network.take() else {
+            return Ok(());
+        };
+        let detached = network.detach(network_id, ifname).await;
+        let mut st = self.state();
+        st.network = Some(network);
+        detached.map_err(|e| self.err(step, e))?;
+        if let Some(r) = st.report.as_mut() {
+            r.interfaces
+                .retain(|i| !(i.network == network_id && i.ifname == ifname));
+        }
+        if let Some(spec) = st.spec.as_mut() {
+            Arc::make_mut(spec)
+                .allocations
+                .retain(|a| !(a.network == network_id && a.ifname == ifname));
+        }
+        self.refresh_etc(&st);
+        Ok(())
+    }
+
+    /// /etc/hosts and resolv.conf as the interfaces are now. A failure is logged: the
+    /// interface itself is there (or gone) either way.
+    fn refresh_etc(&self, st: &State) {
+        let (Some(spec), Some(etc), Some(network)) = (&st.spec, &st.etc, &st.network) else {
+            return;
+        };
+        let own: Vec<_> = network
+            .interfaces
+            .iter()
+            .flat_map(|i| i.addresses.iter().map(|a| a.addr()))
+            .collect();
+        let (dns, search) = servers(spec);
+        if let Err(e) =
+            crate::etc::rewrite_in_place(etc, &spec.hostname, &own, &spec.hosts, &dns, &search)
+        {
+            tracing::warn!("container {}: {e}", self.id());
+        }
     }
 
     fn write_etc(&self, spec: &SandboxSpec, network: &Network) -> Result<EtcFiles, String> {
@@ -734,6 +818,18 @@ impl SandboxHelper {
                 plain(Ok(SandboxResponse::Done))
             }
             SandboxRequest::State => plain(Ok(SandboxResponse::State(self.snapshot()))),
+            SandboxRequest::Attach {
+                allocation,
+                default_route,
+            } => plain(
+                self.attach(*allocation, default_route)
+                    .await
+                    .map(SandboxResponse::Attached),
+            ),
+            SandboxRequest::Detach { network, ifname } => {
+                self.detach(&network, &ifname).await?;
+                plain(Ok(SandboxResponse::Done))
+            }
             SandboxRequest::Shutdown => {
                 self.teardown().await;
                 // Exit only after this reply is written. On this current-thread runtime

@@ -69,6 +69,26 @@ pub struct ContainerState {
     /// 100 ms doubled this many times (at most a minute).
     #[serde(default)]
     pub restart_backoff: u32,
+    /// A `network connect` or `disconnect` of the running container under way:
+    /// written before its first effect, cleared with its last. An apiserver that finds
+    /// one at start undoes a connect and finishes a disconnect (docs/crash-safety.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingChange>,
+}
+
+/// A change of a running container's networks that is under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingChange {
+    pub change: NetworkChange,
+    pub network: String,
+    pub ifname: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkChange {
+    Connect,
+    Disconnect,
 }
 
 /// Fsynced, so that a container outlives a power cut; except one removed when it

@@ -11,8 +11,8 @@ use container_protocol::network::{
     ReservationInfo,
 };
 use container_protocol::sandbox::{
-    ExitStatus, ProcessSpec, SandboxRequest, SandboxResponse, SandboxSpec, SandboxState,
-    SetupReport, Stdio,
+    ExitStatus, InterfaceReport, ProcessSpec, SandboxRequest, SandboxResponse, SandboxSpec,
+    SandboxState, SetupReport, Stdio,
 };
 use container_protocol::{HelperInfo, HelperKind, ProtocolError};
 
@@ -178,6 +178,28 @@ impl Helper<SandboxProto> {
     pub async fn setup(&self, spec: SandboxSpec) -> Result<SetupReport, ProtocolError> {
         let req = SandboxRequest::Setup(Box::new(spec));
         call!(self, "set up", self.deadlines.slow, req, vec![], SandboxResponse::SetUp(r) => r)
+    }
+
+    /// One more interface in the set-up sandbox (`network connect`).
+    pub async fn attach(
+        &self,
+        allocation: Allocation,
+        default_route: bool,
+    ) -> Result<InterfaceReport, ProtocolError> {
+        let req = SandboxRequest::Attach {
+            allocation: Box::new(allocation),
+            default_route,
+        };
+        call!(self, "attach", self.deadlines.slow, req, vec![], SandboxResponse::Attached(r) => r)
+    }
+
+    /// Removes an interface from the sandbox (`network disconnect`); idempotent.
+    pub async fn detach(&self, network: &str, ifname: &str) -> Result<(), ProtocolError> {
+        let req = SandboxRequest::Detach {
+            network: network.to_string(),
+            ifname: ifname.to_string(),
+        };
+        call!(self, "detach", self.deadlines.slow, req, vec![], SandboxResponse::Done => ())
     }
 
     /// Starts the workload; for a terminal the reply carries its master.

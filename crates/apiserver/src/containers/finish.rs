@@ -61,6 +61,13 @@ impl Containers {
         if state.userns.is_some() {
             self.release_userns(id);
         }
+        if state.pending.is_some() {
+            // A connect or disconnect cut short: settled in the record before the rest.
+            self.settle_pending(id, None).await;
+            if let Ok((_, settled)) = self.load(id) {
+                state = settled;
+            }
+        }
         // Its names go before its addresses can be handed to someone else.
         self.sync_names_of(&config, Some(id)).await;
         fault::point("apiserver:finish-before-release");
@@ -136,7 +143,13 @@ impl Containers {
     /// host ends of its interfaces, drop its netns mount (which frees the namespace and
     /// destroys what is left in it), and restore net devices the kernel handed back.
     pub(super) async fn clean_after_dead_sandbox(&self, id: &str, state: &ContainerState) {
-        let ifnames: Vec<String> = state.allocations.iter().map(|a| a.ifname.clone()).collect();
+        // A connect cut short may have made its interface already.
+        let ifnames: Vec<String> = state
+            .allocations
+            .iter()
+            .map(|a| a.ifname.clone())
+            .chain(state.pending.iter().map(|p| p.ifname.clone()))
+            .collect();
         self.remove_sandbox_remains(id, &ifnames).await;
         if !state.net_devices.is_empty() {
             self.restore_net_devices(id, &state.net_devices).await;

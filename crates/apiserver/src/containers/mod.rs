@@ -4,6 +4,7 @@
 //! * `start`: the sandbox bootstrapped step by step, each step with its undo;
 //! * `finish`: the exit path, and the cleanup after a sandbox that died;
 //! * `control`: stop, kill, rm, wait;
+//! * `connect`: `network connect` and `disconnect`, live or on the record;
 //! * `exec`, `query` (ls, inspect, logs), `reconcile` (after an apiserver restart).
 //!
 //! An operation begun here runs to its end or to its undo whatever its client does:
@@ -11,6 +12,7 @@
 //! alone) and runs detached from the client's connection.
 
 mod confine;
+mod connect;
 mod control;
 mod exec;
 mod finish;

@@ -122,6 +122,12 @@ impl Containers {
                 tracing::error!("{e}");
             }
             if let Some(helper) = self.sandboxes.get(&id) {
+                if state.pending.is_some() {
+                    // A connect or disconnect the crash cut short: settled before GC.
+                    let lock = self.locks.get(&id);
+                    let _guard = lock.lock().await;
+                    self.settle_pending(&id, Some(&helper)).await;
+                }
                 self.resume(id, helper).await;
             } else if self.sandboxes.stuck(&id).is_some() {
                 // Alive: left running, and watched again once it answers.
@@ -141,6 +147,12 @@ impl Containers {
             return;
         };
         if self.is_running(id) {
+            if self.load(id).is_ok_and(|(_, s)| s.pending.is_some()) {
+                // A change of networks cut short while it did not answer.
+                let lock = self.locks.get(id);
+                let _guard = lock.lock().await;
+                self.settle_pending(id, Some(&helper)).await;
+            }
             self.resume(id.to_string(), helper).await;
         } else if !self.ops.holds_container(id)
             && !self

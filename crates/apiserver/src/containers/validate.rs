@@ -388,7 +388,7 @@ pub(super) fn check_aliases(
 
 /// Static addresses must be in the network's subnets (a conflist's declared ranges
 /// count), on a network whose plugin takes them.
-fn check_static_addresses(
+pub(super) fn check_static_addresses(
     id: &str,
     network: &str,
     net: &NetworkConfig,

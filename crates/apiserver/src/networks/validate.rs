@@ -142,8 +142,12 @@ impl Networks {
                 taken.check(IpNet::V4(net))?;
                 Some(net)
             }
-            // A gateway without a subnet is the plugins' `validate` to refuse below.
-            None if plugins::uses_ipam(plugin) && req.gateway.is_none() => {
+            // A gateway without a subnet is the plugins' `validate` to refuse below; an
+            // IPv6 subnet given alone makes an IPv6-only network (as Podman's).
+            None if plugins::uses_ipam(plugin)
+                && req.gateway.is_none()
+                && req.subnet_v6.is_none() =>
+            {
                 Some(self.pick_subnet(&taken).await?)
             }
             None => None,
@@ -153,6 +157,14 @@ impl Networks {
                 let net = subnet_v6(s)?;
                 taken.check(IpNet::V6(net))?;
                 Some(net)
+            }
+            None if req.ipv6 && plugins::uses_ipam(plugin) && req.gateway_v6.is_none() => {
+                Some(self.pick_subnet_v6(&taken).await?)
+            }
+            None if req.ipv6 && !plugins::uses_ipam(plugin) => {
+                return Err(bad(format!(
+                    "--ipv6: plugin {plugin} takes no subnet (its own configuration says its addresses)"
+                )))
             }
             None => None,
         };
@@ -239,6 +251,40 @@ impl Networks {
             ApiError::Conflict(format!(
                 "no free /24 left in the pool {}; give --subnet",
                 subnets::POOL
+            ))
+        })
+    }
+}
+
+impl Networks {
+    /// `--ipv6` without `--subnet-v6`: a random ULA /64 no network or host route uses.
+    async fn pick_subnet_v6(&self, taken: &Taken) -> Result<Ipv6Net, ApiError> {
+        let routes = match self
+            .host_netlink
+            .routes(container_netlink::IpFamily::V6)
+            .await
+        {
+            Ok(routes) => routes.into_iter().map(|r| r.dest).collect(),
+            Err(e) => {
+                tracing::warn!("reading host routes: {e}");
+                vec![]
+            }
+        };
+        let mut failed = None;
+        let picked = subnets::pick_ula(&taken.nets(), &routes, || {
+            let mut b = [0u8; 8];
+            if let Err(e) = getrandom::fill(&mut b) {
+                failed = Some(e);
+            }
+            u64::from_le_bytes(b)
+        });
+        if let Some(e) = failed {
+            return Err(ApiError::Internal(format!("random ULA prefix: {e}")));
+        }
+        picked.ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "no free ULA /64 found in fd00::/8 after {} tries; give --subnet-v6",
+                subnets::ULA_TRIES
             ))
         })
     }

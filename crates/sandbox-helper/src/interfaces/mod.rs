@@ -181,6 +181,32 @@ pub async fn remove(host: &Netlink, report: &InterfaceReport) -> Result<(), Inte
     Ok(())
 }
 
+/// Takes an interface out of a namespace that lives on (`network disconnect`): a veth
+/// goes with its host end, a macvlan is deleted inside; a CNI chain's interface is its
+/// plugins' to remove (the network helper's DEL), loopback stays. Idempotent.
+pub async fn detach(
+    host: &Netlink,
+    inside: &Netlink,
+    report: &InterfaceReport,
+) -> Result<(), InterfaceError> {
+    use container_protocol::network::PluginKind;
+    let cx = Ctx {
+        network: &report.network,
+        ifname: &report.ifname,
+    };
+    if report.host_ifname.is_some() {
+        return remove(host, report).await;
+    }
+    if report.plugin == PluginKind::Macvlan {
+        inside
+            .delete_link_by_name(&report.ifname)
+            .await
+            .map(|_| ())
+            .map_err(cx.step(format!("delete {}", report.ifname)))?;
+    }
+    Ok(())
+}
+
 /// What bridge and macvlan share once the link exists inside: addresses (from IPAM, so
 /// IPv6 ones without DAD and usable at once), up, routes.
 /// Addresses go on before the link is up so nothing talks from an unaddressed link;
