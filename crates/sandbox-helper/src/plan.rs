@@ -187,6 +187,7 @@ pub fn build(spec: &LaunchSpec<'_>) -> Result<Plan, PlanError> {
             options,
             etc,
             spec.confinement,
+            spec.resources.userns.as_ref(),
             mounts,
         )?,
         Some(Filesystem::Host { etc, masked }) => {

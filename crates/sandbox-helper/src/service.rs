@@ -238,7 +238,7 @@ impl SandboxHelper {
         &self,
         spec: &SandboxSpec,
         cgroup: Option<&ContainerCgroup>,
-        userns: Option<OwnedFd>,
+        userns: Option<resources::Userns>,
         devices: Vec<DeviceNode>,
         workload: bool,
     ) -> Result<resources::Launch, String> {
@@ -365,10 +365,12 @@ impl SandboxHelper {
             },
         };
         let userns = match &self.userns {
-            Some((_, fd)) => Some(
-                fd.try_clone()
+            Some((range, fd)) => Some(resources::Userns {
+                fd: fd
+                    .try_clone()
                     .map_err(|e| self.err(step, format!("duplicate user namespace: {e}")))?,
-            ),
+                range: *range,
+            }),
             None => None,
         };
         let cgroup = st.cgroup.clone();
@@ -519,13 +521,14 @@ impl SandboxHelper {
         let wiring_master = wiring.master.take();
         let cgroup = self.state().cgroup.clone();
         let userns = match &self.userns {
-            Some(_) => Some(
-                std::fs::File::open(format!("/proc/{pid}/ns/user"))
+            Some((range, _)) => Some(resources::Userns {
+                fd: std::fs::File::open(format!("/proc/{pid}/ns/user"))
                     .map(OwnedFd::from)
                     .map_err(|e| {
                         self.err(step, format!("open the user namespace of pid {pid}: {e}"))
                     })?,
-            ),
+                range: *range,
+            }),
             None => None,
         };
         let launched = self
