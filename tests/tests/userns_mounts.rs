@@ -41,7 +41,9 @@ fn binds_volumes_and_tmpfs_mounts_are_the_containers_own_under_userns_auto() {
     std::os::unix::fs::chown(share.join("theirs"), Some(1000), Some(1000)).unwrap();
     let bind = format!("{}:/data", share.display());
     let ro = format!("{}:/ro:ro", share.display());
-    let script = "id -u; stat -c '%u %g' /data/roots /data/theirs /v /t; \
+    // A single file, bound onto a file.
+    let file = format!("{}:/etc/motd:ro", share.join("theirs").display());
+    let script = "id -u; stat -c '%u %g' /data/roots /data/theirs /v /t /etc/motd; \
                   echo x > /data/new && echo y > /v/new && touch /t/f && stat -c %u /t/f; \
                   touch /ro/no";
     let out = w.cli(&[
@@ -59,6 +61,8 @@ fn binds_volumes_and_tmpfs_mounts_are_the_containers_own_under_userns_auto() {
         "vol:/v",
         "-v",
         &ro,
+        "-v",
+        &file,
         "--tmpfs",
         "/t",
         "--",
@@ -73,7 +77,7 @@ fn binds_volumes_and_tmpfs_mounts_are_the_containers_own_under_userns_auto() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines,
-        ["0", "0 0", "1000 1000", "0 0", "0 0", "0"],
+        ["0", "0 0", "1000 1000", "0 0", "0 0", "1000 1000", "0"],
         "root inside; host root's files are its root's, 1000 stays 1000, the volume and \
          the tmpfs are its root's: {stdout}\n{stderr}\n{}",
         w.apiserver_log()
