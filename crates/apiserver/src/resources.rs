@@ -88,19 +88,8 @@ pub fn fill(config: &mut ContainerConfig, settings: &Settings) -> Result<(), Api
             });
         }
     }
-    // An image's overlay is not idmapped yet: its containers use the host's ids.
-    if let (Some(image), Some(UsernsMode::Auto)) = (&config.image, config.userns) {
-        return Err(ApiError::Invalid(format!(
-            "container {}: --userns=auto with an image ({}) is not supported yet: use --rootfs DIR, or --userns=host",
-            config.id, image.reference
-        )));
-    }
     if config.userns.is_none() {
-        config.userns = Some(if config.image.is_some() {
-            UsernsMode::Host
-        } else {
-            settings.userns_default
-        });
+        config.userns = Some(settings.userns_default);
     }
     Ok(())
 }

@@ -226,6 +226,56 @@ pub fn sandbox_mounts(
     Ok(out)
 }
 
+/// Under `--userns=auto` every mount of the container is idmapped (its root, binds,
+/// volumes, an image's layers and upper directory): each source is tried here with the
+/// sandbox's own calls, on a clone dropped at once, so a filesystem the kernel cannot
+/// idmap is refused by name before anything exists. `image_dirs`: an image's layer
+/// directory and where its upper directory will be.
+pub fn check_idmappable(
+    volumes: &Volumes,
+    config: &ContainerConfig,
+    image_dirs: &[PathBuf],
+) -> Result<(), ApiError> {
+    use container_protocol::resources::UsernsMode;
+    use container_sandbox_helper::idmap::IdmapError;
+    if config.userns != Some(UsernsMode::Auto) {
+        return Ok(());
+    }
+    let id = &config.id;
+    let mut sources: Vec<(String, PathBuf)> = Vec::new();
+    if let Some(r) = &config.rootfs {
+        sources.push(("rootfs".into(), r.into()));
+    }
+    for d in image_dirs {
+        sources.push(("image".into(), d.clone()));
+    }
+    for m in &config.mounts {
+        match m.kind {
+            MountKind::Bind => {
+                sources.push((
+                    format!("bind mount on {}", m.target),
+                    m.source.clone().into(),
+                ));
+            }
+            MountKind::Volume => sources.push((
+                format!("volume {} on {}", m.source, m.target),
+                volumes.dir.clone(),
+            )),
+            MountKind::Tmpfs => {}
+        }
+    }
+    for (what, mut path) in sources {
+        // A directory still to be made (a `-v` source, the first container's
+        // directory) is made on the closest one that exists.
+        while std::fs::symlink_metadata(&path).is_err() && path.pop() {}
+        container_sandbox_helper::idmap::check(&path).map_err(|e| match e {
+            IdmapError::Unsupported { .. } => bad(format!("container {id}: {what}: {e}")),
+            _ => ApiError::Internal(format!("container {id}: {what}: {e}")),
+        })?;
+    }
+    Ok(())
+}
+
 pub struct Volumes {
     dir: PathBuf,
     records: Arc<Records>,

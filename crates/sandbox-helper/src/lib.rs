@@ -10,13 +10,15 @@
 //!   environment and stdio.
 //! * `caps`, `masks`, `seccomp`: the confinement steps of the plan (issue 10).
 //! * `users`: `-u USER[:GROUP]` resolved in the container's own user database.
-//! * `resources`: the cgroup, rlimits and devices; `userns`: `--userns=auto` (issue 10).
+//! * `resources`: the cgroup, rlimits and devices; `userns`: `--userns=auto` (issue 10);
+//!   `idmap`: the idmapped mounts it needs (root, binds, volumes, an image's overlay).
 //! * `service`: the calls.
 //! * `cleanup`: the `cleanup` mode, for a sandbox that died without tearing down.
 
 pub mod caps;
 pub mod cleanup;
 pub mod etc;
+pub mod idmap;
 pub mod interfaces;
 pub mod launch;
 pub mod logs;

@@ -10,6 +10,11 @@
 //!   it by `/proc/self/fd/N`, then looks it up once more (now the new mount's top) to
 //!   remount it read-only or set its propagation. A symlink planted at a target leads
 //!   inside the root, never onto a host path.
+//! * Under `--userns=auto` a bind (a host path or a volume's data) is an idmapped clone
+//!   of its source moved onto the target (`idmap`), so on disk it keeps the ids the
+//!   container's root sees as its own (0 is its root), and a tmpfs belongs to the
+//!   container's root. Copy-up copies on-disk ids from the root (idmapped the same
+//!   way) into the volume, so the container sees the owners the image gave.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
@@ -26,6 +31,7 @@ use container_protocol::volume::{Propagation, SandboxMount, SandboxMountKind};
 use container_rootfs::Root;
 
 use crate::process::{Plan, Slot};
+use crate::resources::Userns;
 use crate::rootfs::RootfsError;
 
 /// Deeper trees than this are not copied up (a hostile image's trap).
@@ -79,7 +85,11 @@ pub fn prepare(root: &Root, mounts: &[SandboxMount]) -> Result<(), RootfsError> 
 }
 
 /// The mounts as steps of the child's plan; `R` holds the root.
-pub(crate) fn plan(plan: &mut Plan, mounts: &[SandboxMount]) -> Result<(), crate::plan::PlanError> {
+pub(crate) fn plan(
+    plan: &mut Plan,
+    mounts: &[SandboxMount],
+    userns: Option<&Userns>,
+) -> Result<(), crate::plan::PlanError> {
     use Slot::{Root as R, Target as T};
     for m in mounts {
         let rel = relative(&m.target);
@@ -87,14 +97,26 @@ pub(crate) fn plan(plan: &mut Plan, mounts: &[SandboxMount]) -> Result<(), crate
         match &m.kind {
             SandboxMountKind::Bind { source, .. } => {
                 let dir = source_is_dir(source);
-                plan.resolve(R, rel, dir, T, shown)?.mount_at(
-                    Some(Path::new(source)),
-                    T,
-                    shown,
-                    None,
-                    MS_BIND | MS_REC,
-                    None,
-                )?;
+                plan.resolve(R, rel, dir, T, shown)?;
+                match userns {
+                    Some(ns) => {
+                        plan.idmap_bind_at(Path::new(source), T, shown, &ns.fd)
+                            .map_err(|source| crate::plan::PlanError::Io {
+                                step: "duplicate user namespace descriptor".into(),
+                                source,
+                            })?;
+                    }
+                    None => {
+                        plan.mount_at(
+                            Some(Path::new(source)),
+                            T,
+                            shown,
+                            None,
+                            MS_BIND | MS_REC,
+                            None,
+                        )?;
+                    }
+                }
                 // Now the bind's top, not the directory under it.
                 plan.resolve(R, rel, dir, T, shown)?;
                 plan.mount_at(None, T, shown, None, propagation(m.propagation), None)?;
@@ -113,6 +135,7 @@ pub(crate) fn plan(plan: &mut Plan, mounts: &[SandboxMount]) -> Result<(), crate
                 }
             }
             SandboxMountKind::Tmpfs { options, exec } => {
+                let options = format!("{options}{}", tmpfs_owner(userns));
                 let mut flags = MS_NOSUID | MS_NODEV;
                 if !exec {
                     flags |= MS_NOEXEC;
@@ -126,12 +149,20 @@ pub(crate) fn plan(plan: &mut Plan, mounts: &[SandboxMount]) -> Result<(), crate
                     shown,
                     Some("tmpfs"),
                     flags,
-                    Some(options),
+                    Some(&options),
                 )?;
             }
         }
     }
     Ok(())
+}
+
+/// tmpfs options that give its top directory to the container's root.
+pub(crate) fn tmpfs_owner(userns: Option<&Userns>) -> String {
+    match userns {
+        Some(ns) => format!(",uid={0},gid={0}", ns.range.start),
+        None => String::new(),
+    }
 }
 
 fn propagation(p: Propagation) -> libc::c_ulong {

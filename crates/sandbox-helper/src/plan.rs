@@ -71,7 +71,7 @@ pub enum Filesystem<'a> {
     /// by `overlay::prepare` (`tree`, detached), moved into place by the child.
     Overlay {
         spec: &'a container_protocol::sandbox::OverlaySpec,
-        tree: &'a std::os::fd::OwnedFd,
+        tree: Option<&'a std::os::fd::OwnedFd>,
         etc: &'a EtcFiles,
         mounts: &'a [SandboxMount],
     },
@@ -181,9 +181,15 @@ pub fn build(spec: &LaunchSpec<'_>) -> Result<Plan, PlanError> {
             tree,
             etc,
             mounts,
-        }) => {
-            crate::rootfs::overlay_mounts(&mut plan, overlay, tree, etc, spec.confinement, mounts)?
-        }
+        }) => crate::rootfs::overlay_mounts(
+            &mut plan,
+            overlay,
+            *tree,
+            etc,
+            spec.confinement,
+            spec.resources.userns.as_ref(),
+            mounts,
+        )?,
         Some(Filesystem::Host { etc, masked }) => {
             crate::rootfs::host_mounts(&mut plan, etc, masked)?
         }

@@ -149,6 +149,15 @@ pub enum Step {
         tree: OwnedFd,
         path: CString,
     },
+    /// An idmapped recursive bind of `source` onto what `target` holds (a bind or a
+    /// volume under `--userns=auto`; see `idmap`).
+    IdmapBindAt {
+        source: CString,
+        target: Slot,
+        userns: OwnedFd,
+    },
+    /// An image's overlay from idmapped layers (see `idmap::IdmappedOverlay`).
+    IdmapOverlay(crate::idmap::IdmappedOverlay),
     /// A directory at `path` (after pivot_root: inside the root); an existing one is
     /// fine.
     Mkdir(CString),
@@ -160,61 +169,6 @@ pub enum Step {
         uid: libc::uid_t,
         gid: libc::gid_t,
     },
-}
-
-/// `struct mount_attr` (MOUNT_ATTR_SIZE_VER0).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const AT_RECURSIVE: libc::c_uint = 0x8000;
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-
-/// open_tree(OPEN_TREE_CLONE | AT_RECURSIVE), mount_setattr(MOUNT_ATTR_IDMAP), then
-/// move_mount onto the same path. Raw calls only: it runs in the child.
-unsafe fn idmap_bind(path: &CString, userns: &OwnedFd) -> libc::c_int {
-    let tree = libc::syscall(
-        libc::SYS_open_tree,
-        libc::AT_FDCWD,
-        path.as_ptr(),
-        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
-    ) as libc::c_int;
-    if tree < 0 {
-        return -1;
-    }
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    let mut rc = libc::syscall(
-        libc::SYS_mount_setattr,
-        tree,
-        c"".as_ptr(),
-        libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
-        &attr as *const MountAttr,
-        std::mem::size_of::<MountAttr>(),
-    ) as libc::c_int;
-    if rc == 0 {
-        rc = libc::syscall(
-            libc::SYS_move_mount,
-            tree,
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        ) as libc::c_int;
-    }
-    let errno = Errno::last_raw();
-    libc::close(tree);
-    *libc::__errno_location() = errno;
-    rc
 }
 
 /// An existing object is fine for the steps that create one.
@@ -420,14 +374,22 @@ impl Step {
                         0
                     }
                 }
-                Step::IdmapBind { path, userns } => idmap_bind(path, userns),
+                Step::IdmapBind { path, userns } => {
+                    crate::idmap::bind_onto_itself(path, userns.as_raw_fd())
+                }
+                Step::IdmapBindAt {
+                    source,
+                    target,
+                    userns,
+                } => crate::idmap::bind_at(source, slots[target.index()], userns.as_raw_fd()),
+                Step::IdmapOverlay(overlay) => overlay.mount(),
                 Step::MoveMount { tree, path } => libc::syscall(
                     libc::SYS_move_mount,
                     tree.as_raw_fd(),
                     c"".as_ptr(),
                     libc::AT_FDCWD,
                     path.as_ptr(),
-                    MOVE_MOUNT_F_EMPTY_PATH,
+                    crate::idmap::MOVE_MOUNT_F_EMPTY_PATH,
                 ) as libc::c_int,
                 Step::Mkdir(path) => exists_ok(libc::mkdir(path.as_ptr(), 0o755)),
                 Step::Mknod {
@@ -757,6 +719,39 @@ impl Plan {
         let label = format!("move mount onto {}", path.display());
         let path = cpath(path).map_err(io::Error::other)?;
         Ok(self.push(label, Step::MoveMount { tree, path }))
+    }
+
+    /// An idmapped bind of `source` onto what `target` holds; `shown` names the target.
+    pub fn idmap_bind_at(
+        &mut self,
+        source: &Path,
+        target: Slot,
+        shown: &str,
+        userns: impl AsFd,
+    ) -> io::Result<&mut Plan> {
+        let userns = userns.as_fd().try_clone_to_owned()?;
+        let label = format!(
+            "idmapped bind mount {} on {shown} (--userns=auto)",
+            source.display()
+        );
+        let source = cpath(source).map_err(io::Error::other)?;
+        Ok(self.push(
+            label,
+            Step::IdmapBindAt {
+                source,
+                target,
+                userns,
+            },
+        ))
+    }
+
+    /// An image's overlay from idmapped layers, mounted on `overlay.target`.
+    pub fn idmap_overlay(&mut self, overlay: crate::idmap::IdmappedOverlay) -> &mut Plan {
+        let label = format!(
+            "mount the image's overlay from idmapped layers on {}",
+            overlay.target.to_string_lossy()
+        );
+        self.push(label, Step::IdmapOverlay(overlay))
     }
 
     pub fn mkdir(&mut self, path: &Path) -> Result<&mut Plan, NulError> {

@@ -189,7 +189,14 @@ pub struct Launch {
     /// Device nodes to make in /dev (the workload with a root filesystem only).
     pub devices: Vec<DeviceNode>,
     /// The user namespace to enter (see `userns.rs`).
-    pub userns: Option<OwnedFd>,
+    pub userns: Option<Userns>,
+}
+
+/// A container's user namespace, for one launch.
+pub struct Userns {
+    pub fd: OwnedFd,
+    /// The host ids it maps: `range.start` is the container's root.
+    pub range: IdRange,
 }
 
 impl Launch {
@@ -266,7 +273,7 @@ pub(crate) fn plan_devices(plan: &mut Plan, l: &Launch) -> Result<(), PlanError>
 /// it, bounding set included).
 pub(crate) fn plan_userns(plan: &mut Plan, l: &Launch) -> Result<(), PlanError> {
     if let Some(userns) = &l.userns {
-        plan.setns("join user namespace", userns, libc::CLONE_NEWUSER)
+        plan.setns("join user namespace", &userns.fd, libc::CLONE_NEWUSER)
             .map_err(io("duplicate user namespace descriptor".into()))?;
     }
     Ok(())

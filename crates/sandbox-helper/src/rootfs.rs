@@ -9,6 +9,7 @@ use container_protocol::security::Confinement;
 
 use crate::etc::EtcFiles;
 use crate::process::{Plan, Slot};
+use crate::resources::Userns;
 use container_rootfs::Root;
 
 /// Device nodes bind-mounted from the host into a rootfs's /dev.
@@ -115,14 +116,14 @@ pub(crate) fn rootfs_mounts(
     rootfs: &Path,
     etc: &EtcFiles,
     confinement: &Confinement,
-    userns: Option<&std::os::fd::OwnedFd>,
+    userns: Option<&Userns>,
     mounts: &[container_protocol::volume::SandboxMount],
 ) -> Result<(), crate::plan::PlanError> {
     match userns {
         // `--userns=auto`: the root's files seen through the container's id mapping
         // (issue 10), instead of a chowned copy.
         Some(ns) => {
-            plan.idmap_bind(rootfs, ns)
+            plan.idmap_bind(rootfs, &ns.fd)
                 .map_err(|source| crate::plan::PlanError::Io {
                     step: "duplicate user namespace descriptor".into(),
                     source,
@@ -132,26 +133,74 @@ pub(crate) fn rootfs_mounts(
             plan.mount(Some(rootfs), rootfs, None, MS_BIND | MS_REC, None)?;
         }
     }
-    mounts_in_root(plan, rootfs, etc, confinement, mounts)
+    mounts_in_root(plan, rootfs, etc, confinement, userns, mounts)
 }
 
-/// An image: the overlay `overlay::prepare` mounted, moved (a detached clone) onto
-/// the container's empty mount point, then used as a rootfs.
+/// An image: the overlay `overlay::prepare` mounted, moved (a detached clone, `tree`)
+/// onto the container's empty mount point, then used as a rootfs. Under
+/// `--userns=auto` the child mounts it anew from idmapped layers
+/// (`idmap::IdmappedOverlay`), and there is no `tree`.
 pub(crate) fn overlay_mounts(
     plan: &mut Plan,
     spec: &container_protocol::sandbox::OverlaySpec,
-    tree: &std::os::fd::OwnedFd,
+    tree: Option<&std::os::fd::OwnedFd>,
     etc: &EtcFiles,
     confinement: &Confinement,
+    userns: Option<&Userns>,
     mounts: &[container_protocol::volume::SandboxMount],
 ) -> Result<(), crate::plan::PlanError> {
     let target = Path::new(&spec.target);
-    plan.move_mount(tree, target)
-        .map_err(|source| crate::plan::PlanError::Io {
-            step: "duplicate the overlay's descriptor".into(),
+    match userns {
+        Some(ns) => {
+            plan.idmap_overlay(idmapped_overlay(spec, ns)?);
+        }
+        None => {
+            let tree = tree.ok_or_else(|| {
+                crate::plan::PlanError::Other("image rootfs: no prepared overlay".into())
+            })?;
+            plan.move_mount(tree, target)
+                .map_err(|source| crate::plan::PlanError::Io {
+                    step: "duplicate the overlay's descriptor".into(),
+                    source,
+                })?;
+        }
+    }
+    mounts_in_root(plan, target, etc, confinement, userns, mounts)
+}
+
+/// The overlay's paths as the idmapped mount wants them: upper and work by name in
+/// the one directory that holds both.
+fn idmapped_overlay(
+    spec: &container_protocol::sandbox::OverlaySpec,
+    ns: &Userns,
+) -> Result<crate::idmap::IdmappedOverlay, crate::plan::PlanError> {
+    use crate::plan::PlanError;
+    let (upper, work) = (Path::new(&spec.upper), Path::new(&spec.work));
+    let dir = upper.parent().filter(|d| Some(*d) == work.parent());
+    let (Some(dir), Some(up), Some(wk)) = (dir, upper.file_name(), work.file_name()) else {
+        return Err(PlanError::Other(format!(
+            "image rootfs: upper {} and work {} must be in one directory",
+            spec.upper, spec.work
+        )));
+    };
+    let c = |what: &'static str, b: &[u8]| crate::process::cstr(what, b);
+    Ok(crate::idmap::IdmappedOverlay {
+        layers: c("path", spec.layers_dir.as_bytes())?,
+        lower: spec
+            .lower
+            .iter()
+            .map(|l| c("layer", l.as_bytes()))
+            .collect::<Result<_, _>>()?,
+        dir: c("path", dir.as_os_str().as_encoded_bytes())?,
+        upper: c("path", up.as_encoded_bytes())?,
+        work: c("path", wk.as_encoded_bytes())?,
+        target: c("path", spec.target.as_bytes())?,
+        userns: ns.fd.try_clone().map_err(|source| PlanError::Io {
+            step: "duplicate user namespace descriptor".into(),
             source,
-        })?;
-    mounts_in_root(plan, target, etc, confinement, mounts)
+        })?,
+        owner: ns.range.start,
+    })
 }
 
 /// What goes inside a root that is a mount point already: the kernel filesystems,
@@ -161,6 +210,7 @@ fn mounts_in_root(
     rootfs: &Path,
     etc: &EtcFiles,
     confinement: &Confinement,
+    userns: Option<&Userns>,
     mounts: &[container_protocol::volume::SandboxMount],
 ) -> Result<(), crate::plan::PlanError> {
     use Slot::{Dev, Root as R, Target as T};
@@ -171,7 +221,12 @@ fn mounts_in_root(
     } else {
         MS_RDONLY
     };
-    let shm = format!("mode=1777,size={}", confinement.shm_size);
+    // Under `--userns=auto`, /dev/shm is the container's root's, as in Docker.
+    let shm = format!(
+        "mode=1777,size={}{}",
+        confinement.shm_size,
+        crate::mounts::tmpfs_owner(userns)
+    );
     let kernel: [(&str, &str, libc::c_ulong, Option<&str>); 3] = [
         ("proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None),
         (
@@ -247,7 +302,7 @@ fn mounts_in_root(
     }
     // After the root's own: a volume may go onto /dev/shm or over an /etc file, as
     // Docker lets it.
-    crate::mounts::plan(plan, mounts)?;
+    crate::mounts::plan(plan, mounts, userns)?;
     plan.close(T)
         .fchdir(R, &rootfs.display().to_string())
         .close(R);

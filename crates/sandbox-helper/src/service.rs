@@ -238,7 +238,7 @@ impl SandboxHelper {
         &self,
         spec: &SandboxSpec,
         cgroup: Option<&ContainerCgroup>,
-        userns: Option<OwnedFd>,
+        userns: Option<resources::Userns>,
         devices: Vec<DeviceNode>,
         workload: bool,
     ) -> Result<resources::Launch, String> {
@@ -392,17 +392,29 @@ impl SandboxHelper {
         // The container's files: a root filesystem, or the host's own.
         // An image: overlayfs, mounted, prepared and its user resolved in a namespace
         // of a thread's own; the workload's child moves that mount into its own.
+        // Under `--userns=auto` the child mounts the overlay anew from idmapped layers
+        // (`idmap`): the prepared mount is let go before (two overlays on one upper
+        // directory at once are undefined), and neither is volatile, since the kernel
+        // refuses a second mount of directories a volatile one used.
+        let own_ids = self.userns.is_some();
         let image = match &spec.overlay {
-            Some(ov) => Some(
-                crate::overlay::prepare(ov, etc, &p.user, &spec.mounts)
-                    .map_err(|e| self.err(step, &e).with_kind(e.kind))?,
-            ),
+            Some(ov) => {
+                let ov = container_protocol::sandbox::OverlaySpec {
+                    volatile: ov.volatile && !own_ids,
+                    ..ov.clone()
+                };
+                Some(
+                    crate::overlay::prepare(&ov, etc, &p.user, &spec.mounts)
+                        .map_err(|e| self.err(step, &e).with_kind(e.kind))?,
+                )
+            }
             None => None,
         };
         let (image_user, image_tree) = match image {
             Some(crate::overlay::Prepared { user, tree }) => (Some(user), Some(tree)),
             None => (None, None),
         };
+        let image_tree = image_tree.filter(|_| !own_ids);
         let (rootfs, root) = match &spec.rootfs {
             _ if spec.overlay.is_some() => (
                 None,
@@ -429,14 +441,14 @@ impl SandboxHelper {
             None => users::resolve(&root, &p.user)
                 .map_err(|e| self.err(step, &e).with_kind(e.kind()))?,
         };
-        let fs = match (rootfs.as_deref(), &spec.overlay, &image_tree) {
-            (_, Some(ov), Some(tree)) => Filesystem::Overlay {
+        let fs = match (rootfs.as_deref(), &spec.overlay) {
+            (_, Some(ov)) => Filesystem::Overlay {
                 spec: ov,
-                tree,
+                tree: image_tree.as_ref(),
                 etc,
                 mounts: &spec.mounts,
             },
-            (Some(path), _, _) => Filesystem::Rootfs {
+            (Some(path), _) => Filesystem::Rootfs {
                 path,
                 etc,
                 mounts: &spec.mounts,
@@ -447,10 +459,12 @@ impl SandboxHelper {
             },
         };
         let userns = match &self.userns {
-            Some((_, fd)) => Some(
-                fd.try_clone()
+            Some((range, fd)) => Some(resources::Userns {
+                fd: fd
+                    .try_clone()
                     .map_err(|e| self.err(step, format!("duplicate user namespace: {e}")))?,
-            ),
+                range: *range,
+            }),
             None => None,
         };
         let cgroup = st.cgroup.clone();
@@ -601,13 +615,14 @@ impl SandboxHelper {
         let wiring_master = wiring.master.take();
         let cgroup = self.state().cgroup.clone();
         let userns = match &self.userns {
-            Some(_) => Some(
-                std::fs::File::open(format!("/proc/{pid}/ns/user"))
+            Some((range, _)) => Some(resources::Userns {
+                fd: std::fs::File::open(format!("/proc/{pid}/ns/user"))
                     .map(OwnedFd::from)
                     .map_err(|e| {
                         self.err(step, format!("open the user namespace of pid {pid}: {e}"))
                     })?,
-            ),
+                range: *range,
+            }),
             None => None,
         };
         let launched = self

@@ -57,7 +57,7 @@ pub enum Entry {
     Cni,
 }
 
-pub const ENTRIES: [(Entry, &str); 7] = [
+pub const ENTRIES: [(Entry, &str); 8] = [
     (Entry::Attach, "attach"),
     (Entry::Run, "run"),
     (Entry::Scale, "scale"),

@@ -266,6 +266,14 @@ impl Containers {
         }
         self.resolve_security(&mut config)?;
         crate::volumes::check_mounts(&mut config)?;
+        let image_dirs = match &config.image {
+            Some(_) => vec![
+                self.images.store().dir().join("layers"),
+                self.paths.containers(),
+            ],
+            None => Vec::new(),
+        };
+        crate::volumes::check_idmappable(&self.volumes, &config, &image_dirs)?;
         config.created = unix_now();
         Ok(config)
     }

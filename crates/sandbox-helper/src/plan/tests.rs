@@ -423,7 +423,13 @@ fn resourced() -> crate::resources::Launch {
             uid: 0,
             gid: 0,
         }],
-        userns: Some(file()),
+        userns: Some(crate::resources::Userns {
+            fd: file(),
+            range: container_protocol::resources::IdRange {
+                start: 100_000,
+                size: 65_536,
+            },
+        }),
     }
 }
 
@@ -629,4 +635,180 @@ fn the_containers_mounts_come_after_the_roots_own_inside_it_and_before_pivot_roo
     let pivot = at(&plan, "pivot_root", |s| matches!(s, Step::PivotRoot));
     let masks = at(&plan, "masks", |s| matches!(s, Step::Mask(_)));
     assert!(hosts < data && data < tmp && tmp < pivot && pivot < masks);
+}
+
+/// A workload plan with every resource step (a user namespace included).
+fn in_userns(fs: Filesystem<'_>) -> Plan {
+    let fd = std::fs::File::open("/dev/null").unwrap();
+    let u = user(0);
+    let args = ["sh".to_string()];
+    let res = resourced();
+    build(&LaunchSpec {
+        entry: Entry::Workload {
+            net: &fd,
+            uts: &fd,
+            ipc: &fd,
+            fs,
+        },
+        args: &args,
+        env: &[],
+        cwd: None,
+        hostname: "box",
+        user: &u,
+        tty: false,
+        confinement: &confined(),
+        resources: &res,
+    })
+    .unwrap()
+}
+
+#[test]
+fn under_a_user_namespace_binds_are_idmapped_and_tmpfs_mounts_belong_to_its_root() {
+    use container_protocol::volume::{Propagation, SandboxMount, SandboxMountKind};
+    let etc = EtcFiles::in_dir(Path::new("/state/c1/etc"));
+    let mounts = [
+        SandboxMount {
+            kind: SandboxMountKind::Bind {
+                source: "/".into(),
+                copy_up: false,
+            },
+            target: "/data".into(),
+            readonly: true,
+            propagation: Propagation::Rprivate,
+        },
+        SandboxMount {
+            kind: SandboxMountKind::Tmpfs {
+                options: "mode=1777".into(),
+                exec: false,
+            },
+            target: "/tmp".into(),
+            readonly: false,
+            propagation: Propagation::Rprivate,
+        },
+    ];
+    let plan = in_userns(Filesystem::Rootfs {
+        path: Path::new("/r"),
+        etc: &etc,
+        mounts: &mounts,
+    });
+    let all = steps(&plan);
+    let data = at(
+        &plan,
+        "lookup of /data",
+        |s| matches!(s, Step::Resolve { root: Slot::Root, path, into: Slot::Target, .. } if c(path) == "data"),
+    );
+    // The clone goes onto the target looked up inside the root; never a plain bind.
+    assert!(matches!(
+        all[data + 1],
+        Step::IdmapBindAt { source, target: Slot::Target, .. } if c(source) == "/"
+    ));
+    assert!(!all
+        .iter()
+        .any(|s| matches!(s, Step::MountAt { src: Some(src), .. } if c(src) == "/")));
+    // Then as before: looked up again, propagation, read-only.
+    assert!(
+        matches!(all[data + 2], Step::Resolve { root: Slot::Root, path, .. } if c(path) == "data")
+    );
+    assert!(matches!(
+        all[data + 4],
+        Step::MountAt { src: None, flags, .. } if flags & libc::MS_RDONLY != 0
+    ));
+    let tmp = lookup_then_mount(&plan, "tmp", Some("tmpfs"));
+    assert!(matches!(
+        all[tmp + 1],
+        Step::MountAt { data: Some(d), .. } if c(d) == "mode=1777,uid=100000,gid=100000"
+    ));
+    at(
+        &plan,
+        "/dev/shm the container root's",
+        |s| matches!(s, Step::MountAt { data: Some(d), .. } if c(d).starts_with("mode=1777,size=") && c(d).ends_with(",uid=100000,gid=100000")),
+    );
+    let join = at(
+        &plan,
+        "user namespace",
+        |s| matches!(s, Step::Setns { nstype, .. } if *nstype == libc::CLONE_NEWUSER),
+    );
+    assert!(tmp < join, "mounts are made with the host's privileges");
+}
+
+#[test]
+fn under_a_user_namespace_an_images_overlay_is_made_of_idmapped_layers() {
+    let etc = EtcFiles::in_dir(Path::new("/state/c1/etc"));
+    let spec = container_protocol::sandbox::OverlaySpec {
+        layers_dir: "/store/layers".into(),
+        lower: vec!["bb/diff".into(), "aa/diff".into()],
+        upper: "/state/c1/rootfs/upper".into(),
+        work: "/state/c1/rootfs/work".into(),
+        target: "/state/c1/rootfs/merged".into(),
+    };
+    let plan = in_userns(Filesystem::Overlay {
+        spec: &spec,
+        options: "unused",
+        etc: &etc,
+        mounts: &[],
+    });
+    let all = steps(&plan);
+    let ov = at(&plan, "idmapped overlay", |s| {
+        matches!(s, Step::IdmapOverlay(_))
+    });
+    let Step::IdmapOverlay(o) = all[ov] else {
+        unreachable!()
+    };
+    assert_eq!(c(&o.layers), "/store/layers");
+    assert_eq!(
+        o.lower.iter().map(|l| c(l)).collect::<Vec<_>>(),
+        ["bb/diff", "aa/diff"],
+        "top layer first"
+    );
+    assert_eq!(
+        (c(&o.dir), c(&o.upper), c(&o.work)),
+        ("/state/c1/rootfs", "upper", "work")
+    );
+    assert_eq!(
+        (c(&o.target), o.owner),
+        ("/state/c1/rootfs/merged", 100_000)
+    );
+    assert!(
+        !all.iter()
+            .any(|s| matches!(s, Step::Mount { fstype: Some(t), .. } if c(t) == "overlay")),
+        "no plain overlay"
+    );
+    let root = at(
+        &plan,
+        "root opened",
+        |s| matches!(s, Step::OpenDir { path, .. } if c(path) == "/state/c1/rootfs/merged"),
+    );
+    assert!(ov < root);
+    // An upper and a work directory apart cannot be one idmapped mount.
+    let apart = container_protocol::sandbox::OverlaySpec {
+        work: "/elsewhere/work".into(),
+        ..spec.clone()
+    };
+    let fd = std::fs::File::open("/dev/null").unwrap();
+    let u = user(0);
+    let res = resourced();
+    let Err(e) = build(&LaunchSpec {
+        entry: Entry::Workload {
+            net: &fd,
+            uts: &fd,
+            ipc: &fd,
+            fs: Filesystem::Overlay {
+                spec: &apart,
+                options: "unused",
+                etc: &etc,
+                mounts: &[],
+            },
+        },
+        args: &["sh".to_string()],
+        env: &[],
+        cwd: None,
+        hostname: "box",
+        user: &u,
+        tty: false,
+        confinement: &confined(),
+        resources: &res,
+    }) else {
+        panic!("upper and work apart are refused")
+    };
+    assert!(e.to_string().contains("one directory"), "{e}");
 }
