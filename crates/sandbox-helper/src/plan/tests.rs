@@ -740,10 +740,11 @@ fn under_a_user_namespace_an_images_overlay_is_made_of_idmapped_layers() {
         upper: "/state/c1/rootfs/upper".into(),
         work: "/state/c1/rootfs/work".into(),
         target: "/state/c1/rootfs/merged".into(),
+        volatile: false,
     };
     let plan = in_userns(Filesystem::Overlay {
         spec: &spec,
-        options: "unused",
+        tree: None,
         etc: &etc,
         mounts: &[],
     });
@@ -794,7 +795,7 @@ fn under_a_user_namespace_an_images_overlay_is_made_of_idmapped_layers() {
             ipc: &fd,
             fs: Filesystem::Overlay {
                 spec: &apart,
-                options: "unused",
+                tree: None,
                 etc: &etc,
                 mounts: &[],
             },
