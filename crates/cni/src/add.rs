@@ -106,8 +106,6 @@ async fn plumb(
         }
         other => other?,
     };
-    // First, so GC knows the link by its alias from here on.
-    host.set_alias(host_index, &alias).await?;
     host.set_master(host_index, bridge.index).await?;
     if conf.hairpin {
         host.set_hairpin(host_index, true).await?;

@@ -167,8 +167,9 @@ impl Netlink {
         self.create_owned_bridge(name, mtu, None).await
     }
 
-    /// [`create_bridge`](Self::create_bridge), marked with its owner in the same
-    /// request (see [`crate::owner`]).
+    /// [`create_bridge`](Self::create_bridge), marked with its owner (see
+    /// [`crate::owner`]) right after: the kernel drops `IFLA_IFALIAS` from a create
+    /// request. A mark that cannot be set undoes the create.
     pub async fn create_owned_bridge(
         &self,
         name: &str,
@@ -182,16 +183,32 @@ impl Netlink {
         if let Some(mtu) = mtu {
             req = req.mtu(mtu);
         }
-        if let Some(owner) = owner {
-            req = req.alias(owner);
-        }
         self.handle
             .link()
             .add(req.build())
             .execute()
             .await
             .map_err(|e| Error::netlink(format!("link {name}"), "create bridge", e))?;
-        self.created_index(name).await
+        let index = self.created_index(name).await?;
+        self.mark_created(index, name, owner).await?;
+        Ok(index)
+    }
+
+    /// Sets the owner mark of a link just created, deleting the link if it cannot.
+    async fn mark_created(&self, index: u32, name: &str, owner: Option<&str>) -> Result<()> {
+        let Some(owner) = owner else { return Ok(()) };
+        let Err(e) = self.set_alias(index, owner).await else {
+            return Ok(());
+        };
+        match self.delete_link_by_name(name).await {
+            Ok(_) => Err(e),
+            // Both said: the caller must know an unmarked link was left.
+            Err(undo) => Err(Error::Protocol {
+                object: format!("link {name}"),
+                step: "mark with its owner".into(),
+                detail: format!("{e}; and deleting it again failed: {undo}"),
+            }),
+        }
     }
 
     /// Creates a veth pair in ONE request, the peer born directly inside `peer_netns`
@@ -210,8 +227,9 @@ impl Netlink {
             .await
     }
 
-    /// [`create_veth`](Self::create_veth), with the host end marked with its owner in
-    /// the same request (see [`crate::owner`]).
+    /// [`create_veth`](Self::create_veth), with the host end marked with its owner
+    /// (see [`crate::owner`]) right after, as in
+    /// [`create_owned_bridge`](Self::create_owned_bridge).
     pub async fn create_owned_veth(
         &self,
         host_name: &str,
@@ -233,9 +251,6 @@ impl Netlink {
         if let Some(mac) = peer_mac {
             peer = peer.address(mac.to_vec());
         }
-        if let Some(owner) = owner {
-            host = host.alias(owner);
-        }
         let msg = host
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
             .build();
@@ -249,7 +264,9 @@ impl Netlink {
                 e,
             )
         })?;
-        self.created_index(host_name).await
+        let index = self.created_index(host_name).await?;
+        self.mark_created(index, host_name, owner).await?;
+        Ok(index)
     }
 
     /// Creates a macvlan on `parent_index` (a link in this connection's namespace),

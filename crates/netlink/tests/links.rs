@@ -382,8 +382,9 @@ fn master_rename_mac_and_listing() {
     });
 }
 
-/// The CNI plugin's bridge keys: promiscuity on a bridge, hairpin on a port, and an
-/// alias set on an existing link (the kernel drops one given in a create request).
+/// The CNI plugin's bridge keys: promiscuity on a bridge, hairpin on a port; and the
+/// owner mark of a created link, which the kernel drops from a create request, so it is
+/// set right after (a link the product made without it was never known as its own).
 #[test]
 fn promisc_hairpin_and_alias_reach_the_kernel() {
     let _iso = container_testkit::isolate().unwrap();
@@ -392,10 +393,22 @@ fn promisc_hairpin_and_alias_reach_the_kernel() {
         let br = nl.create_bridge("cbr-keys", None).await.unwrap();
         let here = NetNs::current().unwrap();
         let port = nl
-            .create_owned_veth("vkeys0", "vkeys1", &here, None, None, Some("dropped"))
+            .create_owned_veth("vkeys0", "vkeys1", &here, None, None, Some("owner-a"))
             .await
             .unwrap();
-        assert_eq!(nl.link_by_index(port).await.unwrap().unwrap().alias, None);
+        let alias = |l: Option<container_netlink::LinkInfo>| l.unwrap().alias;
+        assert_eq!(
+            alias(nl.link_by_index(port).await.unwrap()).as_deref(),
+            Some("owner-a")
+        );
+        let owned = nl
+            .create_owned_bridge("cbr-owned", None, Some("owner-b"))
+            .await
+            .unwrap();
+        assert_eq!(
+            alias(nl.link_by_index(owned).await.unwrap()).as_deref(),
+            Some("owner-b")
+        );
         nl.set_alias(port, "container-cni/n/c/eth0").await.unwrap();
         assert_eq!(
             nl.link_by_index(port)
