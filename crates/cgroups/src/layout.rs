@@ -146,6 +146,32 @@ impl Layout {
     }
 }
 
+/// The root of every cgroup hierarchy mounted here, whatever its controllers.
+pub(crate) fn every_hierarchy() -> Vec<PathBuf> {
+    let table = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap_or_default();
+    hierarchies_in(&table)
+}
+
+fn hierarchies_in(table: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for line in table.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = left.split(' ').collect();
+        let fstype = right.split(' ').next().unwrap_or("");
+        if let (Some(&"/"), Some(mount), "cgroup" | "cgroup2") =
+            (fields.get(3), fields.get(4), fstype)
+        {
+            let mount = PathBuf::from(unescape(mount));
+            if !found.contains(&mount) {
+                found.push(mount);
+            }
+        }
+    }
+    found
+}
+
 /// mountinfo escapes space, tab, newline and backslash as octal.
 fn unescape(s: &str) -> String {
     let mut out = String::new();
@@ -189,6 +215,27 @@ mod tests {
         ("/cg/freezer", &["freezer"]),
         ("/cg/cpuacct", &["cpuacct"]),
     ];
+
+    #[test]
+    fn every_hierarchy_is_found_whatever_its_controllers() {
+        let table = "\
+30 25 0:26 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+32 30 0:28 / /sys/fs/cgroup/blkio rw - cgroup cgroup rw,blkio
+33 30 0:29 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
+35 30 0:31 /sub /mnt/x rw - cgroup cgroup rw,pids
+";
+        let found = hierarchies_in(table);
+        assert_eq!(
+            found,
+            [
+                "/sys/fs/cgroup/unified",
+                "/sys/fs/cgroup/blkio",
+                "/sys/fs/cgroup/systemd"
+            ]
+            .map(PathBuf::from)
+        );
+    }
 
     #[test]
     fn a_hybrid_cgroup2_without_controllers_is_left_for_the_v1_freezer() {

@@ -508,16 +508,23 @@ pub fn children(layout: &Layout, parent: &str) -> Result<Vec<String>, Error> {
 }
 
 /// Removes `rel` and everything under it, deepest first, killing what runs there, in
-/// every mounted hierarchy (those a container's cgroup leaves out included): the end
-/// of a test's private parent, or of a bench's.
+/// every mounted hierarchy (those a container's cgroup leaves out included, and those
+/// with no controller of ours, such as blkio, cpuset or name=systemd, where another
+/// runtime given the same parent, podman's runc, makes its own): the end of a test's
+/// private parent, or of a bench's.
 pub fn remove_tree(layout: &Layout, rel: &str) -> Result<(), Error> {
     check_path(rel)?;
-    let mounts: Vec<&Path> = layout
+    let mut mounts: Vec<PathBuf> = layout
         .v1
         .iter()
-        .map(|(m, _)| m.as_path())
-        .chain(layout.unified.as_deref())
+        .map(|(m, _)| m.clone())
+        .chain(layout.unified.clone())
         .collect();
+    for m in layout::every_hierarchy() {
+        if !mounts.contains(&m) {
+            mounts.push(m);
+        }
+    }
     for mount in mounts {
         remove_dir_tree(&mount.join(rel))?;
     }
