@@ -21,21 +21,25 @@ const CAP_NET_RAW: u64 = 1 << 13;
 const CAP_SYS_PTRACE: u64 = 1 << 19;
 const CAP_SYS_ADMIN: u64 = 1 << 21;
 
-/// The probe binary, compiled once per test process.
+/// The probe binary, compiled once per test process into the target's own scratch
+/// directory (not /tmp, where every run left one behind), under a name of its own
+/// and then renamed, so that a run beside this one never sees half a binary.
 fn probe_binary() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("container-probe-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("probe dir");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::create_dir_all(dir).expect("probe dir");
         let out = dir.join("probe");
+        let building = dir.join(format!(".probe.{}", std::process::id()));
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/probe.c");
         let status = Command::new("gcc")
             .args(["-static", "-O1", "-o"])
-            .arg(&out)
+            .arg(&building)
             .arg(&src)
             .status()
             .expect("gcc (apt-get install gcc libc6-dev)");
         assert!(status.success(), "gcc -static {}", src.display());
+        std::fs::rename(&building, &out).expect("rename probe");
         out
     })
 }
