@@ -498,7 +498,14 @@ fn bad_mounts_get_one_clear_line_exit_125_and_change_nothing() {
                 "--mount".into(),
                 "type=volume,src=v,dst=/d,volume-opt=type=nfs".into(),
             ],
-            "volume option \"type\"",
+            "need both type= and device=",
+        ),
+        (
+            vec![
+                "--mount".into(),
+                "type=volume,src=v,dst=/d,volume-opt=size=1m".into(),
+            ],
+            "option \"size\" is not one of the local driver's",
         ),
         (
             vec!["--mount".into(), "type=volume,src=a/b,dst=/d".into()],
@@ -546,7 +553,7 @@ fn bad_mounts_get_one_clear_line_exit_125_and_change_nothing() {
         (vec!["volume", "create", "a/b"], "invalid volume name"),
         (
             vec!["volume", "create", "-o", "type=nfs", "x"],
-            "option \"type\"",
+            "need both type= and device=",
         ),
         (vec!["volume", "create", "-d", "nfs", "x"], "driver \"nfs\""),
     ] {
@@ -619,4 +626,112 @@ fn system_prune_volumes_takes_unused_anonymous_volumes_and_keeps_named_ones() {
     assert_eq!(out["containers"], serde_json::json!(["c"]), "{out}");
     assert_eq!(out["volumes"].as_array().map(Vec::len), Some(1), "{out}");
     assert_eq!(w.ok(&["volume", "ls", "-q"]), "named\n");
+}
+
+/// The local driver's options: a tmpfs volume (its size enforced, its options in the
+/// container's mount table and nowhere on the host's), a bind volume (`type=none,o=bind`)
+/// whose writes land in its host path, one made on first use by `--mount volume-opt=`,
+/// `o=ro`; bad options refused by `volume create` with nothing made.
+#[test]
+fn local_driver_options_make_tmpfs_and_bind_volumes() {
+    let s = setup();
+    let w = &s.world;
+    w.ok(&[
+        "volume",
+        "create",
+        "-o",
+        "type=tmpfs",
+        "-o",
+        "device=tmpfs",
+        "-o",
+        "o=size=64k,mode=750",
+        "tv",
+    ]);
+    let inspect = w.ok(&["volume", "inspect", "tv"]);
+    assert!(inspect.contains("size=64k"), "{inspect}");
+    let out = ok(
+        w,
+        &s.rootfs,
+        &["-v", "tv:/data"],
+        "stat -c %a /data; grep ' /data ' /proc/mounts; dd if=/dev/zero of=/data/big bs=1k count=128 2>&1; true",
+    );
+    assert!(out.starts_with("750\n"), "{out}");
+    assert!(
+        out.contains("tmpfs /data tmpfs") && out.contains("nosuid,nodev"),
+        "{out}"
+    );
+    assert!(out.contains("No space left on device"), "{out}");
+    // Mounted in the container's namespace only: nothing here, nothing in _data.
+    let left = mounts_under(&w.root());
+    assert!(left.is_empty(), "{left:?}");
+    assert!(std::fs::read_dir(data_dir(w, "tv"))
+        .unwrap()
+        .next()
+        .is_none());
+
+    let host = w.iso.dir().join("bound");
+    std::fs::create_dir(&host).unwrap();
+    let device = format!("device={}", host.display());
+    w.ok(&[
+        "volume",
+        "create",
+        "-o",
+        "type=none",
+        "-o",
+        &device,
+        "-o",
+        "o=bind",
+        "bv",
+    ]);
+    ok(w, &s.rootfs, &["-v", "bv:/b"], "echo through > /b/f");
+    assert_eq!(
+        std::fs::read_to_string(host.join("f")).unwrap(),
+        "through\n"
+    );
+
+    let out = ok(
+        w,
+        &s.rootfs,
+        &[
+            "--mount",
+            "type=volume,src=fresh,dst=/f,volume-opt=type=tmpfs,volume-opt=device=tmpfs,volume-opt=o=ro",
+        ],
+        "touch /f/x 2>&1; true",
+    );
+    assert!(out.contains("Read-only file system"), "{out}");
+    let inspect = w.ok(&["volume", "inspect", "fresh"]);
+    assert!(inspect.contains("\"type\": \"tmpfs\""), "{inspect}");
+
+    let before = w.ok(&["volume", "ls", "-q"]);
+    for (opts, want) in [
+        (vec!["-o", "type=tmpfs"], "need both type= and device="),
+        (
+            vec!["-o", "type=proc", "-o", "device=proc"],
+            "shows the host",
+        ),
+        (
+            vec![
+                "-o",
+                "type=none",
+                "-o",
+                "device=/nonexistent-x",
+                "-o",
+                "o=bind",
+            ],
+            "does not exist",
+        ),
+        (vec!["-o", "flavour=x"], "option \"flavour\""),
+    ] {
+        let mut args = vec!["volume", "create"];
+        args.extend(opts);
+        args.push("badv");
+        let out = w.cli(&args);
+        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(want) && err.trim().lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(w.ok(&["volume", "ls", "-q"]), before);
 }

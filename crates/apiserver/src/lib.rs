@@ -29,6 +29,7 @@ pub mod sandbox_cleanup;
 pub mod server;
 pub mod subnets;
 pub mod undo;
+pub mod volume_opts;
 pub mod volumes;
 
 pub use error::ApiError;

@@ -135,11 +135,8 @@ pub fn check_mounts(config: &mut ContainerConfig) -> Result<(), ApiError> {
                     m.anonymous = true;
                 }
                 check_name(&m.source).map_err(|e| bad(format!("{what}: {e}")))?;
-                if let Some((k, _)) = m.volume_opts.iter().next() {
-                    return Err(bad(format!(
-                        "{what}: volume option {k:?} is not supported (the local driver here keeps plain directories)"
-                    )));
-                }
+                crate::volume_opts::parse(&m.source, &m.volume_opts)
+                    .map_err(|e| bad(format!("{what}: {e}")))?;
             }
             MountKind::Tmpfs => {
                 if !m.source.is_empty() {
@@ -199,10 +196,9 @@ pub fn sandbox_mounts(
                         m.source
                     )));
                 }
-                SandboxMountKind::Bind {
-                    source: data.display().to_string(),
-                    copy_up: !m.no_copy,
-                }
+                volumes
+                    .local_mount(&m.source)?
+                    .sandbox_kind(&data.display().to_string(), !m.no_copy)
             }
             MountKind::Tmpfs => {
                 let mut options = format!("mode={:o}", m.tmpfs_mode.unwrap_or(0o1777));
@@ -257,10 +253,25 @@ pub fn check_idmappable(
                     m.source.clone().into(),
                 ));
             }
-            MountKind::Volume => sources.push((
-                format!("volume {} on {}", m.source, m.target),
-                volumes.dir.clone(),
-            )),
+            MountKind::Volume => {
+                let what = format!("volume {} on {}", m.source, m.target);
+                let local = match volumes.record(&m.source) {
+                    Ok(r) => crate::volume_opts::parse(&m.source, &r.options).map_err(bad)?,
+                    Err(_) => crate::volume_opts::parse(&m.source, &m.volume_opts).map_err(bad)?,
+                };
+                match local {
+                    crate::volume_opts::LocalMount::Dir => sources.push((what, volumes.dir.clone())),
+                    crate::volume_opts::LocalMount::Bind { source } => {
+                        sources.push((what, source.into()))
+                    }
+                    crate::volume_opts::LocalMount::Filesystem { fstype, .. } if fstype != "tmpfs" => {
+                        return Err(bad(format!(
+                            "container {id}: {what}: a volume of type {fstype} is not idmapped under --userns=auto yet"
+                        )))
+                    }
+                    crate::volume_opts::LocalMount::Filesystem { .. } => {}
+                }
+            }
             MountKind::Tmpfs => {}
         }
     }
@@ -311,6 +322,12 @@ impl Volumes {
 
     pub fn data_dir(&self, name: &str) -> PathBuf {
         self.dir.join(name).join(DATA)
+    }
+
+    /// What the volume's options make of it (checked when it was made).
+    pub fn local_mount(&self, name: &str) -> Result<crate::volume_opts::LocalMount, ApiError> {
+        let record = self.record(name)?;
+        crate::volume_opts::parse(name, &record.options).map_err(bad)
     }
 
     fn record(&self, name: &str) -> Result<VolumeRecord, ApiError> {
@@ -364,11 +381,7 @@ impl Volumes {
                 "volume {name}: driver {driver:?} is not known (only \"local\")"
             )));
         }
-        if let Some(k) = req.options.keys().next() {
-            return Err(bad(format!(
-                "volume {name}: option {k:?} is not supported (the local driver here keeps plain directories)"
-            )));
-        }
+        crate::volume_opts::parse(&name, &req.options).map_err(bad)?;
         let dest = self.dir.join(&name);
         if dest.exists() {
             return Err(ApiError::Conflict(format!("volume {name} already exists")));
@@ -420,6 +433,7 @@ impl Volumes {
             }
             let req = VolumeCreate {
                 name: Some(m.source.clone()),
+                options: m.volume_opts.clone(),
                 ..VolumeCreate::default()
             };
             match self.make(&req, m.anonymous) {

@@ -156,6 +156,14 @@ pub enum SandboxMountKind {
     },
     /// tmpfs with these mount options (`size=…,mode=…`).
     Tmpfs { options: String, exec: bool },
+    /// A volume of the local driver with `type=`/`device=`: that filesystem, mounted
+    /// with mount(2)'s `flags` and the filesystem's `data` (the apiserver checked them).
+    Filesystem {
+        fstype: String,
+        device: String,
+        flags: u64,
+        data: String,
+    },
 }
 
 /// A volume's metadata: `<root>/volumes/<name>/volume.json`.

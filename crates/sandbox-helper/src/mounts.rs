@@ -76,7 +76,7 @@ pub fn prepare(root: &Root, mounts: &[SandboxMount]) -> Result<(), RootfsError> 
                     root.create_file(target, 0o644)?;
                 }
             }
-            SandboxMountKind::Tmpfs { .. } => {
+            SandboxMountKind::Tmpfs { .. } | SandboxMountKind::Filesystem { .. } => {
                 root.mkdir_all(target, 0o755)?;
             }
         }
@@ -150,6 +150,33 @@ pub(crate) fn plan(
                     Some("tmpfs"),
                     flags,
                     Some(&options),
+                )?;
+            }
+            SandboxMountKind::Filesystem {
+                fstype,
+                device,
+                flags,
+                data,
+            } => {
+                // A tmpfs volume under `--userns=auto` is the container's root's, as a
+                // `--tmpfs` is; other types are refused there at create.
+                let data = match (fstype.as_str(), userns) {
+                    ("tmpfs", Some(_)) => format!("{data}{}", tmpfs_owner(userns))
+                        .trim_start_matches(',')
+                        .to_string(),
+                    _ => data.clone(),
+                };
+                let mut flags = *flags as libc::c_ulong;
+                if m.readonly {
+                    flags |= MS_RDONLY;
+                }
+                plan.resolve(R, rel, true, T, shown)?.mount_at(
+                    Some(Path::new(device)),
+                    T,
+                    shown,
+                    Some(fstype),
+                    flags,
+                    (!data.is_empty()).then_some(data.as_str()),
                 )?;
             }
         }
