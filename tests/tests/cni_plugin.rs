@@ -103,6 +103,14 @@ fn every_verb_at_every_spec_version() {
         assert!(reservations(&data.join("verbs")).is_empty());
         assert!(!links_in(&ns).contains(&"eth0".to_string()));
         assert!(our_host_ends().is_empty(), "{:?}", our_host_ends());
+        // DEL answers once both ends are out of their namespaces (the kernel's clean-up
+        // after that is its own): the same pod's names are free again at once.
+        call(&ours(), &Call::new("ADD", &id, Some(&ns)), &conf).ok();
+        let del = call(&ours(), &Call::new("DEL", &id, Some(&ns)), &conf);
+        assert!(del.ok, "DEL after a second ADD: {}", del.raw);
+        assert!(!links_in(&ns).contains(&"eth0".to_string()));
+        assert!(our_host_ends().is_empty(), "{:?}", our_host_ends());
+        assert!(reservations(&data.join("verbs")).is_empty());
         container_netlink::NetNs::remove_bound(&ns).expect("remove netns");
         let del = call(&ours(), &Call::new("DEL", &id, Some(&ns)), &conf);
         assert!(del.ok, "DEL with the netns gone: {}", del.raw);

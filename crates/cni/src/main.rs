@@ -30,6 +30,10 @@ use error::{CniError, DECODE, INCOMPATIBLE_VERSION, IO_FAILURE};
 use version::{Version, SUPPORTED};
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(del::UNLINK_ARG) {
+        return del::unlink_child(&args[1..]);
+    }
     let mut stdin = Vec::new();
     let read = std::io::stdin().read_to_end(&mut stdin);
     // The version errors are written in: the config's, when it names one we speak.

@@ -141,8 +141,9 @@ pub fn measure(ctx: &Ctx) -> Section {
             rows.push(Row::from_samples("reference ADD", Unit::Nanos, &s[4]));
             rows.push(Row::from_samples("reference DEL", Unit::Nanos, &s[5]));
             rows.push(
-                Row::from_samples("floor: `ip link del` of a veth pair", Unit::Nanos, &s[6])
-                    .extra("the kernel's unregister of the pair, which every DEL pays; ip's start included"),
+                Row::from_samples("floor: `ip link del` of a veth pair", Unit::Nanos, &s[6]).extra(
+                    "the kernel's unregister of the pair, waited for whole; ip's start included",
+                ),
             );
         }
         Err(e) => notes.push(format!("not measured: {e:#}")),
