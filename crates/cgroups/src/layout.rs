@@ -119,14 +119,17 @@ impl Layout {
     }
 
     /// Whether a container's cgroup has a directory in cgroup2. Not on a hybrid host
-    /// whose cgroup2 carries no controller while v1 has a freezer: there cgroup2 would
-    /// give only `cgroup.kill` and `cpu.stat`, which the v1 freezer and cpuacct give
-    /// too, and joining it costs every process started an RCU grace period (a
+    /// whose cgroup2 carries none of the controllers used here (this one's carries
+    /// only hugetlb) while v1 has a freezer and a devices controller: there cgroup2
+    /// would give only `cgroup.kill` and `cpu.stat`, which the v1 freezer and cpuacct
+    /// give too, and joining it costs every process started an RCU grace period (a
     /// `cgroup.procs` write; v1 joins through `tasks`, which skips it: see
     /// `Cgroup::procs_files`).
     pub fn joins_unified(&self) -> bool {
         self.unified.is_some()
-            && !(self.unified_controllers.is_empty() && self.v1_mount("freezer").is_some())
+            && (V2_CONTROLLERS.iter().any(|c| self.v2_has(c))
+                || self.v1_mount("freezer").is_none()
+                || self.v1_mount("devices").is_none())
     }
 
     /// Every hierarchy root a container's cgroup has a directory in. When it joins
@@ -210,10 +213,11 @@ mod tests {
         }
     }
 
-    const V1: [(&str, &[&str]); 3] = [
+    const V1: [(&str, &[&str]); 4] = [
         ("/cg/memory", &["memory"]),
         ("/cg/freezer", &["freezer"]),
         ("/cg/cpuacct", &["cpuacct"]),
+        ("/cg/devices", &["devices"]),
     ];
 
     #[test]
@@ -238,11 +242,17 @@ mod tests {
     }
 
     #[test]
-    fn a_hybrid_cgroup2_without_controllers_is_left_for_the_v1_freezer() {
-        let l = layout(&V1, Some(&[]));
-        assert!(!l.joins_unified());
-        let roots: Vec<&str> = l.roots().iter().map(|p| p.to_str().unwrap()).collect();
-        assert_eq!(roots, ["/cg/memory", "/cg/freezer", "/cg/cpuacct"]);
+    fn a_hybrid_cgroup2_without_our_controllers_is_left_for_the_v1_freezer() {
+        // This machine's cgroup2 carries hugetlb alone: none of ours.
+        for carried in [&[][..], &["hugetlb"][..], &["memory"][..]] {
+            let l = layout(&V1, Some(carried));
+            assert!(!l.joins_unified(), "{carried:?}");
+            let roots: Vec<&str> = l.roots().iter().map(|p| p.to_str().unwrap()).collect();
+            assert_eq!(
+                roots,
+                ["/cg/memory", "/cg/freezer", "/cg/cpuacct", "/cg/devices"]
+            );
+        }
     }
 
     #[test]
@@ -250,7 +260,7 @@ mod tests {
         let l = layout(&V1, Some(&["pids"]));
         assert!(l.joins_unified());
         let roots: Vec<&str> = l.roots().iter().map(|p| p.to_str().unwrap()).collect();
-        assert_eq!(roots, ["/cg/memory", "/cg/unified"]);
+        assert_eq!(roots, ["/cg/memory", "/cg/devices", "/cg/unified"]);
         let l = layout(&[("/cg/memory", &["memory"])], Some(&[]));
         assert!(l.joins_unified());
         let l = layout(&[], Some(&[]));
