@@ -359,6 +359,18 @@ pub fn setup() -> Setup {
     Setup { world, rootfs }
 }
 
+/// Mount points of this thread's namespace under `under` (the test thread has its own:
+/// /proc/self would show the host's).
+pub fn mounts_under(under: &std::path::Path) -> Vec<String> {
+    let under = under.display().to_string();
+    std::fs::read_to_string("/proc/thread-self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.split(' ').nth(4).is_some_and(|p| p.starts_with(&under)))
+        .map(str::to_string)
+        .collect()
+}
+
 /// This world's netns mounts, as the test's own mount namespace sees them (the test
 /// thread has one of its own: /proc/self would show the process's, the host's).
 pub fn netns_mounts(world: &World) -> Vec<String> {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use container_tests::oci::{layout, Image, LayerBuilder};
-use container_tests::{busybox_rootfs, eventually, setup, Setup, World};
+use container_tests::{busybox_rootfs, eventually, mounts_under, setup, Setup, World};
 
 fn data_dir(w: &World, name: &str) -> PathBuf {
     w.root().join("volumes").join(name).join("_data")
@@ -17,18 +17,6 @@ fn data_dir(w: &World, name: &str) -> PathBuf {
 fn owner(path: &Path) -> (u32, u32) {
     let m = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (m.uid(), m.gid())
-}
-
-/// Mount points of this thread's namespace under `under` (the test thread has its own:
-/// /proc/self would show the host's).
-fn mounts_under(under: &Path) -> Vec<String> {
-    let under = under.display().to_string();
-    std::fs::read_to_string("/proc/thread-self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter(|l| l.split(' ').nth(4).is_some_and(|p| p.starts_with(&under)))
-        .map(str::to_string)
-        .collect()
 }
 
 #[test]

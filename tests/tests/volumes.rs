@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use container_tests::oci::{busybox_image, layout};
-use container_tests::{eventually, setup, Setup, World};
+use container_tests::{eventually, mounts_under, setup, Setup, World};
 
 fn run(w: &World, rootfs: &str, mounts: &[&str], script: &str) -> std::process::Output {
     let mut args = vec!["run", "--rm", "--network", "none", "--rootfs", rootfs];
@@ -27,18 +27,6 @@ fn ok(w: &World, rootfs: &str, mounts: &[&str], script: &str) -> String {
 
 fn data_dir(w: &World, name: &str) -> PathBuf {
     w.root().join("volumes").join(name).join("_data")
-}
-
-/// Mount points of this thread's namespace under `under` (the test thread has its own:
-/// /proc/self would show the host's).
-fn mounts_under(under: &Path) -> Vec<String> {
-    let under = under.display().to_string();
-    std::fs::read_to_string("/proc/thread-self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter(|l| l.split(' ').nth(4).is_some_and(|p| p.starts_with(&under)))
-        .map(str::to_string)
-        .collect()
 }
 
 #[test]

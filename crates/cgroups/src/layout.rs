@@ -44,26 +44,10 @@ impl Layout {
             unified: None,
             unified_controllers: Vec::new(),
         };
-        for line in table.lines() {
-            let Some((left, right)) = line.split_once(" - ") else {
-                continue;
-            };
-            let fields: Vec<&str> = left.split(' ').collect();
-            let rfields: Vec<&str> = right.split(' ').collect();
-            let (Some(root), Some(mount), Some(fstype)) =
-                (fields.get(3), fields.get(4), rfields.first())
-            else {
-                continue;
-            };
-            // A bind of a sub-directory is not a hierarchy's root.
-            if *root != "/" {
-                continue;
-            }
-            let mount = PathBuf::from(unescape(mount));
-            match *fstype {
+        for (mount, fstype, opts) in cgroup_mounts(table) {
+            match fstype {
                 "cgroup2" if layout.unified.is_none() => layout.unified = Some(mount),
                 "cgroup" => {
-                    let opts = rfields.get(2).copied().unwrap_or("");
                     let controllers: Vec<String> = opts
                         .split(',')
                         .filter(|o| V1_CONTROLLERS.contains(o))
@@ -156,23 +140,30 @@ pub(crate) fn every_hierarchy() -> Vec<PathBuf> {
 }
 
 fn hierarchies_in(table: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for line in table.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let fields: Vec<&str> = left.split(' ').collect();
-        let fstype = right.split(' ').next().unwrap_or("");
-        if let (Some(&"/"), Some(mount), "cgroup" | "cgroup2") =
-            (fields.get(3), fields.get(4), fstype)
-        {
-            let mount = PathBuf::from(unescape(mount));
-            if !found.contains(&mount) {
-                found.push(mount);
-            }
+    let mut found: Vec<PathBuf> = Vec::new();
+    for (mount, _, _) in cgroup_mounts(table) {
+        if !found.contains(&mount) {
+            found.push(mount);
         }
     }
     found
+}
+
+/// The cgroup and cgroup2 mounts of a mountinfo table (see proc(5)) that are a
+/// hierarchy's root (a bind of a sub-directory is not): mount point, type, super
+/// options.
+fn cgroup_mounts(table: &str) -> impl Iterator<Item = (PathBuf, &str, &str)> {
+    table.lines().filter_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let fields: Vec<&str> = left.split(' ').collect();
+        let rfields: Vec<&str> = right.split(' ').collect();
+        let fstype = *rfields.first()?;
+        if fields.get(3) != Some(&"/") || !matches!(fstype, "cgroup" | "cgroup2") {
+            return None;
+        }
+        let mount = PathBuf::from(unescape(fields.get(4)?));
+        Some((mount, fstype, rfields.get(2).copied().unwrap_or("")))
+    })
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.

@@ -256,7 +256,7 @@ pub enum VolumeCommand {
         /// Label KEY=VALUE (repeatable).
         #[arg(long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
-        /// Driver option KEY=VALUE (repeatable; the local driver here takes none).
+        /// Driver option KEY=VALUE (repeatable; the local driver takes type=, device=, o=).
         #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
         options: Vec<String>,
         name: Option<String>,

@@ -48,17 +48,9 @@ pub fn last_cap() -> u32 {
 fn held() -> u64 {
     static HELD: OnceLock<u64> = OnceLock::new();
     *HELD.get_or_init(|| {
-        let header = CapHeader {
-            version: CAPABILITY_VERSION_3,
-            pid: 0,
-        };
-        let mut data = [CapData {
-            effective: 0,
-            permitted: 0,
-            inheritable: 0,
-        }; 2];
+        let mut data = [CapData::default(); 2];
         // SAFETY: capget fills the two words of `data`.
-        let rc = unsafe { libc::syscall(libc::SYS_capget, &header, data.as_mut_ptr()) };
+        let rc = unsafe { capget(&mut data) };
         let permitted = if rc == 0 {
             u64::from(data[0].permitted) | (u64::from(data[1].permitted) << 32)
         } else {
@@ -86,15 +78,34 @@ struct CapHeader {
     pid: libc::c_int,
 }
 
+/// One word of each set, as `capget`/`capset` take them (version 3: two words).
 #[repr(C)]
-#[derive(Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
+#[derive(Clone, Copy, Default)]
+pub(crate) struct CapData {
+    pub effective: u32,
+    pub permitted: u32,
+    pub inheritable: u32,
 }
 
 const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// The calling thread's capability sets: raw system call, for the child.
+pub(crate) unsafe fn capget(sets: &mut [CapData; 2]) -> libc::c_int {
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    libc::syscall(libc::SYS_capget, &mut header, sets.as_mut_ptr()) as libc::c_int
+}
+
+/// Sets the calling thread's capability sets: raw system call, for the child.
+pub(crate) unsafe fn capset(sets: &[CapData; 2]) -> libc::c_int {
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    libc::syscall(libc::SYS_capset, &mut header, sets.as_ptr()) as libc::c_int
+}
 
 impl CapStep {
     /// In the child: raw system calls only.
@@ -118,17 +129,13 @@ impl CapStep {
                 effective,
                 permitted,
             } => {
-                let header = CapHeader {
-                    version: CAPABILITY_VERSION_3,
-                    pid: 0,
-                };
                 let word = |mask: u64, i: u32| (mask >> (32 * i)) as u32;
                 let data = [0, 1].map(|i| CapData {
                     effective: word(*effective, i),
                     permitted: word(*permitted, i),
                     inheritable: 0,
                 });
-                if libc::syscall(libc::SYS_capset, &header, data.as_ptr()) < 0 {
+                if capset(&data) < 0 {
                     return -1;
                 }
                 libc::prctl(

@@ -10,6 +10,9 @@
 //! (see [`IdmappedOverlay`]). The functions that run in the workload's child make raw
 //! system calls only (the child may not allocate).
 //!
+//! The plain detached-mount calls (`clone_tree`, `move_tree`) live here too: an image's
+//! overlay, prepared before fork, reaches the child the same way, only not idmapped.
+//!
 //! [`check`] is the same call made by the apiserver before it creates a container, so
 //! a source whose filesystem the kernel cannot idmap (procfs, sysfs, tmpfs before
 //! Linux 6.3, a FUSE filesystem that does not opt in) is refused by name up front.
@@ -33,7 +36,7 @@ struct MountAttr {
 const OPEN_TREE_CLONE: c_uint = 1;
 const AT_RECURSIVE: c_uint = 0x8000;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-pub(crate) const MOVE_MOUNT_F_EMPTY_PATH: c_uint = 0x4;
+const MOVE_MOUNT_F_EMPTY_PATH: c_uint = 0x4;
 const MOVE_MOUNT_T_EMPTY_PATH: c_uint = 0x40;
 const FSOPEN_CLOEXEC: c_uint = 1;
 const FSMOUNT_CLOEXEC: c_uint = 1;
@@ -84,17 +87,45 @@ unsafe fn clone_idmapped(dirfd: c_int, path: &CStr, recursive: bool, userns: Raw
     tree
 }
 
+/// A detached clone of the mount at `path` alone (not its submounts, and not
+/// idmapped), close-on-exec: a descriptor that keeps the mount's superblock alive once
+/// the mount itself is gone (an image's prepared overlay: see `overlay::prepare`).
+pub(crate) fn clone_tree(path: &Path) -> std::io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: open_tree(2) with a valid path; the descriptor it returns is ours.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as c_int) })
+}
+
 /// Attaches the detached tree `tree` onto `target` (under `dirfd`; with
-/// `MOVE_MOUNT_T_EMPTY_PATH`, onto what `dirfd` is), then closes it.
-unsafe fn attach(tree: c_int, dirfd: c_int, target: &CStr, flags: c_uint) -> c_int {
-    let rc = libc::syscall(
+/// `MOVE_MOUNT_T_EMPTY_PATH`, onto what `dirfd` is), leaving the descriptor open.
+pub(crate) unsafe fn move_tree(tree: c_int, dirfd: c_int, target: &CStr, flags: c_uint) -> c_int {
+    libc::syscall(
         libc::SYS_move_mount,
         tree,
         c"".as_ptr(),
         dirfd,
         target.as_ptr(),
         MOVE_MOUNT_F_EMPTY_PATH | flags,
-    ) as c_int;
+    ) as c_int
+}
+
+/// [`move_tree`], then closes `tree`.
+unsafe fn attach(tree: c_int, dirfd: c_int, target: &CStr, flags: c_uint) -> c_int {
+    let rc = move_tree(tree, dirfd, target, flags);
     close_quietly(tree);
     rc
 }
@@ -151,20 +182,6 @@ pub struct IdmappedOverlay {
     pub owner: u32,
 }
 
-/// `capget`/`capset` layout (version 3: two words per set).
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: c_int,
-}
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
 impl IdmappedOverlay {
     /// Runs in the child: raw system calls only.
     pub(crate) unsafe fn mount(&self) -> c_int {
@@ -187,16 +204,8 @@ impl IdmappedOverlay {
         if fds[1] < 0 {
             return -1;
         }
-        let mut caps = [CapData {
-            effective: 0,
-            permitted: 0,
-            inheritable: 0,
-        }; 2];
-        let mut header = CapHeader {
-            version: 0x2008_0522,
-            pid: 0,
-        };
-        if libc::syscall(libc::SYS_capget, &mut header, caps.as_mut_ptr()) < 0 {
+        let mut caps = [crate::caps::CapData::default(); 2];
+        if crate::caps::capget(&mut caps) < 0 {
             return -1;
         }
         // Changing the filesystem uid away from 0 drops the filesystem capabilities
@@ -207,7 +216,7 @@ impl IdmappedOverlay {
         for c in raised.iter_mut() {
             c.effective = c.permitted;
         }
-        let mut rc = libc::syscall(libc::SYS_capset, &mut header, raised.as_ptr()) as c_int;
+        let mut rc = crate::caps::capset(&raised);
         if rc == 0 {
             rc = self.create(fds);
         }
@@ -216,7 +225,7 @@ impl IdmappedOverlay {
         // the effective set is put back as it was.
         libc::setfsuid(0);
         libc::setfsgid(0);
-        libc::syscall(libc::SYS_capset, &mut header, caps.as_ptr());
+        crate::caps::capset(&caps);
         *libc::__errno_location() = errno;
         if rc < 0 {
             return -1;

@@ -141,7 +141,7 @@ fn prepare_here(
             .map_err(|e| RemoteError::new(e.kind(), format!("image rootfs: {e}")))?;
         let user = crate::users::resolve(&root, user)
             .map_err(|e| RemoteError::new(e.kind(), e.to_string()))?;
-        let tree = clone_tree(target).map_err(|e| {
+        let tree = crate::idmap::clone_tree(target).map_err(|e| {
             RemoteError::internal(format!("image rootfs: open_tree {}: {e}", spec.target))
         })?;
         Ok(Prepared { user, tree })
@@ -171,28 +171,4 @@ fn refusal(spec: &OverlaySpec, e: nix::Error) -> RemoteError {
         spec.target,
         e.desc()
     ))
-}
-
-/// A detached copy of the mount at `path` (the mount alone: nothing is mounted under
-/// it yet), close-on-exec.
-fn clone_tree(path: &Path) -> std::io::Result<OwnedFd> {
-    use std::os::fd::FromRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: open_tree(2) with a valid path; the descriptor it returns is ours.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }

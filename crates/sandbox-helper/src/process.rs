@@ -383,14 +383,9 @@ impl Step {
                     userns,
                 } => crate::idmap::bind_at(source, slots[target.index()], userns.as_raw_fd()),
                 Step::IdmapOverlay(overlay) => overlay.mount(),
-                Step::MoveMount { tree, path } => libc::syscall(
-                    libc::SYS_move_mount,
-                    tree.as_raw_fd(),
-                    c"".as_ptr(),
-                    libc::AT_FDCWD,
-                    path.as_ptr(),
-                    crate::idmap::MOVE_MOUNT_F_EMPTY_PATH,
-                ) as libc::c_int,
+                Step::MoveMount { tree, path } => {
+                    crate::idmap::move_tree(tree.as_raw_fd(), libc::AT_FDCWD, path, 0)
+                }
                 Step::Mkdir(path) => exists_ok(libc::mkdir(path.as_ptr(), 0o755)),
                 Step::Mknod {
                     path,

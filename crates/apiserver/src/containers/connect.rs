@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use container_protocol::api::{EventType, NetworkConnect};
 use container_protocol::fault;
-use container_protocol::network::Attachment;
 use container_store::container::{
     ContainerConfig, ContainerState, NetworkAttachmentConfig, NetworkChange, PendingChange, Status,
 };
@@ -27,6 +26,17 @@ use crate::ops::Holds;
 use crate::undo::Undo;
 
 impl Containers {
+    /// Holds again exactly what the container's record claims (ports, devices, MACs),
+    /// after an attachment was added or taken away.
+    fn reclaim(&self, id: &str) {
+        if let Some(r) = self.records.container(id) {
+            self.claims.release(id);
+            if let Err(e) = self.claims.claim(id, claims_of(&r.config)) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
     /// `network connect NET CONTAINER`.
     pub async fn connect(self: &Arc<Self>, req: NetworkConnect) -> Result<(), ApiError> {
         let id = req.container.clone();
@@ -116,12 +126,7 @@ impl Containers {
             ifname: Some(ifname),
             aliases: req.aliases.clone(),
         };
-        let statics: Vec<IpAddr> = att
-            .ip
-            .map(IpAddr::V4)
-            .into_iter()
-            .chain(att.ip6.map(IpAddr::V6))
-            .collect();
+        let statics = super::validate::static_addresses(&att);
         if !statics.is_empty() {
             check_static_addresses(id, network, &net, &statics)?;
             self.check_addresses_free(id, network, &statics)?;
@@ -215,16 +220,7 @@ impl Containers {
             }
             let nh = self.networks.helper(&network).await?;
             let alloc = nh
-                .allocate(Attachment {
-                    network: network.clone(),
-                    container_id: id.clone(),
-                    ifname: ifname.clone(),
-                    ipv4: att.ip,
-                    ipv6: att.ip6,
-                    mac: att.mac.map(|m| m.0),
-                    netns: netns.clone(),
-                    ports: vec![],
-                })
+                .allocate(super::start::attachment(&id, att, netns.clone(), vec![]))
                 .await
                 .map_err(ApiError::from)?;
             fault::point("apiserver:connect-after-allocate");
@@ -377,13 +373,8 @@ impl Containers {
             .retain(|i| !(i.network == p.network && i.ifname == p.ifname));
         state.pending = None;
         self.persist(id, &state)?;
-        if let Some(r) = self.records.container(id) {
-            // What it holds now, without the network's MAC.
-            self.claims.release(id);
-            if let Err(e) = self.claims.claim(id, claims_of(&r.config)) {
-                tracing::warn!("{e}");
-            }
-        }
+        // What it holds now, without the network's MAC.
+        self.reclaim(id);
         self.networks.sync_names(&p.network, None).await;
         Ok(())
     }
@@ -447,12 +438,7 @@ impl Containers {
                     self.forget_attachment(&config, &p)?;
                     state.pending = None;
                     self.persist(id, &state)?;
-                    if let Some(r) = self.records.container(id) {
-                        self.claims.release(id);
-                        if let Err(e) = self.claims.claim(id, claims_of(&r.config)) {
-                            tracing::warn!("{e}");
-                        }
-                    }
+                    self.reclaim(id);
                     Ok::<_, ApiError>(())
                 }
                 .await

@@ -350,17 +350,9 @@ impl Containers {
             let network = att.network.clone();
             let ifname = att.ifname.clone().unwrap_or_default();
             let nh = self.networks.helper(&network).await?;
+            let ports = if i == 0 { config.ports.clone() } else { vec![] };
             let alloc = nh
-                .allocate(Attachment {
-                    network: network.clone(),
-                    container_id: id.clone(),
-                    ifname: ifname.clone(),
-                    ipv4: att.ip,
-                    ipv6: att.ip6,
-                    mac: att.mac.map(|m| m.0),
-                    netns: Some(netns.to_string()),
-                    ports: if i == 0 { config.ports.clone() } else { vec![] },
-                })
+                .allocate(attachment(id, att, Some(netns.to_string()), ports))
                 .await
                 .map_err(|e| ApiError::from(e).context(format!("network {network}: {ifname}")))?;
             allocations.push((i, alloc));
@@ -428,5 +420,26 @@ impl Containers {
             }
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// What the network helper is asked for, for the container's attachment `att`: its
+/// configured address, MAC and interface name, and the published `ports` (the first
+/// network's only).
+pub(super) fn attachment(
+    id: &str,
+    att: &container_protocol::container::NetworkAttachmentConfig,
+    netns: Option<String>,
+    ports: Vec<container_protocol::network::PortMap>,
+) -> Attachment {
+    Attachment {
+        network: att.network.clone(),
+        container_id: id.to_string(),
+        ifname: att.ifname.clone().unwrap_or_default(),
+        ipv4: att.ip,
+        ipv6: att.ip6,
+        mac: att.mac.map(|m| m.0),
+        netns,
+        ports,
     }
 }

@@ -87,6 +87,17 @@ pub(super) fn process_spec(
     }
 }
 
+/// The addresses an attachment asks for by `--ip`/`--ip6`.
+pub(super) fn static_addresses(
+    att: &container_store::container::NetworkAttachmentConfig,
+) -> Vec<IpAddr> {
+    att.ip
+        .map(IpAddr::V4)
+        .into_iter()
+        .chain(att.ip6.map(IpAddr::V6))
+        .collect()
+}
+
 /// What a container holds exclusively while it runs.
 pub(super) fn claims_of(config: &ContainerConfig) -> Vec<Claim> {
     let mut claims: Vec<Claim> = config.ports.iter().map(Claim::port).collect();
@@ -219,12 +230,7 @@ impl Containers {
             }
             ifnames.push(ifname.clone());
             att.ifname = Some(ifname);
-            let statics: Vec<IpAddr> = att
-                .ip
-                .map(IpAddr::V4)
-                .into_iter()
-                .chain(att.ip6.map(IpAddr::V6))
-                .collect();
+            let statics = static_addresses(att);
             if !statics.is_empty() {
                 check_static_addresses(&id, &att.network, &net, &statics)?;
             }
