@@ -423,6 +423,42 @@ fn system_stop_with_a_stopped_helper_still_stops() {
     w.apiserver = None;
 }
 
+/// A container that finishes during `system stop` releases its addresses through the
+/// network helper. With that helper gone (killed here, as a slow stop's late finishes
+/// find it gone), a stopping apiserver must not start another: nothing would stop it.
+/// Its reservations wait for the next apiserver's GC.
+#[test]
+fn a_stopping_apiserver_starts_no_helper() {
+    let (mut w, rootfs) = setup_with(&[]);
+    w.ok(&["network", "create", "--subnet", "10.64.0.0/24", "n1"]);
+    for name in ["c1", "c2", "c3"] {
+        w.ok(&[
+            "run", "-d", "--name", name, "--network", "n1", "--rootfs", &rootfs, "--", "sleep",
+            "1000",
+        ]);
+    }
+    let network = network_helper_pid(&w, "n1");
+    signal(network, Signal::SIGKILL);
+    eventually("network helper gone", || !alive(network));
+    let out = bounded(&w, &["system", "stop"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    eventually("apiserver exited", || !w.apiserver_alive());
+    w.apiserver = None;
+    let left = helpers_for(&w, "n1");
+    assert!(left.is_empty(), "a helper started while stopping: {left:?}");
+    for c in ["c1", "c2", "c3"] {
+        assert!(helpers_for(&w, c).is_empty(), "sandbox helper of {c} left");
+    }
+    // The next apiserver releases what the stop could not.
+    w.start_apiserver();
+    assert!(
+        reservation_files(&w).iter().all(|r| !r.starts_with("n1/")),
+        "n1's reservations released at start: {:?}",
+        reservation_files(&w)
+    );
+    w.ok(&["start", "c1"]);
+}
+
 #[test]
 fn helpers_slow_at_a_restart_are_neither_buried_nor_replaced() {
     let (mut w, rootfs) = setup_with(&[]);

@@ -195,6 +195,12 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
     accepting.abort();
     let _ = std::fs::remove_file(paths.apiserver_socket());
     let left = ops.drain(DRAIN).await;
+    // From here no helper starts. A container finishing late (its helper went down
+    // with `system stop`) releases its addresses through the network helper, which may
+    // be gone by then: another started for it would outlive this apiserver unasked.
+    // Its reservations wait for the next apiserver's GC.
+    server.containers.sandboxes().close();
+    server.networks.table().close();
     if !left.is_empty() {
         tracing::warn!(
             "stopping with operations still in flight (the next start reconciles them): {}",

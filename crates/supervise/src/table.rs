@@ -41,6 +41,8 @@ pub enum SuperviseError {
     Unresponsive { peer: String, pid: u32 },
     #[error("{peer} is already running (pid {pid})")]
     AlreadyRunning { peer: String, pid: u32 },
+    #[error("{peer}: not started, the apiserver is stopping")]
+    Closed { peer: String },
     #[error("{peer}: answers as helper {kind} {id}")]
     Impostor {
         peer: String,
@@ -55,7 +57,9 @@ impl SuperviseError {
             SuperviseError::Protocol(e) => e.kind(),
             SuperviseError::Store(e) => e.kind(),
             SuperviseError::Start { .. } => ErrorKind::Gone,
-            SuperviseError::Unresponsive { .. } => ErrorKind::Unavailable,
+            SuperviseError::Unresponsive { .. } | SuperviseError::Closed { .. } => {
+                ErrorKind::Unavailable
+            }
             SuperviseError::AlreadyRunning { .. } => ErrorKind::Conflict,
             SuperviseError::Io { .. } | SuperviseError::Impostor { .. } => ErrorKind::Internal,
         }
@@ -140,6 +144,9 @@ pub struct HelperTable<P: HelperProto> {
     stuck: Mutex<BTreeMap<String, Stuck>>,
     events: mpsc::UnboundedSender<HelperEvent>,
     deadlines: Deadlines,
+    /// Set by a stopping apiserver: a task still finishing (a container's release of
+    /// its addresses) must not start a helper that would outlive it.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -159,6 +166,7 @@ impl<P: HelperProto> HelperTable<P> {
             stuck: Mutex::new(BTreeMap::new()),
             events,
             deadlines,
+            closed: Default::default(),
         })
     }
 
@@ -285,6 +293,11 @@ impl<P: HelperProto> HelperTable<P> {
         Ok(helper)
     }
 
+    /// Starts no helper from now on (the apiserver is stopping).
+    pub fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Forgets a helper we shut down on purpose, so its exit is not reported as death.
     pub fn forget(&self, id: &str) -> Option<Helper<P>> {
         lock(&self.helpers).remove(id)
@@ -298,6 +311,9 @@ impl<P: HelperProto> HelperTable<P> {
         extra_args: &[String],
     ) -> Result<Helper<P>, SuperviseError> {
         let peer = peer_name(P::KIND, id);
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(SuperviseError::Closed { peer });
+        }
         if let Some(h) = self.get(id) {
             return Err(SuperviseError::AlreadyRunning {
                 peer,
