@@ -48,6 +48,8 @@ pub struct Networks {
     gates: KeyedGates,
     /// One send of a network's names at a time (names.rs).
     names: KeyedLocks,
+    /// Networks whose helper may have missed a names update (names.rs).
+    names_stale: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Why a helper is wanted: only a removal may use the helper of a network being removed.
@@ -77,6 +79,7 @@ impl Networks {
             per_network: KeyedLocks::default(),
             gates: KeyedGates::default(),
             names: KeyedLocks::default(),
+            names_stale: Default::default(),
         })
     }
 
@@ -155,7 +158,7 @@ impl Networks {
         }
         // A new helper knows no names yet. Under `per_network`, which no names send
         // takes, so this waits for no one; the helper is in the table already.
-        self.sync_names(name, None).await;
+        self.sync_all_names(name).await;
         Ok(helper)
     }
 
@@ -186,14 +189,13 @@ impl Networks {
     /// recorded its container as running by then), and those of running containers.
     pub fn live_attachments(&self, network: &str) -> Vec<(String, String)> {
         let mut live = self.ops.attachments_on(network);
-        for (_, r) in self.records.containers() {
-            if r.state.status != Status::Running {
-                continue;
+        self.records.scan(|all| {
+            for (_, r) in all.filter(|(_, r)| r.state.status == Status::Running) {
+                for a in r.state.allocations.iter().filter(|a| a.network == network) {
+                    live.push((a.container_id.clone(), a.ifname.clone()));
+                }
             }
-            for a in r.state.allocations.iter().filter(|a| a.network == network) {
-                live.push((a.container_id.clone(), a.ifname.clone()));
-            }
-        }
+        });
         live.sort();
         live.dedup();
         live
@@ -201,12 +203,11 @@ impl Networks {
 
     /// Containers whose configuration names `network`.
     pub fn containers_on(&self, network: &str) -> Vec<String> {
-        self.records
-            .containers()
-            .into_iter()
-            .filter(|(_, r)| r.config.networks.iter().any(|n| n.network == network))
-            .map(|(id, _)| id)
-            .collect()
+        self.records.scan(|all| {
+            all.filter(|(_, r)| r.config.networks.iter().any(|n| n.network == network))
+                .map(|(id, _)| id.to_string())
+                .collect()
+        })
     }
 
     /// At apiserver start: the default network exists, removals cut short are finished,
@@ -231,7 +232,7 @@ impl Networks {
                     tracing::error!("network {}: set up: {e}", config.id);
                 }
             }
-            self.sync_names(&config.id, None).await;
+            self.sync_all_names(&config.id).await;
             match self.gc_one(&config.id).await {
                 Ok(released) => {
                     for r in released {

@@ -20,7 +20,9 @@ use container_store::{NetworkConfig, Paths, StoreError};
 #[derive(Debug, Clone)]
 pub struct ContainerRecord {
     pub config: Arc<ContainerConfig>,
-    pub state: ContainerState,
+    /// Shared, so that a look at every record (a name check, `ls`) copies none: a
+    /// change replaces it whole.
+    pub state: Arc<ContainerState>,
     /// The state differs from what the disk holds (its write failed).
     pub unsaved: bool,
 }
@@ -55,7 +57,7 @@ impl Records {
                         id,
                         ContainerRecord {
                             config: Arc::new(config),
-                            state,
+                            state: Arc::new(state),
                             unsaved: false,
                         },
                     );
@@ -111,6 +113,18 @@ impl Records {
             .collect()
     }
 
+    /// `f` over every container in id order, under the view's read lock: for the
+    /// looks an operation takes at every record, which must not copy them (their cost
+    /// would grow with the host's containers). `f` must not call back into `Records`.
+    pub fn scan<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Iterator<Item = (&str, &ContainerRecord)>) -> R,
+    ) -> R {
+        let map = read(&self.containers);
+        let mut it = map.iter().map(|(k, v)| (k.as_str(), v));
+        f(&mut it)
+    }
+
     /// Writes a new container's records, or nothing: a failed write removes what it
     /// made, directory included.
     pub fn create_container(
@@ -133,7 +147,7 @@ impl Records {
             id,
             ContainerRecord {
                 config: Arc::new(config),
-                state,
+                state: Arc::new(state),
                 unsaved: false,
             },
         );
@@ -150,7 +164,7 @@ impl Records {
         }
         let saved = save_state(&self.paths, id, &state);
         if let Some(r) = write(&self.containers).get_mut(id) {
-            r.state = state;
+            r.state = Arc::new(state);
             r.unsaved = saved.is_err();
         }
         saved
@@ -177,7 +191,7 @@ impl Records {
         let pending: Vec<(String, ContainerState)> = read(&self.containers)
             .iter()
             .filter(|(_, r)| r.unsaved)
-            .map(|(k, r)| (k.clone(), r.state.clone()))
+            .map(|(k, r)| (k.clone(), (*r.state).clone()))
             .collect();
         let mut left = 0;
         for (id, state) in pending {
@@ -185,7 +199,7 @@ impl Records {
                 Ok(()) => {
                     tracing::info!("container {id}: its record is written at last");
                     if let Some(r) = write(&self.containers).get_mut(&id) {
-                        if r.state == state {
+                        if *r.state == state {
                             r.unsaved = false;
                         }
                     }
@@ -232,7 +246,7 @@ impl Records {
             config.id.clone(),
             ContainerRecord {
                 config: Arc::new(config),
-                state,
+                state: Arc::new(state),
                 unsaved: false,
             },
         );

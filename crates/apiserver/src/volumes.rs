@@ -357,13 +357,21 @@ impl Volumes {
     /// Volume → the containers whose records name it.
     pub fn users(&self) -> BTreeMap<String, Vec<String>> {
         let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (id, rec) in self.records.containers() {
-            for m in &rec.config.mounts {
-                if m.kind == MountKind::Volume {
-                    users.entry(m.source.clone()).or_default().push(id.clone());
+        self.records.scan(|all| {
+            for (id, rec) in all {
+                for m in rec
+                    .config
+                    .mounts
+                    .iter()
+                    .filter(|m| m.kind == MountKind::Volume)
+                {
+                    users
+                        .entry(m.source.clone())
+                        .or_default()
+                        .push(id.to_string());
                 }
             }
-        }
+        });
         users
     }
 

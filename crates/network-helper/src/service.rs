@@ -1,6 +1,6 @@
 //! The network helper's calls: IPAM plus the network's plugin.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, OnceLock};
@@ -49,7 +49,9 @@ pub struct NetworkHelper {
     /// The network's name server, once set-up has made its addresses.
     dns: std::sync::Mutex<Option<crate::dns::DnsServer>>,
     /// The last table of names, kept for a server (re)started after it came.
-    names: std::sync::Mutex<Vec<NameEntry>>,
+    /// The names as the apiserver last gave them, by container: the table a name
+    /// server started later begins with.
+    names: std::sync::Mutex<BTreeMap<String, Vec<NameEntry>>>,
     /// Opened at the first call that needs it and kept for the helper's life: its
     /// index of the reservations is what makes a call cost the same at any count
     /// (crates/ipam keeps it true to the directory, whoever else writes there).
@@ -80,7 +82,7 @@ impl NetworkHelper {
             netlink,
             changes: Mutex::new(()),
             dns: std::sync::Mutex::new(None),
-            names: std::sync::Mutex::new(Vec::new()),
+            names: std::sync::Mutex::new(BTreeMap::new()),
             ipam: OnceLock::new(),
         })
     }
@@ -169,6 +171,13 @@ impl NetworkHelper {
                 self.set_names(entries);
                 Ok(NetworkResponse::Done)
             }
+            NetworkRequest::NamesOf {
+                container_id,
+                entries,
+            } => {
+                self.set_names_of(container_id, entries);
+                Ok(NetworkResponse::Done)
+            }
             NetworkRequest::Teardown => self
                 .teardown()
                 .await
@@ -228,7 +237,9 @@ impl NetworkHelper {
             !self.config.internal,
         ) {
             Ok(server) => {
-                server.set_names(self.names.lock().unwrap_or_else(|p| p.into_inner()).clone());
+                let names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+                server.set_names(names.values().flatten().cloned().collect());
+                drop(names);
                 tracing::info!(network = %self.config.id, addresses = ?server.addresses, "name server up");
                 *dns = Some(server);
             }
@@ -252,7 +263,27 @@ impl NetworkHelper {
             server.set_names(entries.clone());
         }
         tracing::debug!(network = %self.config.id, entries = entries.len(), "names replaced");
-        *self.names.lock().unwrap_or_else(|p| p.into_inner()) = entries;
+        let mut by_container: BTreeMap<String, Vec<NameEntry>> = BTreeMap::new();
+        for e in entries {
+            by_container
+                .entry(e.container_id.clone())
+                .or_default()
+                .push(e);
+        }
+        *self.names.lock().unwrap_or_else(|p| p.into_inner()) = by_container;
+    }
+
+    pub fn set_names_of(&self, container_id: String, entries: Vec<NameEntry>) {
+        if let Some(server) = &*self.dns.lock().unwrap_or_else(|p| p.into_inner()) {
+            server.set_names_of(&container_id, entries.clone());
+        }
+        tracing::debug!(network = %self.config.id, container = %container_id, entries = entries.len(), "names of one container replaced");
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.is_empty() {
+            names.remove(&container_id);
+        } else {
+            names.insert(container_id, entries);
+        }
     }
 
     pub async fn allocate(&self, att: &Attachment) -> Result<Allocation, PluginError> {

@@ -269,9 +269,15 @@ pub enum NetworkRequest {
         ips: Vec<IpAddr>,
     },
     State,
-    /// Replaces the names the network's name server answers (the whole table: the
-    /// apiserver computes it from its records, so a lost update is mended by the next).
+    /// Replaces the names the network's name server answers, the whole table (a new
+    /// helper's, or one an update may have missed).
     Names(Vec<NameEntry>),
+    /// Replaces what one container answers to on the network (nothing, when `entries`
+    /// is empty): a start or a finish costs the same however many containers run.
+    NamesOf {
+        container_id: String,
+        entries: Vec<NameEntry>,
+    },
     /// Remove the network's resources and reservations (before `Shutdown`, on `rm`).
     Teardown,
     /// Exit, keeping the network's resources for the next helper.

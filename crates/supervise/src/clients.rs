@@ -165,6 +165,18 @@ impl Helper<NetworkProto> {
         call!(self, "names", self.deadlines.quick, NetworkRequest::Names(entries), vec![], NetworkResponse::Done => ())
     }
 
+    pub async fn names_of(
+        &self,
+        container_id: String,
+        entries: Vec<NameEntry>,
+    ) -> Result<(), ProtocolError> {
+        let request = NetworkRequest::NamesOf {
+            container_id,
+            entries,
+        };
+        call!(self, "names", self.deadlines.quick, request, vec![], NetworkResponse::Done => ())
+    }
+
     pub async fn teardown(&self) -> Result<(), ProtocolError> {
         call!(self, "tear down", self.deadlines.slow, NetworkRequest::Teardown, vec![], NetworkResponse::Done => ())
     }

@@ -56,8 +56,8 @@ impl Check<'_> {
                         fixed,
                     );
                 }
-                (Some(known), Ok((_, state))) if !known.unsaved && state != known.state => {
-                    let fixed = self.fix && records.set_state(id, known.state.clone()).is_ok();
+                (Some(known), Ok((_, state))) if !known.unsaved && state != *known.state => {
+                    let fixed = self.fix && records.set_state(id, (*known.state).clone()).is_ok();
                     self.report(
                         FindingKind::Container,
                         id,

@@ -148,24 +148,26 @@ impl Containers {
         network: &str,
         wanted: &[IpAddr],
     ) -> Result<(), ApiError> {
-        for (other, r) in self.records.containers() {
-            if other == id || r.state.status != Status::Running {
-                continue;
-            }
-            for a in r.state.allocations.iter().filter(|a| a.network == network) {
-                if let Some(ip) = a
-                    .addresses
-                    .iter()
-                    .map(|n| n.addr())
-                    .find(|ip| wanted.contains(ip))
-                {
-                    return Err(ApiError::Conflict(format!(
-                        "address {ip} is already taken on network {network} by container {other}"
-                    )));
+        self.records.scan(|all| {
+            for (other, r) in all {
+                if other == id || r.state.status != Status::Running {
+                    continue;
+                }
+                for a in r.state.allocations.iter().filter(|a| a.network == network) {
+                    if let Some(ip) = a
+                        .addresses
+                        .iter()
+                        .map(|n| n.addr())
+                        .find(|ip| wanted.contains(ip))
+                    {
+                        return Err(ApiError::Conflict(format!(
+                            "address {ip} is already taken on network {network} by container {other}"
+                        )));
+                    }
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The live steps, each undo pushed before its step: claims, the pending change,
@@ -257,7 +259,7 @@ impl Containers {
         match done {
             Ok(()) => {
                 undo.commit();
-                self.networks.sync_names(&network, None).await;
+                self.networks.sync_names(&network, &id, false).await;
                 Ok(())
             }
             Err(e) => Err(undo.rollback(e).await),
@@ -341,7 +343,7 @@ impl Containers {
             return Ok(());
         };
         // Its names go before its address can be handed to someone else.
-        self.networks.sync_names(&p.network, Some(id)).await;
+        self.networks.sync_names(&p.network, id, true).await;
         fault::point("apiserver:disconnect-after-names");
         if let Some(helper) = helper {
             if let Err(e) = helper.detach(&p.network, &p.ifname).await {
@@ -350,7 +352,7 @@ impl Containers {
                 if let Err(w) = self.persist(id, &state) {
                     tracing::warn!("{w}");
                 }
-                self.networks.sync_names(&p.network, None).await;
+                self.networks.sync_names(&p.network, id, false).await;
                 return Err(ApiError::from(e));
             }
         }
@@ -375,7 +377,7 @@ impl Containers {
         self.persist(id, &state)?;
         // What it holds now, without the network's MAC.
         self.reclaim(id);
-        self.networks.sync_names(&p.network, None).await;
+        self.networks.sync_names(&p.network, id, false).await;
         Ok(())
     }
 

@@ -69,7 +69,7 @@ impl Containers {
             }
         }
         // Its names go before its addresses can be handed to someone else.
-        self.sync_names_of(&config, Some(id)).await;
+        self.sync_names_of(&config, true).await;
         fault::point("apiserver:finish-before-release");
         for a in &state.allocations {
             if let Err(e) = self
@@ -99,7 +99,7 @@ impl Containers {
         state.restart_pending = false;
         let saved = self.persist(id, &state);
         // Again from the record: a send that raced the first one saw it running.
-        self.sync_names_of(&config, None).await;
+        self.sync_names_of(&config, false).await;
         match (&exit, &reason) {
             (Some(s), _) => tracing::info!("container {id} exited with {}", s.code),
             (None, Some(r)) => tracing::warn!("container {id} stopped: {r}"),

@@ -149,7 +149,7 @@ impl Containers {
     pub fn load(&self, id: &str) -> Result<(ContainerConfig, ContainerState), ApiError> {
         validate_id(NameKind::Container, id)?;
         match self.records.container(id) {
-            Some(r) => Ok(((*r.config).clone(), r.state)),
+            Some(r) => Ok(((*r.config).clone(), (*r.state).clone())),
             None => match self.records.unreadable(id) {
                 Some(e) => Err(e.into()),
                 None => Err(ApiError::NotFound {
@@ -220,10 +220,13 @@ impl Containers {
             .map(|(_, s)| *s)
     }
 
-    /// Sends the names of every network `config` joins (names.rs in networks/).
-    async fn sync_names_of(&self, config: &ContainerConfig, leaving: Option<&str>) {
+    /// Sends the container's names on every network `config` joins (names.rs in
+    /// networks/); `leaving`: none, although its record still says running.
+    async fn sync_names_of(&self, config: &ContainerConfig, leaving: bool) {
         for att in &config.networks {
-            self.networks.sync_names(&att.network, leaving).await;
+            self.networks
+                .sync_names(&att.network, &config.id, leaving)
+                .await;
         }
     }
 

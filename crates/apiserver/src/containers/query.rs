@@ -3,7 +3,7 @@
 use std::os::fd::OwnedFd;
 
 use container_protocol::api::ContainerSummary;
-use container_store::container::Status;
+use container_store::container::{ContainerConfig, ContainerState, Status};
 
 use super::Containers;
 use crate::error::{bad, ApiError};
@@ -16,13 +16,12 @@ impl Containers {
         if given.is_empty() || self.records.container(given).is_some() {
             return Ok(given.to_string());
         }
-        let mut matches: Vec<String> = self
-            .records
-            .containers()
-            .into_iter()
-            .map(|(id, _)| id)
-            .filter(|id| id.starts_with(given))
-            .collect();
+        let mut matches: Vec<String> = self.records.scan(|all| {
+            all.map(|(id, _)| id)
+                .filter(|id| id.starts_with(given))
+                .map(str::to_string)
+                .collect()
+        });
         matches.sort();
         match matches.len() {
             0 => Ok(given.to_string()),
@@ -35,33 +34,39 @@ impl Containers {
     }
 
     pub fn list(&self, all: bool) -> Vec<ContainerSummary> {
-        let mut out = Vec::new();
-        for (id, record) in self.records.containers() {
-            let (config, state) = (record.config, record.state);
-            if !all && state.status != Status::Running {
-                continue;
-            }
-            out.push(ContainerSummary {
-                command: config.process.args.join(" "),
-                status: state.status,
-                exit_code: state.exit_code,
-                created: config.created,
-                networks: config.networks.iter().map(|n| n.network.clone()).collect(),
-                addresses: state
-                    .allocations
-                    .iter()
-                    .flat_map(|a| a.addresses.iter().map(|n| n.addr()))
-                    .collect(),
-                pid: state.pid,
-                health: self
-                    .health
-                    .get(&id)
-                    .filter(|_| state.status == Status::Running)
-                    .map(|h| h.status.as_str().to_string()),
-                id,
-            });
+        self.records.scan(|records| {
+            records
+                .filter(|(_, r)| all || r.state.status == Status::Running)
+                .map(|(id, r)| self.summary(id, &r.config, &r.state))
+                .collect()
+        })
+    }
+
+    fn summary(
+        &self,
+        id: &str,
+        config: &ContainerConfig,
+        state: &ContainerState,
+    ) -> ContainerSummary {
+        ContainerSummary {
+            command: config.process.args.join(" "),
+            status: state.status,
+            exit_code: state.exit_code,
+            created: config.created,
+            networks: config.networks.iter().map(|n| n.network.clone()).collect(),
+            addresses: state
+                .allocations
+                .iter()
+                .flat_map(|a| a.addresses.iter().map(|n| n.addr()))
+                .collect(),
+            pid: state.pid,
+            health: self
+                .health
+                .get(id)
+                .filter(|_| state.status == Status::Running)
+                .map(|h| h.status.as_str().to_string()),
+            id: id.to_string(),
         }
-        out
     }
 
     pub fn inspect(&self, ids: Vec<String>) -> Result<String, ApiError> {

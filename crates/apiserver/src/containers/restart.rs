@@ -139,7 +139,7 @@ impl Containers {
             }
             // Recorded as decided, so a crash before it happens leaves it to the next
             // start too. Docker's `always`: a user's stop lasts until the daemon restarts.
-            let mut s = state.clone();
+            let mut s = (**state).clone();
             s.restart_pending = true;
             s.stopped_by_user = false;
             if let Err(e) = self.persist(&id, &s) {

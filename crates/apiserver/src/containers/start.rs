@@ -144,7 +144,7 @@ impl Containers {
                     tracing::warn!("{w}");
                 }
                 // A start undone after its names were sent takes them back.
-                self.sync_names_of(&config, None).await;
+                self.sync_names_of(&config, false).await;
                 Err(e.context(format!("container {id}: start")))
             }
         }
@@ -255,7 +255,7 @@ impl Containers {
         )?;
         fault::point("apiserver:after-setup");
         // Its names answer before its workload runs: it may look itself up at once.
-        self.sync_names_of(config, None).await;
+        self.sync_names_of(config, false).await;
 
         let (pid, out_fds) = helper.start(stdio, fds).await?;
         state.pid = Some(pid);

@@ -1,29 +1,35 @@
-//! What each network's name server answers, computed from the records and sent whole
-//! (issue 13). The records are the truth and the helper's table a copy: every change
-//! that could alter a network's names (a start, a finish, a connect, a disconnect, a
-//! helper started) sends the network's table again, so a lost or failed update is
-//! mended by the next, and a restarted helper gets its table with its set-up.
+//! What each network's name server answers, computed from the records (issue 13).
+//! The records are the truth and the helper's table a copy. A change to one
+//! container's names (a start, a finish, a connect, a disconnect) sends that
+//! container's entries alone, so its cost does not grow with the containers on the
+//! network (issue 16); a new helper gets the whole table with its set-up, and so does
+//! a helper whose last update failed, at the next change.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use container_protocol::network::NameEntry;
 use container_store::container::Status;
 
 use super::Networks;
+use crate::records::ContainerRecord;
 
 impl Networks {
-    /// Sends `network`'s table to its helper, if it runs and serves names. `leaving`
-    /// is a container whose names go now although its record still says running (a
-    /// finish, before it releases the addresses). Failures are logged: names are
-    /// derived state, put right by the next send.
-    pub async fn sync_names(self: &Arc<Self>, network: &str, leaving: Option<&str>) {
-        let Ok(config) = self.config(network) else {
-            return;
-        };
-        let serves = container_network_helper::Plugin::for_config(&config)
-            .map(|p| p.serves_dns())
-            .unwrap_or(false);
-        if !serves {
+    /// Sends what `container` answers to on `network` to its helper, if it runs and
+    /// serves names. `leaving`: its names go now although its record still says
+    /// running (a finish, before it releases the addresses). Failures are logged, and
+    /// the next change sends the whole table: names are derived state.
+    pub async fn sync_names(self: &Arc<Self>, network: &str, container: &str, leaving: bool) {
+        self.send_names(network, Some((container, leaving))).await;
+    }
+
+    /// Sends `network`'s whole table (a helper that has just started).
+    pub async fn sync_all_names(self: &Arc<Self>, network: &str) {
+        self.send_names(network, None).await;
+    }
+
+    async fn send_names(self: &Arc<Self>, network: &str, one: Option<(&str, bool)>) {
+        if !self.serves_names(network) {
             return;
         }
         // One send per network at a time, each computed after the last: the table the
@@ -34,57 +40,103 @@ impl Networks {
             // Nothing answers names now; the next helper gets them when it starts.
             return;
         };
-        let entries = self.name_entries(network, leaving);
-        if let Err(e) = helper.names(entries).await {
-            tracing::warn!("network {network}: update names: {e}");
+        let stale = self.names_stale(network, None);
+        let sent = match one {
+            Some((id, leaving)) if !stale => {
+                let entries = match self.records.container(id) {
+                    Some(r) if !leaving => entries_of(id, &r, network),
+                    _ => Vec::new(),
+                };
+                helper.names_of(id.to_string(), entries).await
+            }
+            _ => {
+                helper
+                    .names(self.name_entries(network, one.filter(|o| o.1).map(|o| o.0)))
+                    .await
+            }
+        };
+        match sent {
+            Ok(()) if stale => {
+                self.names_stale(network, Some(false));
+            }
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!("network {network}: update names: {e}");
+                self.names_stale(network, Some(true));
+            }
         }
     }
 
-    /// One entry per running container's attachment to `network`: its name (the id),
-    /// its hostname and its aliases there, for the attachment's addresses.
-    pub fn name_entries(&self, network: &str, leaving: Option<&str>) -> Vec<NameEntry> {
-        let mut out = Vec::new();
-        for (id, r) in self.records.containers() {
-            if r.state.status != Status::Running || Some(id.as_str()) == leaving {
-                continue;
-            }
-            for a in r.state.allocations.iter().filter(|a| a.network == network) {
-                let mut names = vec![id.clone()];
-                if let Some(h) = &r.config.hostname {
-                    names.push(h.clone());
-                }
-                if let Some(att) = r.config.networks.iter().find(|n| n.network == network) {
-                    names.extend(att.aliases.iter().cloned());
-                }
-                names.dedup();
-                out.push(NameEntry {
-                    container_id: id.clone(),
-                    names,
-                    addresses: a.addresses.iter().map(|n| n.addr()).collect(),
-                });
-            }
+    fn serves_names(&self, network: &str) -> bool {
+        let Ok(config) = self.config(network) else {
+            return false;
+        };
+        container_network_helper::Plugin::for_config(&config)
+            .map(|p| p.serves_dns())
+            .unwrap_or(false)
+    }
+
+    /// Whether `network`'s helper may have missed an update; `set` marks or clears it.
+    fn names_stale(&self, network: &str, set: Option<bool>) -> bool {
+        let mut stale = self.names_stale.lock().unwrap_or_else(|p| p.into_inner());
+        match set {
+            Some(true) => stale.insert(network.to_string()),
+            Some(false) => stale.remove(network),
+            None => stale.contains(network),
         }
-        out.sort_by(|a, b| a.container_id.cmp(&b.container_id));
-        out
+    }
+
+    /// One entry per running container's attachment to `network`, but `leaving`'s:
+    /// its name (the id), its hostname and its aliases there, for the attachment's
+    /// addresses.
+    pub fn name_entries(&self, network: &str, leaving: Option<&str>) -> Vec<NameEntry> {
+        self.records.scan(|all| {
+            all.filter(|(id, _)| Some(*id) != leaving)
+                .flat_map(|(id, r)| entries_of(id, r, network))
+                .collect()
+        })
     }
 
     /// Who already answers to `name` on `network`, other than `except`: a container
     /// named so (on any network: names are unique among containers) or one with that
     /// alias there.
     pub fn name_holder(&self, network: &str, name: &str, except: &str) -> Option<String> {
-        let lower = name.to_ascii_lowercase();
-        self.records
-            .containers()
-            .into_iter()
-            .filter(|(id, _)| id != except)
-            .find(|(id, r)| {
-                id.to_ascii_lowercase() == lower
-                    || r.config
-                        .networks
-                        .iter()
-                        .filter(|n| n.network == network)
-                        .any(|n| n.aliases.iter().any(|a| a.to_ascii_lowercase() == lower))
-            })
-            .map(|(id, _)| id)
+        self.records.scan(|all| {
+            all.filter(|(id, _)| *id != except)
+                .find(|(id, r)| {
+                    id.eq_ignore_ascii_case(name)
+                        || r.config
+                            .networks
+                            .iter()
+                            .filter(|n| n.network == network)
+                            .any(|n| n.aliases.iter().any(|a| a.eq_ignore_ascii_case(name)))
+                })
+                .map(|(id, _)| id.to_string())
+        })
     }
+}
+
+/// What one container answers to on `network`: nothing unless it runs.
+fn entries_of(id: &str, r: &ContainerRecord, network: &str) -> Vec<NameEntry> {
+    if r.state.status != Status::Running {
+        return Vec::new();
+    }
+    let att = r.config.networks.iter().find(|n| n.network == network);
+    r.state
+        .allocations
+        .iter()
+        .filter(|a| a.network == network)
+        .map(|a| {
+            let mut names = vec![id.to_string()];
+            names.extend(r.config.hostname.iter().cloned());
+            names.extend(att.iter().flat_map(|n| n.aliases.iter().cloned()));
+            let mut seen = HashSet::new();
+            names.retain(|n| seen.insert(n.clone()));
+            NameEntry {
+                container_id: id.to_string(),
+                names,
+                addresses: a.addresses.iter().map(|n| n.addr()).collect(),
+            }
+        })
+        .collect()
 }

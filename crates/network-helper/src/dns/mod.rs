@@ -143,6 +143,15 @@ impl DnsServer {
         let mut table = self.shared.table.write().unwrap_or_else(|p| p.into_inner());
         table.replace(entries);
     }
+
+    pub fn set_names_of(
+        &self,
+        container_id: &str,
+        entries: Vec<container_protocol::network::NameEntry>,
+    ) {
+        let mut table = self.shared.table.write().unwrap_or_else(|p| p.into_inner());
+        table.set(container_id, entries);
+    }
 }
 
 fn bind(addr: SocketAddr, ty: socket2::Type) -> std::io::Result<socket2::Socket> {
