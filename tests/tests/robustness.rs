@@ -433,7 +433,16 @@ fn a_stopping_apiserver_starts_no_helper() {
     w.ok(&["network", "create", "--subnet", "10.64.0.0/24", "n1"]);
     for name in ["c1", "c2", "c3"] {
         w.ok(&[
-            "run", "-d", "--name", name, "--network", "n1", "--rootfs", &rootfs, "--", "sleep",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "n1",
+            "--rootfs",
+            &rootfs,
+            "--",
+            "sleep",
             "1000",
         ]);
     }

@@ -37,6 +37,8 @@ pub struct Options {
     pub security: crate::containers::SecurityDefaults,
     /// `--cgroup-parent`, `--userns-default`, `--userns-pool` (issue 10).
     pub resources: ResourceOptions,
+    /// `--serial-start`.
+    pub serial_start: bool,
 }
 
 pub struct ResourceOptions {
@@ -132,6 +134,7 @@ pub async fn run(opts: Options) -> Result<(), ApiError> {
         crate::containers::Policy {
             security: opts.security,
             resources,
+            serial_start: opts.serial_start,
         },
     );
     let server = Arc::new(ApiServer {

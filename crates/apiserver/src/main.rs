@@ -64,6 +64,10 @@ struct Args {
     #[arg(long = "userns-pool", env = "CONTAINER_USERNS_POOL",
           value_parser = |s: &str| container_idranges::Pool::parse(s).map_err(|e| e.to_string()))]
     userns_pool: Option<container_idranges::Pool>,
+    /// Run a start's independent steps (the sandbox spawn, the allocations) one after
+    /// another instead of together: the baseline of the benchmark's parallel start.
+    #[arg(long = "serial-start", env = "CONTAINER_SERIAL_START", hide = true)]
+    serial_start: bool,
     /// Largest uncompressed layer an image may have (bytes; k, m, g, t suffixes).
     #[arg(long = "image-max-layer-size", env = "CONTAINER_IMAGE_MAX_LAYER_SIZE", value_parser = parse_size, default_value = "16g")]
     image_max_layer_size: u64,
@@ -159,6 +163,7 @@ fn main() -> anyhow::Result<()> {
         security: container_apiserver::containers::SecurityDefaults {
             no_new_privileges: args.no_new_privileges,
         },
+        serial_start: args.serial_start,
         resources: container_apiserver::daemon::ResourceOptions {
             cgroup_parent: args.cgroup_parent,
             userns_default: args.userns_default,

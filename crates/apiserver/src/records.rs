@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+use container_protocol::api::ContainerSummary;
 use container_store::container::{
     list_containers, load_config, load_state, remove_container, save_config, save_state,
     ContainerConfig, ContainerState,
@@ -23,8 +24,41 @@ pub struct ContainerRecord {
     /// Shared, so that a look at every record (a name check, `ls`) copies none: a
     /// change replaces it whole.
     pub state: Arc<ContainerState>,
+    /// What `ls` shows of it (health aside), made again at each change: `ls` with
+    /// 1,000 containers copies none of them.
+    pub summary: Arc<ContainerSummary>,
     /// The state differs from what the disk holds (its write failed).
     pub unsaved: bool,
+}
+
+impl ContainerRecord {
+    fn new(config: Arc<ContainerConfig>, state: Arc<ContainerState>) -> ContainerRecord {
+        let summary = Arc::new(summary(&config, &state));
+        ContainerRecord {
+            config,
+            state,
+            summary,
+            unsaved: false,
+        }
+    }
+}
+
+fn summary(config: &ContainerConfig, state: &ContainerState) -> ContainerSummary {
+    ContainerSummary {
+        id: config.id.clone(),
+        command: config.process.args.join(" "),
+        status: state.status,
+        exit_code: state.exit_code,
+        created: config.created,
+        networks: config.networks.iter().map(|n| n.network.clone()).collect(),
+        addresses: state
+            .allocations
+            .iter()
+            .flat_map(|a| a.addresses.iter().map(|n| n.addr()))
+            .collect(),
+        pid: state.pid,
+        health: None,
+    }
 }
 
 pub struct Records {
@@ -53,14 +87,7 @@ impl Records {
             let loaded = load_config(paths, &id).and_then(|c| Ok((c, load_state(paths, &id)?)));
             match loaded {
                 Ok((config, state)) => {
-                    containers.insert(
-                        id,
-                        ContainerRecord {
-                            config: Arc::new(config),
-                            state: Arc::new(state),
-                            unsaved: false,
-                        },
-                    );
+                    containers.insert(id, ContainerRecord::new(Arc::new(config), Arc::new(state)));
                 }
                 Err(e) => {
                     tracing::error!("container {id}: unreadable record: {e}");
@@ -143,14 +170,7 @@ impl Records {
         }
         let mut config = config;
         config.version = container_store::container::CONTAINER_RECORD_VERSION;
-        write(&self.containers).insert(
-            id,
-            ContainerRecord {
-                config: Arc::new(config),
-                state: Arc::new(state),
-                unsaved: false,
-            },
-        );
+        write(&self.containers).insert(id, ContainerRecord::new(Arc::new(config), Arc::new(state)));
         Ok(())
     }
 
@@ -164,6 +184,7 @@ impl Records {
         }
         let saved = save_state(&self.paths, id, &state);
         if let Some(r) = write(&self.containers).get_mut(id) {
+            r.summary = Arc::new(summary(&r.config, &state));
             r.state = Arc::new(state);
             r.unsaved = saved.is_err();
         }
@@ -181,6 +202,7 @@ impl Records {
         let mut config = config;
         config.version = container_store::container::CONTAINER_RECORD_VERSION;
         if let Some(r) = write(&self.containers).get_mut(&id) {
+            r.summary = Arc::new(summary(&config, &r.state));
             r.config = Arc::new(config);
         }
         Ok(())
@@ -244,11 +266,7 @@ impl Records {
     pub fn adopt_container(&self, config: ContainerConfig, state: ContainerState) {
         write(&self.containers).insert(
             config.id.clone(),
-            ContainerRecord {
-                config: Arc::new(config),
-                state: Arc::new(state),
-                unsaved: false,
-            },
+            ContainerRecord::new(Arc::new(config), Arc::new(state)),
         );
     }
 

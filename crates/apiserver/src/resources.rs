@@ -25,6 +25,8 @@ pub struct Settings {
     /// What a container without `--userns` gets.
     pub userns_default: UsernsMode,
     pub ranges: Ranges,
+    /// The host's cgroup mounts, read at the first start (`SandboxSpec::cgroup_mounts`).
+    cgroup_mounts: std::sync::OnceLock<Option<String>>,
 }
 
 impl Settings {
@@ -42,12 +44,21 @@ impl Settings {
             cgroup_parent: cgroup_parent.to_string(),
             userns_default,
             ranges,
+            cgroup_mounts: std::sync::OnceLock::new(),
         })
     }
 
     /// `<parent>/<id>`.
     pub fn cgroup_of(&self, id: &str) -> String {
         format!("{}/{id}", self.cgroup_parent)
+    }
+
+    /// Hierarchies are mounted at boot, before any runtime starts, so one reading
+    /// serves the apiserver's life.
+    pub fn cgroup_mounts(&self) -> Option<String> {
+        self.cgroup_mounts
+            .get_or_init(|| container_cgroups::Layout::mount_lines().ok())
+            .clone()
     }
 }
 

@@ -37,6 +37,26 @@ impl Layout {
         Ok(Layout::from_mountinfo(&table))
     }
 
+    /// The cgroup lines of this mount namespace's table, which [`Layout::from_mountinfo`]
+    /// takes: for a process to hand to another in the same namespace, which would
+    /// otherwise read the whole table, every mount of the host's, itself (5 ms with the
+    /// network namespaces of 1,000 containers mounted).
+    pub fn mount_lines() -> Result<String, Error> {
+        let table = std::fs::read_to_string("/proc/thread-self/mountinfo")
+            .map_err(Error::io("read /proc/thread-self/mountinfo"))?;
+        let mut out = String::new();
+        for line in table.lines() {
+            let fstype = line
+                .split_once(" - ")
+                .and_then(|(_, right)| right.split(' ').next());
+            if matches!(fstype, Some("cgroup" | "cgroup2")) {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    }
+
     /// Parses a mountinfo table (see proc(5)). The first mount of each hierarchy wins.
     pub fn from_mountinfo(table: &str) -> Layout {
         let mut layout = Layout {
@@ -210,6 +230,14 @@ mod tests {
         ("/cg/cpuacct", &["cpuacct"]),
         ("/cg/devices", &["devices"]),
     ];
+
+    /// The lines handed to a helper give it the layout it would have read itself.
+    #[test]
+    fn the_cgroup_lines_give_the_whole_tables_layout() {
+        let lines = Layout::mount_lines().unwrap();
+        assert!(lines.lines().all(|l| l.contains(" - cgroup")), "{lines}");
+        assert_eq!(Layout::from_mountinfo(&lines), Layout::detect().unwrap());
+    }
 
     #[test]
     fn every_hierarchy_is_found_whatever_its_controllers() {

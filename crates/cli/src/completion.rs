@@ -105,7 +105,7 @@ pub async fn names(paths: &Paths, kind: Kind) -> Result<i32> {
     };
     let names: Vec<String> = match kind {
         Kind::Containers => match call(&client, ApiRequest::ContainerList { all: true }).await {
-            Ok(ApiResponse::Containers(list)) => list.into_iter().map(|c| c.id).collect(),
+            Ok(ApiResponse::Containers(list)) => list.iter().map(|c| c.id.clone()).collect(),
             _ => vec![],
         },
         Kind::Networks => match call(&client, ApiRequest::NetworkList).await {

@@ -297,11 +297,20 @@ pub enum ApiResponse {
     Networks(Vec<NetworkSummary>),
     Names(Vec<String>),
     Collected(Vec<(String, ReservationInfo)>),
-    Created { id: String },
-    Started { id: String, pid: u32 },
+    Created {
+        id: String,
+    },
+    Started {
+        id: String,
+        pid: u32,
+    },
     Exited(ExitStatus),
-    Containers(Vec<ContainerSummary>),
-    Log { running: bool },
+    /// Shared: the apiserver keeps each container's summary ready, and lists them
+    /// without copying (issue 16).
+    Containers(Vec<std::sync::Arc<ContainerSummary>>),
+    Log {
+        running: bool,
+    },
     Findings(Vec<Finding>),
     Stats(Vec<ContainerStats>),
 }

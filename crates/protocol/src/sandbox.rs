@@ -176,6 +176,10 @@ pub struct SandboxSpec {
     /// (`<cgroup-parent>/<id>`). None: no cgroup of its own.
     #[serde(default)]
     pub cgroup: Option<String>,
+    /// The cgroup lines of the mount table the helper shares with the apiserver, read
+    /// once by the apiserver (`Layout::mount_lines`). None: the helper reads the table.
+    #[serde(default)]
+    pub cgroup_mounts: Option<String>,
     /// `--userns=auto`: the host ids the container's `0..size` map onto.
     #[serde(default)]
     pub userns: Option<crate::resources::IdRange>,

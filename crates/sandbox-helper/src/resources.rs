@@ -26,7 +26,10 @@ pub struct ContainerCgroup {
 impl ContainerCgroup {
     /// Makes `<rel>` with the limits of `spec`, allowing `rules`' devices.
     pub fn create(rel: &str, spec: &SandboxSpec, rules: Vec<DeviceRule>) -> Result<Self, String> {
-        let layout = Layout::detect().map_err(|e| format!("cgroup: {e}"))?;
+        let layout = match &spec.cgroup_mounts {
+            Some(lines) => Layout::from_mountinfo(lines),
+            None => Layout::detect().map_err(|e| format!("cgroup: {e}"))?,
+        };
         let cgroup = Cgroup::new(layout, rel).map_err(|e| format!("cgroup: {e}"))?;
         cgroup
             .create(&limits(&spec.resources, rules))
@@ -323,6 +326,7 @@ mod tests {
             confinement: container_protocol::security::Confinement::unconfined(),
             resources: Default::default(),
             cgroup: None,
+            cgroup_mounts: None,
             userns: None,
             all_devices: false,
             overlay: None,

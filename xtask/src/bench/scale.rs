@@ -1,8 +1,9 @@
 //! `scale`: N containers (`--scale N`, default 1,000) running `sleep 1000` on one bridge
 //! network. At 10, 100 and 1,000 of them: `ls` and `inspect` latency (median, p99),
-//! `run -d` per container, apiserver memory, plotted against N in docs/scale.svg. Time to start them all (`container run -d`, one after another, as a script
-//! would), memory of every sandbox helper and of the apiserver with all of them up, then
-//! time to remove them all with one `container rm -f`. Memory is PSS from
+//! `run -d` per container, apiserver memory, plotted against N in docs/scale.svg. Then
+//! the time to start them all (`container run -d`, one after another, as a script
+//! would), the memory of every sandbox helper and of the apiserver with all of them up,
+//! and the time to remove them all with one `container rm -f`. Memory is PSS from
 //! `/proc/<pid>/smaps_rollup`, beside conmon's, podman's per-container monitor.
 
 use std::time::Instant;

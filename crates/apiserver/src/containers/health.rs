@@ -75,6 +75,14 @@ impl HealthTable {
         self.lock().get(id).cloned()
     }
 
+    /// Each checked container's status, for `ls`: one lock, no logs copied.
+    pub fn statuses(&self) -> HashMap<String, String> {
+        self.lock()
+            .iter()
+            .map(|(id, h)| (id.clone(), h.status.as_str().to_string()))
+            .collect()
+    }
+
     pub fn forget(&self, id: &str) {
         self.lock().remove(id);
     }

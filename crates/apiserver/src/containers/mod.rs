@@ -89,12 +89,15 @@ pub struct Containers {
     seccomp: container_seccomp::Cache,
     /// cgroup parent, user-namespace default and ranges (issue 10).
     pub(crate) resources: crate::resources::Settings,
+    /// `--serial-start`: a start's steps one after another (a benchmark's baseline).
+    serial_start: bool,
 }
 
 /// The apiserver-wide settings a container's confinement starts from.
 pub struct Policy {
     pub security: SecurityDefaults,
     pub resources: crate::resources::Settings,
+    pub serial_start: bool,
 }
 
 /// How many auto-removed containers' exits `wait` still knows.
@@ -134,6 +137,7 @@ impl Containers {
             security: policy.security,
             seccomp: container_seccomp::Cache::default(),
             resources: policy.resources,
+            serial_start: policy.serial_start,
         })
     }
 

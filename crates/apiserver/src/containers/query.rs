@@ -1,9 +1,10 @@
 //! What the CLI reads: `ls`, `inspect`, `logs`.
 
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 use container_protocol::api::ContainerSummary;
-use container_store::container::{ContainerConfig, ContainerState, Status};
+use container_store::container::Status;
 
 use super::Containers;
 use crate::error::{bad, ApiError};
@@ -33,40 +34,21 @@ impl Containers {
         }
     }
 
-    pub fn list(&self, all: bool) -> Vec<ContainerSummary> {
+    pub fn list(&self, all: bool) -> Vec<Arc<ContainerSummary>> {
+        let health = self.health.statuses();
         self.records.scan(|records| {
             records
                 .filter(|(_, r)| all || r.state.status == Status::Running)
-                .map(|(id, r)| self.summary(id, &r.config, &r.state))
+                .map(|(id, r)| match health.get(id) {
+                    Some(h) if r.state.status == Status::Running => {
+                        let mut s = (*r.summary).clone();
+                        s.health = Some(h.clone());
+                        Arc::new(s)
+                    }
+                    _ => r.summary.clone(),
+                })
                 .collect()
         })
-    }
-
-    fn summary(
-        &self,
-        id: &str,
-        config: &ContainerConfig,
-        state: &ContainerState,
-    ) -> ContainerSummary {
-        ContainerSummary {
-            command: config.process.args.join(" "),
-            status: state.status,
-            exit_code: state.exit_code,
-            created: config.created,
-            networks: config.networks.iter().map(|n| n.network.clone()).collect(),
-            addresses: state
-                .allocations
-                .iter()
-                .flat_map(|a| a.addresses.iter().map(|n| n.addr()))
-                .collect(),
-            pid: state.pid,
-            health: self
-                .health
-                .get(id)
-                .filter(|_| state.status == Status::Running)
-                .map(|h| h.status.as_str().to_string()),
-            id: id.to_string(),
-        }
     }
 
     pub fn inspect(&self, ids: Vec<String>) -> Result<String, ApiError> {

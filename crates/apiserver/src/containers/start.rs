@@ -212,10 +212,15 @@ impl Containers {
                 early.push(i);
             }
         }
-        let (helper, early) = tokio::join!(
-            self.spawn_sandbox(config, userns),
-            self.allocate(config, &netns, &early)
-        );
+        let (helper, early) = if self.serial_start {
+            let helper = self.spawn_sandbox(config, userns).await?;
+            (Ok(helper), self.allocate(config, &netns, &early).await)
+        } else {
+            tokio::join!(
+                self.spawn_sandbox(config, userns),
+                self.allocate(config, &netns, &early)
+            )
+        };
         let helper = helper?;
         let mut allocations = early?;
         allocations.extend(self.allocate(config, &netns, &late).await?);
@@ -239,6 +244,7 @@ impl Containers {
             confinement: self.confinement(config)?,
             resources: config.resources.clone(),
             cgroup: Some(self.resources.cgroup_of(&id)),
+            cgroup_mounts: self.resources.cgroup_mounts(),
             userns,
             all_devices: config.security.privileged,
             mounts: crate::volumes::sandbox_mounts(&self.volumes, config)?,

@@ -108,6 +108,7 @@ pub fn spec(id: &str, args: &[&str], log: &Path) -> SandboxSpec {
         confinement: container_protocol::security::Confinement::unconfined(),
         resources: Default::default(),
         cgroup: None,
+        cgroup_mounts: None,
         userns: None,
         all_devices: false,
         overlay: None,
