@@ -4,7 +4,7 @@
 //! and is told so.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use container_protocol::api::{Event, EventFilter, EventType};
 use tokio::io::AsyncWriteExt;
@@ -13,9 +13,12 @@ use tokio::sync::broadcast;
 /// How many past events `--since` can reach back to.
 const KEPT: usize = 1024;
 
+/// Each event is kept once and shared by the ring and the live channel, whose slots
+/// hold theirs until overwritten: two copies of 1,024 events were a tenth of the
+/// apiserver's memory with 1,000 containers.
 pub struct Events {
-    state: Mutex<(u64, VecDeque<Event>)>,
-    live: broadcast::Sender<Event>,
+    state: Mutex<(u64, VecDeque<Arc<Event>>)>,
+    live: broadcast::Sender<Arc<Event>>,
 }
 
 impl Default for Events {
@@ -37,7 +40,7 @@ impl Events {
     pub fn publish(&self, kind: EventType, action: &str, id: &str, attributes: &[(&str, String)]) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.0 += 1;
-        let event = Event {
+        let event = Arc::new(Event {
             seq: st.0,
             time_nano: now_nanos(),
             kind,
@@ -47,7 +50,7 @@ impl Events {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect::<BTreeMap<_, _>>(),
-        };
+        });
         if st.1.len() >= KEPT {
             st.1.pop_front();
         }
@@ -68,7 +71,7 @@ impl Events {
         let mut out = tokio::net::unix::pipe::Sender::from_owned_fd(out)?;
         let (past, mut live) = {
             let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            let past: Vec<Event> = match since {
+            let past: Vec<Arc<Event>> = match since {
                 Some(s) => {
                     st.1.iter()
                         .filter(|e| e.time_nano >= s.saturating_mul(1_000_000_000))

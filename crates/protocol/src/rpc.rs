@@ -27,8 +27,9 @@ use crate::transport::{send_frame, FdReader, FrameWriter};
 
 /// What an endpoint's reader holds to begin with: most frames are a few hundred bytes,
 /// and the buffer grows for the rare large one. tokio-util's 8 KiB default, times one
-/// endpoint per container, was most of the apiserver's memory with 1,000 containers.
-const READ_BUFFER: usize = 1024;
+/// endpoint per container, was most of the apiserver's memory with 1,000 containers;
+/// 1 KiB was still a tenth of what each container costs it.
+const READ_BUFFER: usize = 256;
 
 /// How long a peer may take to answer the opening hello before the connection is
 /// abandoned: a live peer answers in microseconds, a wedged one must not hang us.

@@ -32,7 +32,13 @@ pub fn measure(ctx: &Ctx, podman: Option<&Result<Podman, String>>) -> Section {
     // Issue 16's A/B: the sandbox spawn and the network's allocation overlap in a
     // start; this is the same start with them one after the other.
     let serial = "container run --rm --network default, start steps in series";
-    match container_with(ctx, n, "default", &[], &[("CONTAINER_SERIAL_START", "1")]) {
+    match container_with(
+        ctx,
+        n,
+        "default",
+        &[],
+        &[("CONTAINER_SERIAL_START", "true")],
+    ) {
         Ok(s) => {
             let row = Row::from_samples(serial, Unit::Nanos, &s)
                 .extra("apiserver `--serial-start`: the parallel start's baseline");
