@@ -180,6 +180,24 @@ impl World {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// `name` running `sleep SECS` on `network`, detached, from `rootfs`.
+    pub fn run_sleeping(&self, name: &str, network: &str, rootfs: &str, secs: u32) {
+        let secs = secs.to_string();
+        self.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            network,
+            "--rootfs",
+            rootfs,
+            "--",
+            "sleep",
+            &secs,
+        ]);
+    }
+
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.ok(args);
         serde_json::from_str(&out)

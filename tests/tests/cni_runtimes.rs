@@ -46,19 +46,7 @@ fn network_create_plugin_cni_with_container_cni() {
         "ours",
     ]);
     for name in ["a", "b"] {
-        w.ok(&[
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            "ours",
-            "--rootfs",
-            &s.rootfs,
-            "--",
-            "sleep",
-            "600",
-        ]);
+        w.run_sleeping(name, "ours", &s.rootfs, 600);
     }
     let holders: Vec<String> = reservations(&dir).into_iter().map(|(_, h)| h).collect();
     assert_eq!(holders.len(), 2, "{holders:?}");

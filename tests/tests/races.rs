@@ -89,19 +89,7 @@ fn race(w: &World, network: &str, reservation_dir: &std::path::Path, rootfs: &st
     for round in 0..4 {
         let names: Vec<String> = (0..3).map(|i| format!("{network}-r{round}c{i}")).collect();
         for name in &names {
-            w.ok(&[
-                "run",
-                "-d",
-                "--name",
-                name,
-                "--network",
-                network,
-                "--rootfs",
-                rootfs,
-                "--",
-                "sleep",
-                "200",
-            ]);
+            w.run_sleeping(name, network, rootfs, 200);
         }
         assert_no_address_twice(w, reservation_dir, &format!("round {round}"));
         // Stop one, remove one running: their addresses come free for the next round.

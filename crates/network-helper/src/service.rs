@@ -1,6 +1,6 @@
 //! The network helper's calls: IPAM plus the network's plugin.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, OnceLock};
@@ -48,10 +48,9 @@ pub struct NetworkHelper {
     changes: Mutex<()>,
     /// The network's name server, once set-up has made its addresses.
     dns: std::sync::Mutex<Option<crate::dns::DnsServer>>,
-    /// The last table of names, kept for a server (re)started after it came.
-    /// The names as the apiserver last gave them, by container: the table a name
-    /// server started later begins with.
-    names: std::sync::Mutex<BTreeMap<String, Vec<NameEntry>>>,
+    /// The names as the apiserver last gave them: the one table, which the name
+    /// server answers from once it runs (and a server started later begins with).
+    names: Arc<std::sync::RwLock<crate::dns::Table>>,
     /// Opened at the first call that needs it and kept for the helper's life: its
     /// index of the reservations is what makes a call cost the same at any count
     /// (crates/ipam keeps it true to the directory, whoever else writes there).
@@ -82,7 +81,7 @@ impl NetworkHelper {
             netlink,
             changes: Mutex::new(()),
             dns: std::sync::Mutex::new(None),
-            names: std::sync::Mutex::new(BTreeMap::new()),
+            names: Default::default(),
             ipam: OnceLock::new(),
         })
     }
@@ -235,11 +234,9 @@ impl NetworkHelper {
             self.dns_port(),
             subnets,
             !self.config.internal,
+            self.names.clone(),
         ) {
             Ok(server) => {
-                let names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-                server.set_names(names.values().flatten().cloned().collect());
-                drop(names);
                 tracing::info!(network = %self.config.id, addresses = ?server.addresses, "name server up");
                 *dns = Some(server);
             }
@@ -259,31 +256,17 @@ impl NetworkHelper {
     }
 
     pub fn set_names(&self, entries: Vec<NameEntry>) {
-        if let Some(server) = &*self.dns.lock().unwrap_or_else(|p| p.into_inner()) {
-            server.set_names(entries.clone());
-        }
         tracing::debug!(network = %self.config.id, entries = entries.len(), "names replaced");
-        let mut by_container: BTreeMap<String, Vec<NameEntry>> = BTreeMap::new();
-        for e in entries {
-            by_container
-                .entry(e.container_id.clone())
-                .or_default()
-                .push(e);
-        }
-        *self.names.lock().unwrap_or_else(|p| p.into_inner()) = by_container;
+        self.names_mut().replace(entries);
     }
 
     pub fn set_names_of(&self, container_id: String, entries: Vec<NameEntry>) {
-        if let Some(server) = &*self.dns.lock().unwrap_or_else(|p| p.into_inner()) {
-            server.set_names_of(&container_id, entries.clone());
-        }
         tracing::debug!(network = %self.config.id, container = %container_id, entries = entries.len(), "names of one container replaced");
-        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.is_empty() {
-            names.remove(&container_id);
-        } else {
-            names.insert(container_id, entries);
-        }
+        self.names_mut().set(&container_id, entries);
+    }
+
+    fn names_mut(&self) -> std::sync::RwLockWriteGuard<'_, crate::dns::Table> {
+        self.names.write().unwrap_or_else(|p| p.into_inner())
     }
 
     pub async fn allocate(&self, att: &Attachment) -> Result<Allocation, PluginError> {

@@ -5,7 +5,6 @@
 //! network (issue 16); a new helper gets the whole table with its set-up, and so does
 //! a helper whose last update failed, at the next change.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use container_protocol::network::NameEntry;
@@ -40,9 +39,9 @@ impl Networks {
             // Nothing answers names now; the next helper gets them when it starts.
             return;
         };
-        let stale = self.names_stale(network, None);
+        let whole = one.is_none() || self.stale_names().contains(network);
         let sent = match one {
-            Some((id, leaving)) if !stale => {
+            Some((id, leaving)) if !whole => {
                 let entries = match self.records.container(id) {
                     Some(r) if !leaving => entries_of(id, &r, network),
                     _ => Vec::new(),
@@ -50,21 +49,25 @@ impl Networks {
                 helper.names_of(id.to_string(), entries).await
             }
             _ => {
-                helper
-                    .names(self.name_entries(network, one.filter(|o| o.1).map(|o| o.0)))
-                    .await
+                let leaving = one.and_then(|(id, leaving)| leaving.then_some(id));
+                helper.names(self.name_entries(network, leaving)).await
             }
         };
         match sent {
-            Ok(()) if stale => {
-                self.names_stale(network, Some(false));
+            Ok(()) if whole => {
+                self.stale_names().remove(network);
             }
             Ok(()) => {}
             Err(e) => {
                 tracing::warn!("network {network}: update names: {e}");
-                self.names_stale(network, Some(true));
+                self.stale_names().insert(network.to_string());
             }
         }
+    }
+
+    /// Networks whose helper may have missed an update: the next send is whole.
+    fn stale_names(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.names_stale.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn serves_names(&self, network: &str) -> bool {
@@ -74,16 +77,6 @@ impl Networks {
         container_network_helper::Plugin::for_config(&config)
             .map(|p| p.serves_dns())
             .unwrap_or(false)
-    }
-
-    /// Whether `network`'s helper may have missed an update; `set` marks or clears it.
-    fn names_stale(&self, network: &str, set: Option<bool>) -> bool {
-        let mut stale = self.names_stale.lock().unwrap_or_else(|p| p.into_inner());
-        match set {
-            Some(true) => stale.insert(network.to_string()),
-            Some(false) => stale.remove(network),
-            None => stale.contains(network),
-        }
     }
 
     /// One entry per running container's attachment to `network`, but `leaving`'s:
@@ -128,10 +121,12 @@ fn entries_of(id: &str, r: &ContainerRecord, network: &str) -> Vec<NameEntry> {
         .filter(|a| a.network == network)
         .map(|a| {
             let mut names = vec![id.to_string()];
-            names.extend(r.config.hostname.iter().cloned());
-            names.extend(att.iter().flat_map(|n| n.aliases.iter().cloned()));
-            let mut seen = HashSet::new();
-            names.retain(|n| seen.insert(n.clone()));
+            let others = r.config.hostname.iter();
+            for n in others.chain(att.iter().flat_map(|n| n.aliases.iter())) {
+                if !names.contains(n) {
+                    names.push(n.clone());
+                }
+            }
             NameEntry {
                 container_id: id.to_string(),
                 names,

@@ -40,7 +40,8 @@ const MAX_TCP: usize = 64;
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
 struct Shared {
-    table: RwLock<Table>,
+    /// The helper's table of names, which it keeps true whether or not a server runs.
+    table: Arc<RwLock<Table>>,
     subnets: Vec<IpNet>,
     forward: bool,
     upstreams: Upstreams,
@@ -87,7 +88,6 @@ fn unmapped(ip: IpAddr) -> IpAddr {
 
 /// A running server: dropping it stops every task and closes its sockets.
 pub struct DnsServer {
-    shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
     pub addresses: Vec<SocketAddr>,
 }
@@ -108,9 +108,10 @@ impl DnsServer {
         port: u16,
         subnets: Vec<IpNet>,
         forward: bool,
+        table: Arc<RwLock<Table>>,
     ) -> std::io::Result<DnsServer> {
         let shared = Arc::new(Shared {
-            table: RwLock::new(Table::default()),
+            table,
             subnets,
             forward,
             upstreams: Upstreams::new(addrs.to_vec()),
@@ -118,7 +119,6 @@ impl DnsServer {
             tcp: Arc::new(Semaphore::new(MAX_TCP)),
         });
         let mut server = DnsServer {
-            shared: shared.clone(),
             tasks: Vec::new(),
             addresses: Vec::new(),
         };
@@ -137,20 +137,6 @@ impl DnsServer {
                 .push(tokio::spawn(serve_tcp(shared.clone(), tcp)));
         }
         Ok(server)
-    }
-
-    pub fn set_names(&self, entries: Vec<container_protocol::network::NameEntry>) {
-        let mut table = self.shared.table.write().unwrap_or_else(|p| p.into_inner());
-        table.replace(entries);
-    }
-
-    pub fn set_names_of(
-        &self,
-        container_id: &str,
-        entries: Vec<container_protocol::network::NameEntry>,
-    ) {
-        let mut table = self.shared.table.write().unwrap_or_else(|p| p.into_inner());
-        table.set(container_id, entries);
     }
 }
 
