@@ -579,7 +579,7 @@ pub async fn ls(
                 .collect()
             })
             .collect();
-        output::table(&["ID", "COMMAND", "STATUS", "NETWORKS", "ADDRESSES"], &rows);
+        output::table(&["ID", "COMMAND", "STATUS", "NETWORKS", "ADDRESSES"], &rows)?;
     }
     Ok(0)
 }

@@ -427,7 +427,7 @@ async fn ls(client: &ApiClient, quiet: bool, format: Format) -> Result<i32> {
             ]);
         }
     }
-    output::table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows);
+    output::table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows)?;
     Ok(0)
 }
 
@@ -514,7 +514,7 @@ pub async fn df(client: &ApiClient, format: Format) -> Result<i32> {
         row("Containers", &v["containers"], None),
         row("Local Volumes", &v["volumes"], None),
     ];
-    output::table(&["TYPE", "TOTAL", "ACTIVE", "SIZE"], &rows);
+    output::table(&["TYPE", "TOTAL", "ACTIVE", "SIZE"], &rows)?;
     Ok(0)
 }
 

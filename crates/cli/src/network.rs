@@ -178,7 +178,7 @@ pub async fn run(paths: &Paths, command: NetworkCommand) -> Result<()> {
                         "CONTAINERS",
                     ],
                     &rows,
-                );
+                )?;
             }
         }
         NetworkCommand::Inspect { names } => {

@@ -107,7 +107,7 @@ fn print(lines: &[Line], format: Format) -> Result<()> {
             "PIDS",
         ],
         &rows,
-    );
+    )?;
     Ok(())
 }
 

@@ -156,7 +156,7 @@ pub async fn status(paths: &Paths, format: Format) -> Result<()> {
         .iter()
         .map(|h| vec![h.kind.to_string(), h.id.clone(), h.pid.to_string()])
         .collect();
-    output::table(&["KIND", "ID", "PID"], &rows);
+    output::table(&["KIND", "ID", "PID"], &rows)?;
     if !s.operations.is_empty() {
         println!();
         println!("in flight  {}", s.operations.join(", "));
@@ -192,7 +192,7 @@ pub async fn check(paths: &Paths, fix: bool, digests: bool, format: Format) -> R
                 ]
             })
             .collect();
-        output::table(&["KIND", "OBJECT", "DETAIL", "FIX"], &rows);
+        output::table(&["KIND", "OBJECT", "DETAIL", "FIX"], &rows)?;
     }
     let unresolved = findings.iter().any(|f| !(fix && f.fixed));
     Ok(if unresolved { 1 } else { 0 })

@@ -345,7 +345,7 @@ pub async fn run(client: &ApiClient, command: VolumeCommand) -> Result<i32> {
                         ]
                     })
                     .collect();
-                output::table(&["DRIVER", "VOLUME NAME", "CONTAINERS"], &rows);
+                output::table(&["DRIVER", "VOLUME NAME", "CONTAINERS"], &rows)?;
             }
         }
         VolumeCommand::Inspect { names } => {
