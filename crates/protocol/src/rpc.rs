@@ -372,6 +372,7 @@ fn encode_reply<Resp: serde::Serialize>(
 }
 
 type Pending<Resp> = oneshot::Sender<Result<(Resp, Vec<OwnedFd>), ProtocolError>>;
+type Reply<Resp> = oneshot::Receiver<Result<(Resp, Vec<OwnedFd>), ProtocolError>>;
 
 struct Table<Resp> {
     closed: bool,
@@ -531,48 +532,93 @@ where
         let _ = rx.wait_for(|closed| *closed).await;
     }
 
-    pub async fn call(&self, req: Req) -> Result<Resp, ProtocolError> {
-        self.call_with_fds(req, vec![]).await.map(|(resp, _)| resp)
+    // The calls below are plain functions that encode the request before returning
+    // their future: an `async fn` would keep the request (and a copy in each wrapper)
+    // inside its state for as long as the answer takes. A `Wait` is pending for a
+    // container's whole life, once per container.
+
+    pub fn call(&self, req: Req) -> impl Future<Output = Result<Resp, ProtocolError>> + '_ {
+        let call = self.call_with_fds(req, vec![]);
+        async move { call.await.map(|(resp, _)| resp) }
     }
 
     /// A call that must be answered within `deadline`: a peer that is alive but does not
     /// answer (stopped, wedged) fails it with [`ProtocolError::Timeout`] instead of
     /// hanging the caller. The call may still run on the peer.
-    pub async fn call_within(
+    pub fn call_within(
         &self,
         what: &str,
         deadline: Duration,
         req: Req,
         fds: Vec<OwnedFd>,
-    ) -> Result<(Resp, Vec<OwnedFd>), ProtocolError> {
-        match tokio::time::timeout(deadline, self.call_with_fds(req, fds)).await {
-            Ok(result) => result,
-            Err(_) => Err(ProtocolError::Timeout {
-                peer: self.shared.peer.clone(),
-                what: what.to_string(),
-                secs: deadline.as_secs_f64().ceil() as u64,
-            }),
+    ) -> impl Future<Output = Result<(Resp, Vec<OwnedFd>), ProtocolError>> + '_ {
+        let call = tokio::time::timeout(deadline, self.call_with_fds(req, fds));
+        let what = what.to_string();
+        async move {
+            match call.await {
+                Ok(result) => result,
+                Err(_) => Err(ProtocolError::Timeout {
+                    peer: self.shared.peer.clone(),
+                    what,
+                    secs: deadline.as_secs_f64().ceil() as u64,
+                }),
+            }
         }
     }
 
-    pub async fn call_with_fds(
+    pub fn call_with_fds(
         &self,
         req: Req,
         fds: Vec<OwnedFd>,
-    ) -> Result<(Resp, Vec<OwnedFd>), ProtocolError> {
+    ) -> impl Future<Output = Result<(Resp, Vec<OwnedFd>), ProtocolError>> + '_ {
+        let prepared = self.prepare(req, fds.len());
+        async move {
+            let gone = || ProtocolError::Gone {
+                peer: self.shared.peer.clone(),
+            };
+            let (bytes, rx, _entry) = prepared?;
+            // Boxed: the write's state is needed only until the frame is out, and
+            // inline it would stay in the future while the answer is awaited.
+            if let Err(source) = Box::pin(self.conn.writer.send(bytes, fds)).await {
+                return Err(match source.kind() {
+                    std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::NotConnected => gone(),
+                    _ => ProtocolError::Io {
+                        peer: self.shared.peer.clone(),
+                        source,
+                    },
+                });
+            }
+            match rx.await {
+                Ok(result) => result,
+                Err(_) => Err(gone()),
+            }
+        }
+    }
+
+    /// Encodes the call and enters it in the pending table. The entry goes with the
+    /// returned guard: a caller that gives up (a deadline, a dropped future, even one
+    /// never polled) takes it along, so a peer that never answers does not grow the
+    /// table.
+    fn prepare(
+        &self,
+        req: Req,
+        nfds: usize,
+    ) -> Result<(bytes::Bytes, Reply<Resp>, PendingEntry<'_, Resp>), ProtocolError> {
         let gone = || ProtocolError::Gone {
             peer: self.shared.peer.clone(),
         };
-        if fds.len() > MAX_FDS_PER_FRAME {
+        if nfds > MAX_FDS_PER_FRAME {
             return Err(ProtocolError::Encode {
                 peer: self.shared.peer.clone(),
-                message: format!("{} descriptors in one call", fds.len()),
+                message: format!("{nfds} descriptors in one call"),
             });
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = ClientFrame::Call {
             id,
-            fds: fds.len() as u8,
+            fds: nfds as u8,
             body: req,
         };
         let bytes = frame::encode(&frame).map_err(|message| ProtocolError::Encode {
@@ -587,27 +633,14 @@ where
             }
             table.pending.insert(id, tx);
         }
-        // A caller that gives up (a deadline, a dropped future) takes its entry along,
-        // so a peer that never answers does not grow the table.
-        let _entry = PendingEntry {
-            shared: &self.shared,
-            id,
-        };
-        if let Err(source) = self.conn.writer.send(bytes, fds).await {
-            return Err(match source.kind() {
-                std::io::ErrorKind::BrokenPipe
-                | std::io::ErrorKind::ConnectionReset
-                | std::io::ErrorKind::NotConnected => gone(),
-                _ => ProtocolError::Io {
-                    peer: self.shared.peer.clone(),
-                    source,
-                },
-            });
-        }
-        match rx.await {
-            Ok(result) => result,
-            Err(_) => Err(gone()),
-        }
+        Ok((
+            bytes,
+            rx,
+            PendingEntry {
+                shared: &self.shared,
+                id,
+            },
+        ))
     }
 }
 

@@ -1,9 +1,11 @@
 //! Starting a helper: its own session, its bootstrap socket inherited as fd 3, its
 //! output in its log, its process known by a pidfd from the first instant.
 
-use std::os::fd::AsRawFd;
+use std::ffi::OsString;
+use std::os::fd::AsFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use container_protocol::bootstrap::{bootstrap_client, BootstrapClient};
 use container_protocol::helper::peer_name;
@@ -12,6 +14,7 @@ use container_protocol::HelperKind;
 use container_store::Paths;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
+use crate::launch::{self, Launch};
 use crate::pidfd::Pidfd;
 use crate::table::SuperviseError;
 
@@ -34,7 +37,7 @@ pub struct Spawner {
 /// A helper just started: its bootstrap channel and its process.
 pub struct Spawned {
     pub bootstrap: BootstrapClient,
-    pub pidfd: Pidfd,
+    pub pidfd: Arc<Pidfd>,
 }
 
 impl Spawner {
@@ -81,7 +84,6 @@ impl Spawner {
             .append(true)
             .open(&log_path)
             .map_err(io("open log"))?;
-        let log2 = log.try_clone().map_err(io("duplicate log"))?;
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
             SockType::Stream,
@@ -89,47 +91,45 @@ impl Spawner {
             SockFlag::SOCK_CLOEXEC,
         )
         .map_err(|e| io("socketpair")(e.into()))?;
-        let theirs_raw = theirs.as_raw_fd();
         let binary = self.binary(kind);
-        let mut cmd = tokio::process::Command::new(&binary);
-        cmd.arg("--root")
-            .arg(&self.paths.root)
-            .arg("--run-dir")
-            .arg(&self.paths.run)
-            .arg("--id")
-            .arg(id)
-            .args(extra_args)
-            .env(BOOTSTRAP_FD_ENV, "3")
-            .stdin(std::process::Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .kill_on_drop(false);
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                nix::unistd::setsid().map_err(std::io::Error::from)?;
-                if theirs_raw == 3 {
-                    nix::fcntl::fcntl(
-                        std::os::fd::BorrowedFd::borrow_raw(3),
-                        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-                    )
-                    .map_err(std::io::Error::from)?;
-                } else if nix::libc::dup2(theirs_raw, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+        let mut args: Vec<OsString> = vec![
+            "--root".into(),
+            self.paths.root.clone().into(),
+            "--run-dir".into(),
+            self.paths.run.clone().into(),
+            "--id".into(),
+            id.into(),
+        ];
+        args.extend(extra_args.iter().map(OsString::from));
+        let pid = Launch {
+            program: &binary,
+            args: &args,
+            env: (BOOTSTRAP_FD_ENV, "3"),
+            output: log.as_fd(),
+            fd3: theirs.as_fd(),
         }
-        let mut child = cmd.spawn().map_err(io("spawn"))?;
-        drop(theirs);
-        let pid = child.id().unwrap_or(0);
+        .spawn()
+        .map_err(io("spawn"))?;
+        drop((theirs, log));
         // Our unreaped child: its pid can't be reused before this open.
-        let pidfd = Pidfd::open(pid).map_err(io("open pidfd"))?;
+        let pidfd = match Pidfd::open(pid) {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                // Unwatchable, so it must not live: still our unreaped child, its pid is
+                // safe to kill and to wait for.
+                launch::kill_and_reap(pid);
+                return Err(io("open pidfd")(e));
+            }
+        };
+        let reaper = pidfd.clone();
         // Reap it whenever it exits; its death is noticed through its pidfd and endpoints.
         let reap_peer = peer.clone();
         tokio::spawn(async move {
-            match child.wait().await {
-                Ok(status) => tracing::info!("{reap_peer} (pid {pid}) exited: {status}"),
+            match launch::reap(&reaper).await {
+                Ok(status) => tracing::info!(
+                    "{reap_peer} (pid {pid}) exited: {}",
+                    launch::describe(status)
+                ),
                 Err(e) => tracing::warn!("{reap_peer} (pid {pid}): wait: {e}"),
             }
         });

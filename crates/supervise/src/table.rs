@@ -213,7 +213,7 @@ impl<P: HelperProto> HelperTable<P> {
         self: &Arc<Self>,
         id: &str,
         bootstrap: &BootstrapClient,
-        pidfd: Option<Pidfd>,
+        pidfd: Option<Arc<Pidfd>>,
     ) -> Result<Helper<P>, SuperviseError> {
         let quick = self.deadlines.quick;
         let client: Client<P::Req, P::Resp> =
@@ -240,16 +240,16 @@ impl<P: HelperProto> HelperTable<P> {
         }
         let pidfd = match pidfd {
             Some(p) => p,
-            None => Pidfd::open(info.pid).map_err(|source| SuperviseError::Io {
+            None => Arc::new(Pidfd::open(info.pid).map_err(|source| SuperviseError::Io {
                 peer: client.peer().to_string(),
                 step: "open pidfd",
                 source,
-            })?,
+            })?),
         };
         let helper = Helper {
             info,
             client,
-            pidfd: Arc::new(pidfd),
+            pidfd,
             deadlines: self.deadlines,
         };
         lock(&self.helpers).insert(id.to_string(), helper.clone());
@@ -260,37 +260,47 @@ impl<P: HelperProto> HelperTable<P> {
                 _ = watched.client.closed() => {}
                 _ = watched.pidfd.exited() => {}
             }
-            // Endpoints close when a helper exits; one that closed them and lives on
-            // is wedged: it goes, so nothing is cleaned up under a live process.
-            if !watched.pidfd.exited_within(EXIT_GRACE).await {
-                tracing::warn!(
-                    "{} closed its endpoints but did not exit; killing it",
-                    watched.peer()
-                );
-                let _ = watched.pidfd.kill_group();
-                watched.pidfd.exited().await;
-            }
-            let Some(table) = table.upgrade() else { return };
-            let removed = {
-                let mut h = lock(&table.helpers);
-                match h.get(&watched.info.id) {
-                    Some(cur) if cur.info.pid == watched.info.pid => {
-                        h.remove(&watched.info.id);
-                        true
-                    }
-                    _ => false,
-                }
-            };
-            if removed {
-                tracing::warn!("{} (pid {}) is gone", watched.peer(), watched.info.pid);
-                let _ = table.events.send(HelperEvent::Gone(HelperGone {
-                    kind: P::KIND,
-                    id: watched.info.id.clone(),
-                    pid: watched.info.pid,
-                }));
-            }
+            // Boxed: what follows (a grace timer among it) would otherwise stay in
+            // the state of a task that waits out each helper's whole life.
+            Box::pin(Self::after_gone(table, watched)).await;
         });
         Ok(helper)
+    }
+
+    /// A watched helper closed its endpoints or exited: makes sure it is gone, then
+    /// takes it out of the table and says so.
+    async fn after_gone(table: std::sync::Weak<Self>, watched: Helper<P>) {
+        // Endpoints close when a helper exits; one that closed them and lives on
+        // is wedged: it goes, so nothing is cleaned up under a live process.
+        if !watched.pidfd.exited_within(EXIT_GRACE).await {
+            tracing::warn!(
+                "{} closed its endpoints but did not exit; killing it",
+                watched.peer()
+            );
+            let _ = watched.pidfd.kill_group();
+            watched.pidfd.exited().await;
+        }
+        let Some(table) = table.upgrade() else {
+            return;
+        };
+        let removed = {
+            let mut h = lock(&table.helpers);
+            match h.get(&watched.info.id) {
+                Some(cur) if cur.info.pid == watched.info.pid => {
+                    h.remove(&watched.info.id);
+                    true
+                }
+                _ => false,
+            }
+        };
+        if removed {
+            tracing::warn!("{} (pid {}) is gone", watched.peer(), watched.info.pid);
+            let _ = table.events.send(HelperEvent::Gone(HelperGone {
+                kind: P::KIND,
+                id: watched.info.id.clone(),
+                pid: watched.info.pid,
+            }));
+        }
     }
 
     /// Starts no helper from now on (the apiserver is stopping).
