@@ -526,6 +526,15 @@ where
         *self.shared.closed.borrow()
     }
 
+    /// Calls made on this endpoint that wait for their answer (for diagnostics and tests).
+    pub fn pending(&self) -> usize {
+        self.shared
+            .table
+            .lock()
+            .map(|t| t.pending.len())
+            .unwrap_or(0)
+    }
+
     /// Resolves once the peer is gone (it closed the endpoint, or died).
     pub async fn closed(&self) {
         let mut rx = self.shared.closed.subscribe();
@@ -545,21 +554,20 @@ where
     /// A call that must be answered within `deadline`: a peer that is alive but does not
     /// answer (stopped, wedged) fails it with [`ProtocolError::Timeout`] instead of
     /// hanging the caller. The call may still run on the peer.
-    pub fn call_within(
-        &self,
-        what: &str,
+    pub fn call_within<'a>(
+        &'a self,
+        what: &'a str,
         deadline: Duration,
         req: Req,
         fds: Vec<OwnedFd>,
-    ) -> impl Future<Output = Result<(Resp, Vec<OwnedFd>), ProtocolError>> + '_ {
+    ) -> impl Future<Output = Result<(Resp, Vec<OwnedFd>), ProtocolError>> + 'a {
         let call = tokio::time::timeout(deadline, self.call_with_fds(req, fds));
-        let what = what.to_string();
         async move {
             match call.await {
                 Ok(result) => result,
                 Err(_) => Err(ProtocolError::Timeout {
                     peer: self.shared.peer.clone(),
-                    what,
+                    what: what.to_string(),
                     secs: deadline.as_secs_f64().ceil() as u64,
                 }),
             }
