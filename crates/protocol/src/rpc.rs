@@ -581,9 +581,6 @@ where
     ) -> impl Future<Output = Result<(Resp, Vec<OwnedFd>), ProtocolError>> + '_ {
         let prepared = self.prepare(req, fds.len());
         async move {
-            let gone = || ProtocolError::Gone {
-                peer: self.shared.peer.clone(),
-            };
             let (bytes, rx, _entry) = prepared?;
             // Boxed: the write's state is needed only until the frame is out, and
             // inline it would stay in the future while the answer is awaited.
@@ -591,7 +588,7 @@ where
                 return Err(match source.kind() {
                     std::io::ErrorKind::BrokenPipe
                     | std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::NotConnected => gone(),
+                    | std::io::ErrorKind::NotConnected => self.gone(),
                     _ => ProtocolError::Io {
                         peer: self.shared.peer.clone(),
                         source,
@@ -600,8 +597,14 @@ where
             }
             match rx.await {
                 Ok(result) => result,
-                Err(_) => Err(gone()),
+                Err(_) => Err(self.gone()),
             }
+        }
+    }
+
+    fn gone(&self) -> ProtocolError {
+        ProtocolError::Gone {
+            peer: self.shared.peer.clone(),
         }
     }
 
@@ -614,9 +617,6 @@ where
         req: Req,
         nfds: usize,
     ) -> Result<(bytes::Bytes, Reply<Resp>, PendingEntry<'_, Resp>), ProtocolError> {
-        let gone = || ProtocolError::Gone {
-            peer: self.shared.peer.clone(),
-        };
         if nfds > MAX_FDS_PER_FRAME {
             return Err(ProtocolError::Encode {
                 peer: self.shared.peer.clone(),
@@ -635,9 +635,9 @@ where
         })?;
         let (tx, rx) = oneshot::channel();
         {
-            let mut table = self.shared.table.lock().map_err(|_| gone())?;
+            let mut table = self.shared.table.lock().map_err(|_| self.gone())?;
             if table.closed {
-                return Err(gone());
+                return Err(self.gone());
             }
             table.pending.insert(id, tx);
         }

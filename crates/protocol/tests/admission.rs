@@ -3,7 +3,6 @@
 //! The helpers and the apiserver share this code (`rpc::serve`, `Admission`).
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,23 +10,10 @@ use std::time::{Duration, Instant};
 use container_protocol::bootstrap::{bootstrap_connect, create_endpoint, serve_bootstrap, Vendor};
 use container_protocol::frame::{self, ServerFrame, MAX_FRAME};
 use container_protocol::rpc::{Admission, BUSY};
-use container_protocol::{Client, RemoteError, Service};
+use container_protocol::Client;
 
-struct Echo;
-
-impl Service for Echo {
-    type Req = u32;
-    type Resp = u32;
-    const NAME: &'static str = "echo";
-
-    async fn handle(
-        self: Arc<Self>,
-        req: u32,
-        _fds: Vec<OwnedFd>,
-    ) -> Result<(u32, Vec<OwnedFd>), RemoteError> {
-        Ok((req, vec![]))
-    }
-}
+mod echo;
+use echo::Echo;
 
 /// Hang guard only: the deadline under test is far shorter.
 const HANG: Duration = Duration::from_secs(20);

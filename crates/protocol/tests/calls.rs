@@ -5,23 +5,10 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use container_protocol::bootstrap::{bootstrap_connect, create_endpoint, serve_bootstrap, Vendor};
-use container_protocol::{Client, ProtocolError, RemoteError, Service};
+use container_protocol::{Client, ProtocolError};
 
-struct Echo;
-
-impl Service for Echo {
-    type Req = u32;
-    type Resp = u32;
-    const NAME: &'static str = "echo";
-
-    async fn handle(
-        self: Arc<Self>,
-        req: u32,
-        _fds: Vec<OwnedFd>,
-    ) -> Result<(u32, Vec<OwnedFd>), RemoteError> {
-        Ok((req, vec![]))
-    }
-}
+mod echo;
+use echo::Echo;
 
 async fn endpoint(dir: &tempfile::TempDir) -> Client<u32, u32> {
     let path = dir.path().join("boot.sock");

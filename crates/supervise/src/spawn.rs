@@ -126,10 +126,7 @@ impl Spawner {
         let reap_peer = peer.clone();
         tokio::spawn(async move {
             match launch::reap(&reaper).await {
-                Ok(status) => tracing::info!(
-                    "{reap_peer} (pid {pid}) exited: {}",
-                    launch::describe(status)
-                ),
+                Ok(status) => tracing::info!("{reap_peer} (pid {pid}) exited: {status}"),
                 Err(e) => tracing::warn!("{reap_peer} (pid {pid}): wait: {e}"),
             }
         });
