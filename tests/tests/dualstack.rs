@@ -216,3 +216,53 @@ fn an_ipv6_only_network_carries_containers_names_and_routes() {
     let out = w.cli(&["system", "check"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// A network that gives no IPv6 leaves the container's interface and its bridge port
+/// without it: both have IPv6 off before they come up, so neither sends the
+/// solicitations a bridge floods to every port. A dual-stack network's interface keeps
+/// its link-local and its ULA.
+#[test]
+fn ipv6_is_off_where_the_network_gives_none() {
+    let s = setup();
+    let w = &s.world;
+    let v6_in_kernel = std::path::Path::new("/proc/sys/net/ipv6").exists();
+    assert!(v6_in_kernel, "this suite needs a kernel with IPv6");
+    w.ok(&["network", "create", "--subnet", "10.94.7.0/24", "four"]);
+    w.ok(&["network", "create", "--ipv6", "both"]);
+    sleeper(&s, "c4", &["--network", "four"]);
+    sleeper(&s, "c46", &["--network", "both"]);
+
+    let inside = |ctr: &str, cmd: &[&str]| {
+        let out = exec(w, ctr, cmd);
+        assert!(out.status.success(), "{ctr}: {cmd:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let sysctl = ["cat", "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"];
+    assert_eq!(inside("c4", &sysctl).trim(), "1");
+    let v6 = inside("c4", &["ip", "-6", "addr", "show", "dev", "eth0"]);
+    assert!(v6.trim().is_empty(), "c4's eth0 has IPv6: {v6}");
+
+    assert_eq!(inside("c46", &sysctl).trim(), "0");
+    let v6 = inside("c46", &["ip", "-6", "addr", "show", "dev", "eth0"]);
+    let ula = v6_of(w, "c46", "both");
+    assert!(
+        v6.contains(&ula) && v6.contains("fe80:"),
+        "c46's eth0: {v6}"
+    );
+
+    // Every bridge port here (other tests' too) is a host end of ours.
+    let ports: Vec<String> = container_tests::links()
+        .into_iter()
+        .filter(|l| l.starts_with("veth"))
+        .collect();
+    assert!(ports.len() >= 2, "host ends: {ports:?}");
+    for port in ports {
+        let path = format!("/proc/sys/net/ipv6/conf/{port}/disable_ipv6");
+        match std::fs::read_to_string(&path) {
+            Ok(v) => assert_eq!(v.trim(), "1", "{path}"),
+            // Another test's container went away meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("{path}: {e}"),
+        }
+    }
+}

@@ -6,6 +6,7 @@
 
 mod address;
 mod error;
+mod ipv6;
 mod link;
 mod names;
 pub mod netns;
@@ -14,6 +15,7 @@ mod route;
 
 pub use address::{AddrScope, AddressInfo};
 pub use error::{Error, Result};
+pub use ipv6::disable_ipv6;
 pub use link::{valid_ifname, LinkInfo, MacvlanMode};
 pub use names::name_hash;
 pub use netns::{with_netns, NetNs};

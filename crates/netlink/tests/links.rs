@@ -440,3 +440,53 @@ fn promisc_hairpin_and_alias_reach_the_kernel() {
         assert!(err.to_string().contains("set hairpin true"), "{err}");
     });
 }
+
+/// `disable_ipv6` acts in the namespace it is given, whatever namespace the caller is
+/// in: the same name on both sides of a veth is two interfaces. Once up, the one with
+/// IPv6 off has no link-local address, so it never solicits; the other has one.
+#[test]
+fn ipv6_is_turned_off_on_one_link_of_the_namespace_given() {
+    let iso = container_testkit::isolate().unwrap();
+    let ns = BoundNs::new(iso.run_dir().join("netns").join("v6"));
+    rt().block_on(async {
+        let nl = Netlink::connect().unwrap();
+        let here = NetNs::current().unwrap();
+        let host = nl
+            .create_veth("eth0", "eth0", &ns, None, None)
+            .await
+            .unwrap();
+        let inner = Netlink::connect_in(&ns).unwrap();
+        let peer = inner.link_by_name("eth0").await.unwrap().unwrap();
+
+        container_netlink::disable_ipv6(&ns, "eth0").unwrap();
+        let read = |ns: &NetNs| {
+            container_netlink::with_netns(ns, || {
+                std::fs::read_to_string("/proc/thread-self/net/if_inet6").unwrap()
+            })
+            .unwrap()
+        };
+        nl.set_up(host).await.unwrap();
+        inner.set_up(peer.index).await.unwrap();
+        // The kernel adds the link-local address as the link comes up: wait for it
+        // on the side that keeps IPv6, then look at the other.
+        let mut tries = 0;
+        while !read(&here).contains("fe80") {
+            tries += 1;
+            assert!(tries < 200, "no link-local address on the host end");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let inside = read(&ns);
+        assert!(!inside.contains("fe80"), "{inside}");
+        let off = container_netlink::with_netns(&ns, || {
+            std::fs::read_to_string("/proc/sys/net/ipv6/conf/eth0/disable_ipv6").unwrap()
+        })
+        .unwrap();
+        assert_eq!(off.trim(), "1");
+
+        let err = container_netlink::disable_ipv6(&ns, "nosuch0").unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        assert!(err.to_string().starts_with("link nosuch0 in "), "{err}");
+        let err = container_netlink::disable_ipv6(&ns, "../all").unwrap_err();
+        assert!(matches!(err, Error::Invalid { .. }), "{err}");
+    });
+}

@@ -111,6 +111,10 @@ async fn wire(
     host.set_master(host_index, bridge_index)
         .await
         .map_err(cx.step("attach host end to bridge"))?;
+    // A port forwards frames; an address of its own would only add to every flood.
+    let host_name = veth_host_name(&alloc.container_id, &alloc.ifname);
+    container_netlink::disable_ipv6(host.netns(), &host_name)
+        .map_err(cx.step("turn IPv6 off on the host end"))?;
     host.set_up(host_index)
         .await
         .map_err(cx.step("set host end up"))?;

@@ -225,6 +225,11 @@ pub(crate) async fn configure_inside(
             .await
             .map_err(cx.step(format!("add address {net}")))?;
     }
+    // Before it comes up, so it never solicits on a network that has no IPv6.
+    if !alloc.addresses.iter().any(|net| net.addr().is_ipv6()) {
+        container_netlink::disable_ipv6(inside.netns(), &alloc.ifname)
+            .map_err(cx.step("turn IPv6 off (the network gives no IPv6 address)"))?;
+    }
     inside.set_up(index).await.map_err(cx.step("set up"))?;
 
     let mut default_v4 = false;
