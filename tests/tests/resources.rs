@@ -539,16 +539,26 @@ fn stats_reads_cpu_memory_pids_and_network() {
         "--",
         "sh",
         "-c",
-        "echo x | nc -u -w1 10.88.0.1 9; while :; do :; done",
+        "nc -w1 10.88.0.1 9 </dev/null; while :; do :; done",
     ]);
-    let j = w.json(&["stats", "--no-stream", "--format", "json"]);
-    let line = j
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["id"] == "busy")
-        .unwrap()
-        .clone();
+    // A TCP connect to a closed port (Debian's busybox `nc` has no `-u`): its ARP
+    // and SYN are what the container sends, as its interface has no IPv6 to chatter
+    // with. `run -d` returns once the workload runs, not once they left: read again.
+    let stats_of_busy = || {
+        let j = w.json(&["stats", "--no-stream", "--format", "json"]);
+        j.as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["id"] == "busy")
+            .unwrap()
+            .clone()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut line = stats_of_busy();
+    while line["net_tx_bytes"].as_u64() == Some(0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        line = stats_of_busy();
+    }
     assert!(line["cpu_percent"].as_f64().unwrap() > 10.0, "{line}");
     assert_eq!(line["memory_limit"], 64 << 20);
     assert!(line["memory_usage"].as_u64().unwrap() > 0, "{line}");
