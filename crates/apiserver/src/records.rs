@@ -5,7 +5,7 @@
 //! refuses (a full disk) still lands here, marked unsaved, and is written as soon as the
 //! disk allows. `system check` reads the disk again and compares.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -61,9 +61,48 @@ fn summary(config: &ContainerConfig, state: &ContainerState) -> ContainerSummary
     }
 }
 
+/// The containers by id, and the ids of those with a network alias: who answers to a
+/// name is one lookup (ids are lowercase) and a scan of those few, not of every
+/// record (issue 16). No entry for a container without aliases: an index of every
+/// name cost more memory than the apiserver's budget allows at 1,000.
+#[derive(Default)]
+struct View {
+    map: BTreeMap<String, ContainerRecord>,
+    aliased: BTreeSet<String>,
+}
+
+impl View {
+    fn get(&self, id: &str) -> Option<&ContainerRecord> {
+        self.map.get(id)
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut ContainerRecord> {
+        self.map.get_mut(id)
+    }
+
+    fn insert(&mut self, id: String, r: ContainerRecord) {
+        self.note(&id, &r.config);
+        self.map.insert(id, r);
+    }
+
+    fn remove(&mut self, id: &str) {
+        self.aliased.remove(id);
+        self.map.remove(id);
+    }
+
+    /// Keeps `aliased` true for `id`, whose configuration is now `config`.
+    fn note(&mut self, id: &str, config: &ContainerConfig) {
+        if config.networks.iter().any(|n| !n.aliases.is_empty()) {
+            self.aliased.insert(id.to_string());
+        } else {
+            self.aliased.remove(id);
+        }
+    }
+}
+
 pub struct Records {
     paths: Paths,
-    containers: RwLock<BTreeMap<String, ContainerRecord>>,
+    containers: RwLock<View>,
     /// Records that could not be read at start, by id: reported, and removable by force.
     unreadable: RwLock<BTreeMap<String, (PathBuf, String)>>,
     networks: RwLock<BTreeMap<String, NetworkConfig>>,
@@ -81,7 +120,7 @@ impl Records {
     /// Reads every record. Unreadable network records are returned (by name, for the
     /// log); unreadable container records are kept by id.
     pub fn load(paths: &Paths) -> (Arc<Records>, Vec<StoreError>) {
-        let mut containers = BTreeMap::new();
+        let mut containers = View::default();
         let mut unreadable = BTreeMap::new();
         for id in list_containers(paths) {
             let loaded = load_config(paths, &id).and_then(|c| Ok((c, load_state(paths, &id)?)));
@@ -129,12 +168,13 @@ impl Records {
     }
 
     pub fn container_ids(&self) -> Vec<String> {
-        read(&self.containers).keys().cloned().collect()
+        read(&self.containers).map.keys().cloned().collect()
     }
 
     /// Every container, in id order.
     pub fn containers(&self) -> Vec<(String, ContainerRecord)> {
         read(&self.containers)
+            .map
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
@@ -147,8 +187,26 @@ impl Records {
         &self,
         f: impl FnOnce(&mut dyn Iterator<Item = (&str, &ContainerRecord)>) -> R,
     ) -> R {
-        let map = read(&self.containers);
-        let mut it = map.iter().map(|(k, v)| (k.as_str(), v));
+        let view = read(&self.containers);
+        let mut it = view.map.iter().map(|(k, v)| (k.as_str(), v));
+        f(&mut it)
+    }
+
+    /// Whether a container of this id is in the view.
+    pub fn has_container(&self, id: &str) -> bool {
+        read(&self.containers).map.contains_key(id)
+    }
+
+    /// `f` over the containers with a network alias, in id order, as `scan`.
+    pub fn scan_aliased<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Iterator<Item = (&str, &ContainerRecord)>) -> R,
+    ) -> R {
+        let view = read(&self.containers);
+        let mut it = view
+            .aliased
+            .iter()
+            .filter_map(|id| Some((id.as_str(), view.map.get(id)?)));
         f(&mut it)
     }
 
@@ -201,7 +259,9 @@ impl Records {
         save_config(&self.paths, &config)?;
         let mut config = config;
         config.version = container_store::container::CONTAINER_RECORD_VERSION;
-        if let Some(r) = write(&self.containers).get_mut(&id) {
+        let mut view = write(&self.containers);
+        view.note(&id, &config);
+        if let Some(r) = view.get_mut(&id) {
             r.summary = Arc::new(summary(&config, &r.state));
             r.config = Arc::new(config);
         }
@@ -211,6 +271,7 @@ impl Records {
     /// Writes the states the disk refused before. `true` when none is left.
     pub fn flush(&self) -> bool {
         let pending: Vec<(String, ContainerState)> = read(&self.containers)
+            .map
             .iter()
             .filter(|(_, r)| r.unsaved)
             .map(|(k, r)| (k.clone(), (*r.state).clone()))

@@ -94,15 +94,20 @@ impl Networks {
     /// named so (on any network: names are unique among containers) or one with that
     /// alias there.
     pub fn name_holder(&self, network: &str, name: &str, except: &str) -> Option<String> {
-        self.records.scan(|all| {
-            all.filter(|(id, _)| *id != except)
-                .find(|(id, r)| {
-                    id.eq_ignore_ascii_case(name)
-                        || r.config
-                            .networks
-                            .iter()
-                            .filter(|n| n.network == network)
-                            .any(|n| n.aliases.iter().any(|a| a.eq_ignore_ascii_case(name)))
+        // Ids are lowercase: a name equal to one whatever its case is that id.
+        let id = name.to_ascii_lowercase();
+        if id != except && self.records.has_container(&id) {
+            return Some(id);
+        }
+        self.records.scan_aliased(|aliased| {
+            aliased
+                .filter(|(id, _)| *id != except)
+                .find(|(_, r)| {
+                    r.config
+                        .networks
+                        .iter()
+                        .filter(|n| n.network == network)
+                        .any(|n| n.aliases.iter().any(|a| a.eq_ignore_ascii_case(name)))
                 })
                 .map(|(id, _)| id.to_string())
         })
