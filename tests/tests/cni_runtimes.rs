@@ -4,7 +4,7 @@
 mod cni_common;
 
 use cni_common::*;
-use container_tests::{setup, World};
+use container_tests::{netns_mounts, setup, World};
 use serde_json::json;
 
 fn conflist(world: &World, name: &str, bridge: &str, subnet: &str) -> (String, std::path::PathBuf) {
@@ -73,6 +73,73 @@ fn network_create_plugin_cni_with_container_cni() {
     assert!(reservations(&dir).is_empty(), "{:?}", reservations(&dir));
     assert!(our_host_ends().is_empty(), "{:?}", our_host_ends());
     w.ok(&["network", "rm", "ours"]);
+}
+
+/// A netns is bind-mounted only where something opens it by path: a container on a
+/// bridge has none (its helper's descriptor holds it), one on a CNI network has one,
+/// and connecting the first to a CNI network binds its netns then. Every mount is
+/// gone with the containers.
+#[test]
+fn a_netns_is_bound_only_for_a_cni_network() {
+    let s = setup();
+    let w = &s.world;
+    let (conflist, dir) = conflist(w, "pathed", "cnipath0", "10.82.0.0/24");
+    let cni_path = format!("{}:{REFERENCE}", container_testkit::bin_dir().display());
+    w.ok(&[
+        "network",
+        "create",
+        "--plugin",
+        "cni",
+        "--opt",
+        &format!("conflist={conflist}"),
+        "--opt",
+        &format!("cni_path={cni_path}"),
+        "pathed",
+    ]);
+    w.ok(&["network", "create", "--subnet", "10.83.0.0/24", "plain"]);
+    w.run_sleeping("held", "plain", &s.rootfs, 600);
+    let netns_of = |name: &str| {
+        let j = w.json(&["inspect", name]);
+        j[0]["state"]["netns"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mount_of = |name: &str| w.run_dir().join("netns").join(name);
+    let helper = w.json(&["inspect", "held"])[0]["state"]["helper_pid"].clone();
+    assert_eq!(
+        netns_of("held"),
+        format!(
+            "/proc/{helper}/fd/{}",
+            netns_of("held").rsplit('/').next().unwrap()
+        ),
+    );
+    assert!(netns_mounts(w).is_empty(), "{:?}", netns_mounts(w));
+    assert!(!mount_of("held").exists());
+
+    w.run_sleeping("pathed1", "pathed", &s.rootfs, 600);
+    assert_eq!(
+        netns_of("pathed1"),
+        mount_of("pathed1").display().to_string()
+    );
+    assert_eq!(netns_mounts(w).len(), 1, "{:?}", netns_mounts(w));
+
+    w.ok(&["network", "connect", "pathed", "held"]);
+    assert_eq!(netns_of("held"), mount_of("held").display().to_string());
+    assert_eq!(netns_mounts(w).len(), 2, "{:?}", netns_mounts(w));
+    let addrs = w.ok(&["exec", "held", "--", "ip", "-4", "-o", "addr"]);
+    assert!(
+        addrs.contains("10.83.0.") && addrs.contains("10.82.0."),
+        "{addrs}"
+    );
+    // The CNI attachment is given back by its DEL, with the path it was added with.
+    w.ok(&["network", "disconnect", "pathed", "held"]);
+    assert_eq!(reservations(&dir).len(), 1, "{:?}", reservations(&dir));
+
+    w.ok(&["rm", "-f", "held", "pathed1"]);
+    assert!(netns_mounts(w).is_empty(), "{:?}", netns_mounts(w));
+    assert!(reservations(&dir).is_empty(), "{:?}", reservations(&dir));
+    assert!(our_host_ends().is_empty(), "{:?}", our_host_ends());
 }
 
 /// What the containerd test started, stopped whatever happens to the test: the tasks,

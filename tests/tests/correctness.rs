@@ -123,13 +123,16 @@ fn a_helper_that_dies_at_start_is_explained_without_a_backtrace() {
     let mut w = World::new();
     let rootfs = busybox_rootfs(w.iso.dir()).display().to_string();
     w.start_apiserver_with(&[("RUST_BACKTRACE", "1")]);
-    // The sandbox helper cannot make its netns mount point: it fails before serving.
-    let netns = w.run_dir().join("netns");
-    let _ = std::fs::remove_dir_all(&netns);
-    std::fs::write(&netns, "not a directory").unwrap();
+    // Something answers on the sandbox helper's socket, as a live twin would: the
+    // helper refuses to start, before serving.
+    let dir = w.run_dir().join("helpers/sandbox");
+    std::fs::create_dir_all(&dir).unwrap();
+    let twin = std::os::unix::net::UnixListener::bind(dir.join("dies.sock")).unwrap();
     let err = w.fails(&[
         "run",
         "--rm",
+        "--name",
+        "dies",
         "--network",
         "none",
         "--rootfs",
@@ -138,13 +141,17 @@ fn a_helper_that_dies_at_start_is_explained_without_a_backtrace() {
         "true",
     ]);
     assert!(err.contains("did not start"), "{err}");
-    assert!(err.contains("netns"), "the helper's own error: {err}");
+    assert!(
+        err.contains("already running"),
+        "the helper's own error: {err}"
+    );
     assert!(!err.to_lowercase().contains("backtrace"), "{err}");
     assert!(
         !err.contains("rust_begin_unwind") && !err.contains(" at /"),
         "{err}"
     );
-    std::fs::remove_file(&netns).unwrap();
+    drop(twin);
+    std::fs::remove_file(dir.join("dies.sock")).unwrap();
     w.ok(&[
         "run",
         "--rm",

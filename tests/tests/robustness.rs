@@ -2,6 +2,7 @@
 //! never hang a command, signals and shutdowns tell clients the truth, a full disk
 //! leaves records true.
 
+use std::os::unix::fs::MetadataExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -483,7 +484,20 @@ fn helpers_slow_at_a_restart_are_neither_buried_nor_replaced() {
         "a live container is not buried"
     );
     assert!(alive(workload));
-    assert!(!netns_mounts(&w).is_empty(), "its netns mount stays");
+    // Its netns (held by the stopped helper's descriptor: no mount) is the one the
+    // record names, still the workload's.
+    let named = c1["state"]["netns"].as_str().unwrap().to_string();
+    assert!(
+        named.starts_with(&format!("/proc/{sandbox}/fd/")),
+        "{named}"
+    );
+    assert_eq!(
+        std::fs::metadata(&named).map(|m| m.ino()).ok(),
+        std::fs::metadata(format!("/proc/{workload}/ns/net"))
+            .map(|m| m.ino())
+            .ok(),
+        "its netns stays"
+    );
     assert_eq!(
         helpers_for(&w, "c1"),
         vec![sandbox],

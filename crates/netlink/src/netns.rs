@@ -69,11 +69,42 @@ impl NetNs {
         Ok(NetNs { fd, label })
     }
 
-    /// Creates a new network namespace kept alive by a bind mount on `path`, without
-    /// moving the calling thread: a short-lived thread unshares, binds its namespace
-    /// onto `path` and exits. Parent directories are created. The mount lands in the
-    /// calling thread's mount namespace.
+    /// Creates a new network namespace kept alive by this handle alone, without moving
+    /// the calling thread: a short-lived thread unshares, opens its namespace and
+    /// exits. It goes when the last descriptor and process in it go; no mount names it
+    /// (a mount would be copied into every mount namespace made after it).
+    pub fn create() -> Result<NetNs> {
+        let label = "new netns".to_string();
+        std::thread::Builder::new()
+            .name("netns-create".into())
+            .spawn(|| -> Result<NetNs> {
+                unshare(CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| Error::sys("new netns", "unshare(CLONE_NEWNET)", e))?;
+                NetNs::open_labeled(Path::new(THREAD_NET_NS), "new netns".into())
+            })
+            .map_err(|e| Error::os(&label, "spawn namespace thread", e))?
+            .join()
+            .unwrap_or_else(|_| {
+                Err(Error::os(
+                    &label,
+                    "namespace thread",
+                    io::Error::other("thread panicked"),
+                ))
+            })
+    }
+
+    /// Creates a new network namespace kept alive by a bind mount on `path` (which
+    /// outlives this process), without moving the calling thread. Parent directories
+    /// are created. The mount lands in the calling thread's mount namespace.
     pub fn create_bound(path: impl AsRef<Path>) -> Result<NetNs> {
+        let ns = NetNs::create()?;
+        ns.bind(path)
+    }
+
+    /// Binds this namespace onto `path`, which then keeps it alive whatever becomes of
+    /// this process, and returns a handle opened by that path (errors name it).
+    /// Parent directories are created. On failure nothing is left at `path`.
+    pub fn bind(&self, path: impl AsRef<Path>) -> Result<NetNs> {
         let path = path.as_ref().to_path_buf();
         let label = format!("netns {}", path.display());
         if let Some(parent) = path.parent() {
@@ -99,32 +130,17 @@ impl NetNs {
                 io::Error::from_raw_os_error(libc::EEXIST),
             ));
         }
-
-        let target = path.clone();
-        let thread_label = label.clone();
-        let bound = std::thread::Builder::new()
-            .name("netns-create".into())
-            .spawn(move || -> Result<()> {
-                unshare(CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| Error::sys(&thread_label, "unshare(CLONE_NEWNET)", e))?;
-                mount(
-                    Some(THREAD_NET_NS),
-                    &target,
-                    None::<&str>,
-                    MsFlags::MS_BIND,
-                    None::<&str>,
-                )
-                .map_err(|e| Error::sys(&thread_label, "bind mount", e))
-            })
-            .map_err(|e| Error::os(&label, "spawn namespace thread", e))?
-            .join()
-            .unwrap_or_else(|_| {
-                Err(Error::os(
-                    &label,
-                    "namespace thread",
-                    io::Error::other("thread panicked"),
-                ))
-            });
+        // The descriptor's magic link names the namespace itself, as
+        // `/proc/<pid>/ns/net` would name a process's.
+        let source = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
+        let bound = mount(
+            Some(source.as_str()),
+            &path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| Error::sys(&label, "bind mount", e));
         if let Err(err) = bound {
             let _ = fs::remove_file(&path);
             return Err(err);

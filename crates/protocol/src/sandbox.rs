@@ -299,6 +299,12 @@ pub enum SandboxRequest {
     /// Tear down (host-side interfaces, devices back to the host, netns) and exit. The
     /// helper never exits on its own.
     Shutdown,
+    // New variants go last: a helper outlives an upgrade of the apiserver, and bincode
+    // names a variant by its index.
+    /// Bind the netns at its mount path if only the helper's descriptor holds it (a
+    /// CNI network connected to a container that had none). Idempotent. Replies
+    /// `NetnsBound` with the path.
+    BindNetns,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -311,6 +317,7 @@ pub enum SandboxResponse {
     Exited(ExitStatus),
     State(SandboxState),
     Done,
+    NetnsBound(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ fn main() -> anyhow::Result<()> {
     }
     let userns_range =
         container_sandbox_helper::userns::take_arg(&mut argv).map_err(anyhow::Error::msg)?;
+    let bound = container_sandbox_helper::namespaces::take_bound_arg(&mut argv);
     let args = HelperArgs::parse(argv).map_err(anyhow::Error::msg)?;
     let paths = container_store::Paths::new(&args.root, &args.run_dir);
     let files = paths.helper_files(HelperKind::Sandbox, &args.id)?;
@@ -39,7 +40,7 @@ fn main() -> anyhow::Result<()> {
         None => None,
     };
     // Before the runtime: the process must still have a single thread (see namespaces).
-    let ns = Namespaces::prepare(&paths.netns(&args.id)?, &args.id)?;
+    let ns = Namespaces::prepare(&paths.netns(&args.id)?, &args.id, bound)?;
     // One thread keeps the helper small; its work is a handful of calls per container.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

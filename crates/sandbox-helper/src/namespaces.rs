@@ -1,7 +1,15 @@
 //! The container's namespaces, made when the helper starts, before its runtime exists.
 //!
-//! * net: a new namespace bind-mounted at `<run>/netns/<id>`, in the helper's own mount
-//!   namespace (the host's), so the apiserver, CNI plugins and `ip netns` see it.
+//! * net: a new namespace, held by the helper's descriptor alone unless the apiserver
+//!   asks for it bound (`--netns-bound`, the default for a helper started by hand):
+//!   then it is also bind-mounted at `<run>/netns/<id>`, in the helper's own mount
+//!   namespace (the host's), so CNI plugins and `ip netns` can open it by path, and a
+//!   helper that dies leaves it for the clean-up (netDevices go back to the host's
+//!   namespace from there, not to the initial one). A held one is named
+//!   `/proc/<helper>/fd/<n>` while the helper lives and is bound later if a CNI
+//!   network is connected. Why not always bound: every mount in the host's namespace
+//!   is copied by each `unshare(CLONE_NEWNS)` after it (every workload's start), and
+//!   walked again at its `pivot_root`, so a start's cost grew with the containers.
 //! * uts, ipc: made by a brief `unshare` of the main thread, which then goes back to
 //!   the host's; the helper keeps them by descriptor. Making them here rather than in
 //!   the workload's child means they exist from the start, like the netns, and the
@@ -15,7 +23,7 @@
 //!   stays in the host's mount namespace so the netns mount stays visible.
 
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use container_netlink::NetNs;
@@ -45,7 +53,9 @@ pub enum NsError {
 /// The namespaces one container lives in, held by descriptors.
 #[derive(Debug)]
 pub struct Namespaces {
-    pub netns_path: PathBuf,
+    /// `<run>/netns/<id>`: where the netns is bound, or would be.
+    mount_path: PathBuf,
+    bound: bool,
     pub net: NetNs,
     pub uts: OwnedFd,
     pub ipc: OwnedFd,
@@ -62,8 +72,9 @@ impl Namespaces {
     /// Creates the namespaces of container `id`. Call it before any thread exists (see
     /// the module comment). A stale netns mount at the path, left by a helper that died,
     /// is replaced; the caller has checked that no live helper owns `id`.
-    /// `netns_path`: where the store says the container's netns is bind-mounted.
-    pub fn prepare(netns_path: &Path, id: &str) -> Result<Namespaces, NsError> {
+    /// `netns_path`: where the store says the container's netns is bind-mounted, if
+    /// `bound`.
+    pub fn prepare(netns_path: &Path, id: &str, bound: bool) -> Result<Namespaces, NsError> {
         let sys = |step| {
             let id = id.to_string();
             move |source| NsError::Sys { id, step, source }
@@ -85,7 +96,12 @@ impl Namespaces {
             );
             NetNs::remove_bound(&netns_path).map_err(netns_err)?;
         }
-        let net = NetNs::create_bound(&netns_path).map_err(netns_err)?;
+        let net = if bound {
+            NetNs::create_bound(&netns_path)
+        } else {
+            NetNs::create()
+        }
+        .map_err(netns_err)?;
         let rest = (|| {
             let host_uts = thread_ns("uts").map_err(io("open host uts namespace"))?;
             let host_ipc = thread_ns("ipc").map_err(io("open host ipc namespace"))?;
@@ -103,24 +119,69 @@ impl Namespaces {
         })();
         match rest {
             Ok((uts, ipc)) => Ok(Namespaces {
-                netns_path,
+                mount_path: netns_path,
+                bound,
                 net,
                 uts,
                 ipc,
                 host_net,
             }),
             Err(e) => {
-                let _ = NetNs::remove_bound(&netns_path);
+                if bound {
+                    let _ = NetNs::remove_bound(&netns_path);
+                }
                 Err(e)
             }
         }
     }
 
-    /// Unmounts the netns bind mount. The namespace itself goes when the last process
-    /// and descriptor in it go.
-    pub fn remove_netns(&self) -> Result<(), container_netlink::Error> {
-        NetNs::remove_bound(&self.netns_path)
+    /// How others open the netns: its mount, or this helper's descriptor (valid while
+    /// the helper lives).
+    pub fn netns_path(&self) -> String {
+        if self.bound {
+            self.mount_path.display().to_string()
+        } else {
+            format!("/proc/{}/fd/{}", std::process::id(), self.net.as_raw_fd())
+        }
     }
+
+    /// Binds the netns at its mount path, if it is not yet (a CNI network connected
+    /// later: its plugins, and its clean-up after a crash, need a path that stays).
+    pub fn bind(&mut self) -> Result<String, container_netlink::Error> {
+        if !self.bound {
+            self.net = self.net.bind(&self.mount_path)?;
+            self.bound = true;
+        }
+        Ok(self.netns_path())
+    }
+
+    /// Unmounts the netns bind mount, if any. The namespace itself goes when the last
+    /// process and descriptor in it go.
+    pub fn remove_netns(&self) -> Result<(), container_netlink::Error> {
+        if self.bound {
+            NetNs::remove_bound(&self.mount_path)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Takes `--netns-bound` or `--netns-held` from the helper's arguments: whether the
+/// netns gets a mount (see the module comment). Bound when neither is given.
+pub fn take_bound_arg(argv: &mut Vec<String>) -> bool {
+    let mut bound = true;
+    argv.retain(|a| match a.as_str() {
+        "--netns-bound" => {
+            bound = true;
+            false
+        }
+        "--netns-held" => {
+            bound = false;
+            false
+        }
+        _ => true,
+    });
+    bound
 }
 
 /// Whether `path` is a namespace bind mount.

@@ -173,7 +173,7 @@ impl SandboxHelper {
                 .as_ref()
                 .ok_or_else(|| self.err(step, "no namespaces"))?;
             let net = ns.net.try_clone().map_err(|e| self.err(step, e))?;
-            (net, ns.netns_path.display().to_string())
+            (net, ns.netns_path())
         };
         let mut network = Network::build(&netns, &spec.allocations, &spec.net_devices)
             .await
@@ -723,6 +723,26 @@ impl SandboxHelper {
         crate::pty::resize(master, rows, cols).map_err(|e| self.err("resize", e))
     }
 
+    /// Binds the netns (`BindNetns`); the report says the new path from now on.
+    fn bind_netns(&self) -> Result<String, RemoteError> {
+        let step = "bind netns";
+        let mut st = self.state();
+        if st.torn_down {
+            return Err(self
+                .err(step, "the sandbox is shut down")
+                .with_kind(ErrorKind::Conflict));
+        }
+        let ns = st
+            .ns
+            .as_mut()
+            .ok_or_else(|| self.err(step, "no namespaces"))?;
+        let path = ns.bind().map_err(|e| self.err(step, e))?;
+        if let Some(r) = st.report.as_mut() {
+            r.netns_path = path.clone();
+        }
+        Ok(path)
+    }
+
     fn snapshot(&self) -> SandboxState {
         let st = self.state();
         SandboxState {
@@ -845,6 +865,7 @@ impl SandboxHelper {
                 self.detach(&network, &ifname).await?;
                 plain(Ok(SandboxResponse::Done))
             }
+            SandboxRequest::BindNetns => plain(self.bind_netns().map(SandboxResponse::NetnsBound)),
             SandboxRequest::Shutdown => {
                 self.teardown().await;
                 // Exit only after this reply is written. On this current-thread runtime

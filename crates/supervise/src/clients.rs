@@ -205,6 +205,11 @@ impl Helper<SandboxProto> {
         call!(self, "attach", self.deadlines.slow, req, vec![], SandboxResponse::Attached(r) => r)
     }
 
+    /// Binds the container's netns at its mount path, if it is not yet; the path.
+    pub async fn bind_netns(&self) -> Result<String, ProtocolError> {
+        call!(self, "bind netns", self.deadlines.quick, SandboxRequest::BindNetns, vec![], SandboxResponse::NetnsBound(p) => p)
+    }
+
     /// Removes an interface from the sandbox (`network disconnect`); idempotent.
     pub async fn detach(&self, network: &str, ifname: &str) -> Result<(), ProtocolError> {
         let req = SandboxRequest::Detach {

@@ -12,6 +12,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use container_network_helper::plugins;
 use container_protocol::api::{EventType, NetworkConnect};
 use container_protocol::fault;
 use container_store::container::{
@@ -183,6 +184,18 @@ impl Containers {
         let id = old.id.clone();
         let network = att.network.clone();
         let ifname = att.ifname.clone().unwrap_or_default();
+        // A CNI plugin opens the netns by path: one held by the helper alone is bound
+        // first (and stays bound until the helper goes, which is harmless).
+        let mut state = state.clone();
+        let plugin = self.networks.config(&network)?.plugin;
+        let bound = state
+            .netns
+            .as_deref()
+            .is_some_and(|p| self.netns_is_bound(&id, p));
+        if plugins::needs_netns(plugin) && !bound {
+            state.netns = Some(helper.bind_netns().await?);
+        }
+        let state = &state;
         let netns = state.netns.clone();
         let mut undo = Undo::new();
         let done = async {

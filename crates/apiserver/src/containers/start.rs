@@ -199,8 +199,6 @@ impl Containers {
         }
         // Before the sandbox that uses it: a range on disk (see docs/crash-safety.md).
         let userns = self.reserve_userns(config, undo)?;
-        let netns = self.paths.netns(&id)?.display().to_string();
-        self.push_start_undo(config, &netns, undo);
         // Which allocations act inside the container (after the sandbox made it).
         let mut early = Vec::new();
         let mut late = Vec::new();
@@ -212,18 +210,27 @@ impl Containers {
                 early.push(i);
             }
         }
+        // A netns is bind-mounted only where something opens it by path (a CNI
+        // plugin) or it must outlive a helper that dies (devices go back to the host
+        // from it): see the sandbox helper's namespaces.
+        let bound = !late.is_empty() || !config.net_devices.is_empty();
+        let netns = match bound {
+            true => Some(self.paths.netns(&id)?.display().to_string()),
+            false => None,
+        };
+        self.push_start_undo(config, netns.as_deref(), undo);
         let (helper, early) = if self.serial_start {
-            let helper = self.spawn_sandbox(config, userns).await?;
-            (Ok(helper), self.allocate(config, &netns, &early).await)
+            let helper = self.spawn_sandbox(config, userns, bound).await?;
+            (Ok(helper), self.allocate(config, None, &early).await)
         } else {
             tokio::join!(
-                self.spawn_sandbox(config, userns),
-                self.allocate(config, &netns, &early)
+                self.spawn_sandbox(config, userns, bound),
+                self.allocate(config, None, &early)
             )
         };
         let helper = helper?;
         let mut allocations = early?;
-        allocations.extend(self.allocate(config, &netns, &late).await?);
+        allocations.extend(self.allocate(config, netns.as_deref(), &late).await?);
         allocations.sort_by_key(|(i, _)| *i);
         let allocations: Vec<Allocation> = allocations.into_iter().map(|(_, a)| a).collect();
 
@@ -280,7 +287,7 @@ impl Containers {
     fn push_start_undo<'a>(
         self: &'a Arc<Self>,
         config: &ContainerConfig,
-        netns: &str,
+        netns: Option<&str>,
         undo: &mut Undo<'a>,
     ) {
         let id = config.id.clone();
@@ -308,11 +315,9 @@ impl Containers {
             let containers = self.clone();
             let network = att.network.clone();
             let ifname = att.ifname.clone().unwrap_or_default();
-            let (id, netns) = (id.clone(), netns.to_string());
+            let (id, netns) = (id.clone(), netns.map(str::to_string));
             undo.push(format!("release {network} {ifname}"), async move {
-                containers
-                    .release(&network, &id, &ifname, Some(netns))
-                    .await
+                containers.release(&network, &id, &ifname, netns).await
             });
         }
     }
@@ -322,6 +327,7 @@ impl Containers {
         self: &Arc<Self>,
         config: &ContainerConfig,
         userns: Option<IdRange>,
+        bound: bool,
     ) -> Result<Helper<SandboxProto>, ApiError> {
         let id = &config.id;
         if self.sandboxes.get(id).is_some() || self.sandboxes.stuck(id).is_some() {
@@ -331,10 +337,18 @@ impl Containers {
             }
         }
         // `--userns=auto`: the helper makes the namespace as it starts (sandbox's userns).
-        let args: Vec<String> = match userns {
+        let mut args: Vec<String> = match userns {
             Some(r) => vec!["--userns".into(), format!("{}:{}", r.start, r.size)],
             None => vec![],
         };
+        args.push(
+            if bound {
+                "--netns-bound"
+            } else {
+                "--netns-held"
+            }
+            .into(),
+        );
         let helper = self.sandboxes.start(id, &args).await?;
         fault::point("apiserver:after-sandbox-spawn");
         Ok(helper)
@@ -346,7 +360,7 @@ impl Containers {
     async fn allocate(
         self: &Arc<Self>,
         config: &ContainerConfig,
-        netns: &str,
+        netns: Option<&str>,
         which: &[usize],
     ) -> Result<Vec<(usize, Allocation)>, ApiError> {
         let id = &config.id;
@@ -358,7 +372,7 @@ impl Containers {
             let nh = self.networks.helper(&network).await?;
             let ports = if i == 0 { config.ports.clone() } else { vec![] };
             let alloc = nh
-                .allocate(attachment(id, att, Some(netns.to_string()), ports))
+                .allocate(attachment(id, att, netns.map(str::to_string), ports))
                 .await
                 .map_err(|e| ApiError::from(e).context(format!("network {network}: {ifname}")))?;
             allocations.push((i, alloc));
@@ -402,6 +416,15 @@ impl Containers {
         Ok(state)
     }
 
+    /// Whether `path` is `id`'s netns mount. Only that is named to a network helper:
+    /// a netns the sandbox helper holds by descriptor has a `/proc` path that dies
+    /// with the helper, and a later process could reuse its pid.
+    pub(super) fn netns_is_bound(&self, id: &str, path: &str) -> bool {
+        self.paths
+            .netns(id)
+            .is_ok_and(|bound| bound.as_os_str() == std::ffi::OsStr::new(path))
+    }
+
     /// Releases an attachment. A network helper that does not answer is replaced (the
     /// old one killed first: never two) and the release tried again on the new one, so
     /// an address is not left reserved behind a helper that stopped answering.
@@ -412,6 +435,7 @@ impl Containers {
         ifname: &str,
         netns: Option<String>,
     ) -> Result<(), ApiError> {
+        let netns = netns.filter(|p| self.netns_is_bound(id, p));
         let nh = self.networks.helper(network).await?;
         match nh.release(id, ifname, netns.clone()).await {
             Ok(_) => Ok(()),
