@@ -1,12 +1,17 @@
 //! GC and `system check --fix` racing starts, stops and removes (issue 19, item 1): an
 //! address is never released while a start in flight holds it, so it is never handed
 //! out twice; a live attachment that lost its reservation is found and given it back.
+//! And a stop that comes while a start is half way waits for it, then stops it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use container_tests::{busybox_rootfs, World};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use container_protocol::fault::PAUSE_ENV;
+use container_tests::{busybox_rootfs, eventually, World, HANG};
 
 fn running_addresses(w: &World) -> BTreeMap<String, Vec<String>> {
     let mut held: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -219,4 +224,70 @@ fn check_finds_a_running_container_whose_reservation_is_gone_and_fix_restores_it
     assert_eq!(ips.len(), 2);
     w.ok(&["system", "check"]);
     w.ok(&["rm", "-f", "keep", "other"]);
+}
+
+/// A start paused after its record says `running` and before its workload starts,
+/// and a stop sent into that window. Before the fix, the stop found a helper with
+/// nothing to stop, killed it and waited for an exit that the start's undo never
+/// announced: the stop, and every `rm -f` after it, hung for good.
+#[test]
+fn a_stop_during_a_start_waits_for_it_and_then_stops_the_container() {
+    let mut w = World::new();
+    let rootfs = busybox_rootfs(w.iso.dir()).display().to_string();
+    w.start_apiserver_with(&[(PAUSE_ENV, "apiserver:after-setup=1500")]);
+    w.ok(&["network", "create", "--subnet", "10.80.0.0/29", "paused"]);
+    w.ok(&[
+        "create",
+        "--name",
+        "half",
+        "--network",
+        "paused",
+        "--rootfs",
+        &rootfs,
+        "--",
+        "sleep",
+        "200",
+    ]);
+    let start = w
+        .cli_command(&["start", "half"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn start");
+    eventually("the start to reach its pause", || {
+        w.apiserver_log()
+            .contains("fault pause apiserver:after-setup")
+    });
+    let mut stop = w
+        .cli_command(&["stop", "-t", "0", "half"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn stop");
+    let deadline = Instant::now() + HANG;
+    while stop.try_wait().expect("wait for stop").is_none() {
+        if Instant::now() > deadline {
+            let _ = stop.kill();
+            panic!("the stop hung for {HANG:?}\n{}", w.apiserver_log());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stop = stop.wait_with_output().expect("stop");
+    assert!(
+        stop.status.success(),
+        "stop: {}\n{}",
+        String::from_utf8_lossy(&stop.stderr),
+        w.apiserver_log()
+    );
+    let start = start.wait_with_output().expect("start");
+    assert!(
+        start.status.success(),
+        "the start ran whole before the stop: {}",
+        String::from_utf8_lossy(&start.stderr)
+    );
+    let state = w.json(&["inspect", "half"]);
+    assert_eq!(state[0]["state"]["status"], "stopped", "{state}");
+    w.ok(&["system", "check"]);
+    w.ok(&["rm", "-f", "half"]);
+    w.ok(&["system", "check"]);
 }

@@ -8,6 +8,11 @@
 /// Environment variable arming fault points.
 pub const FAULT_ENV: &str = "CONTAINER_FAULT";
 
+/// Environment variable arming pauses: `<name>=<ms>[,<name>=<ms>...]` makes the task
+/// that reaches [`pause`] `<name>` wait that long, so a test can put another call
+/// exactly into the window after it.
+pub const PAUSE_ENV: &str = "CONTAINER_FAULT_PAUSE";
+
 /// Where a triggered fault point appends `<name> <pid>`, so tests can count them.
 pub const FAULT_LOG_ENV: &str = "CONTAINER_FAULT_LOG";
 
@@ -73,6 +78,26 @@ pub fn point(name: &str) {
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
+
+/// Waits as long as [`PAUSE_ENV`] says for `name`; nothing in a release build.
+#[inline]
+pub async fn pause(name: &str) {
+    #[cfg(debug_assertions)]
+    {
+        let armed = std::env::var(PAUSE_ENV).unwrap_or_default();
+        let ms = armed
+            .split(',')
+            .filter_map(|p| p.split_once('='))
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, ms)| ms.parse::<u64>().ok());
+        if let Some(ms) = ms {
+            tracing::info!("fault pause {name}: {ms} ms");
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         }
     }
     #[cfg(not(debug_assertions))]

@@ -83,7 +83,15 @@ impl Containers {
         // Subscribed before the state is read, so an exit in between is not missed.
         let mut rx = self.exit_watch(id).subscribe();
         let seen = rx.borrow_and_update().0;
-        let (config, state) = self.load(id)?;
+        // Read under the container's lock, so a start in flight has ended first: its
+        // record says `running` before its workload is started, and a stop that came
+        // in between would find a helper with nothing to stop, kill it, and wait for
+        // an exit the start's undo never announces.
+        let (config, state) = {
+            let lock = self.locks.get(id);
+            let _guard = lock.lock().await;
+            self.load(id)?
+        };
         if state.status != Status::Running {
             return Err(ApiError::Conflict(format!("container {id} is not running")));
         }
@@ -110,6 +118,10 @@ impl Containers {
             // Finished here rather than by a watcher, which a stuck helper never had.
             self.finish(id, None, Some(format!("killed by stop: {why}")))
                 .await?;
+            // Finished, by this or by its watcher: there is no exit left to wait for.
+            if !matches!(self.load(id), Ok((_, s)) if s.status == Status::Running) {
+                return Ok(());
+            }
         }
         let finished = rx
             .wait_for(|(seq, _)| *seq > seen)

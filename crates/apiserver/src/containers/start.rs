@@ -267,6 +267,7 @@ impl Containers {
             (cgroup, userns),
         )?;
         fault::point("apiserver:after-setup");
+        fault::pause("apiserver:after-setup").await;
         // Its names answer before its workload runs: it may look itself up at once.
         self.sync_names_of(config, false).await;
 
