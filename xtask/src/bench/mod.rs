@@ -199,13 +199,14 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Where figures go: `docs/` for a run whose numbers belong in the docs, the run's
-    /// own state directory otherwise.
+    /// Where figures go: `docs/` for a run whose numbers belong in the docs, beside the
+    /// report otherwise (`target/bench/`), where they outlive the run's state so a
+    /// partial run's curve can be looked at, or copied into the docs with its numbers.
     pub fn figures_dir(&self) -> PathBuf {
         if self.opts.full() || self.opts.docs {
             crate::workspace().join("docs")
         } else {
-            self.state.clone()
+            target_dir().join("bench")
         }
     }
 }

@@ -125,6 +125,9 @@ pub fn write(
         );
     }
     svg.push_str("</svg>\n");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
     std::fs::write(path, svg).with_context(|| format!("write {}", path.display()))
 }
 
