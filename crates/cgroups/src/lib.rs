@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use devices::{DeviceKind, DeviceRule, DEFAULT_RULES};
-pub use layout::{Layout, V1_CONTROLLERS, V2_CONTROLLERS};
+pub use layout::{every_hierarchy, Layout, V1_CONTROLLERS, V2_CONTROLLERS};
 pub use stats::Stats;
 
 #[derive(Debug, thiserror::Error)]

@@ -148,6 +148,8 @@ impl CgroupParent {
     pub fn new() -> CgroupParent {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(sweep_dead_parents);
         let n = N.fetch_add(1, Ordering::Relaxed);
         CgroupParent {
             name: format!("container-test-{}-{n}", std::process::id()),
@@ -158,6 +160,42 @@ impl CgroupParent {
     pub fn name(&self) -> &str {
         &self.name
     }
+}
+
+/// Removes the parents a killed test run left (its `Drop` never ran): those whose pid
+/// is gone. Only empty directories are removed, and nothing is killed, so a parent
+/// that still holds a task, or belongs to a process this pid namespace cannot see,
+/// is left as it is.
+fn sweep_dead_parents() {
+    for hierarchy in container_cgroups::every_hierarchy() {
+        let Ok(entries) = std::fs::read_dir(&hierarchy) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix("container-test-")
+                .and_then(|rest| rest.split_once('-'))
+                .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                remove_empty_dirs(&e.path());
+            }
+        }
+    }
+}
+
+fn remove_empty_dirs(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_dirs(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 impl Default for CgroupParent {
@@ -174,5 +212,33 @@ impl Drop for CgroupParent {
         if let Err(e) = container_cgroups::remove_tree(&layout, &self.name) {
             eprintln!("testkit: remove cgroup {}: {e}", self.name);
         }
+    }
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+
+    /// A parent named for a pid above any `pid_max` (4,194,304) is a dead run's; one
+    /// named for this process is alive and stays.
+    #[test]
+    fn a_dead_runs_parents_are_removed_and_a_live_ones_kept() {
+        let hierarchies = container_cgroups::every_hierarchy();
+        let Some(h) = hierarchies.first() else {
+            eprintln!("no cgroup hierarchy mounted: nothing to check");
+            return;
+        };
+        let dead = h.join("container-test-4194305-0");
+        let live = h.join(format!("container-test-{}-4242", std::process::id()));
+        std::fs::create_dir_all(dead.join("leftover")).unwrap();
+        std::fs::create_dir_all(&live).unwrap();
+        sweep_dead_parents();
+        let dead_gone = !dead.exists();
+        let live_kept = live.exists();
+        let _ = std::fs::remove_dir(&live);
+        let _ = std::fs::remove_dir(dead.join("leftover"));
+        let _ = std::fs::remove_dir(&dead);
+        assert!(dead_gone, "{} was left", dead.display());
+        assert!(live_kept, "{} was removed", live.display());
     }
 }
