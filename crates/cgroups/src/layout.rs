@@ -154,7 +154,7 @@ impl Layout {
 }
 
 /// The root of every cgroup hierarchy mounted here, whatever its controllers.
-pub fn every_hierarchy() -> Vec<PathBuf> {
+pub(crate) fn every_hierarchy() -> Vec<PathBuf> {
     let table = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap_or_default();
     hierarchies_in(&table)
 }

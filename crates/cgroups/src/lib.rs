@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use devices::{DeviceKind, DeviceRule, DEFAULT_RULES};
-pub use layout::{every_hierarchy, Layout, V1_CONTROLLERS, V2_CONTROLLERS};
+pub use layout::{Layout, V1_CONTROLLERS, V2_CONTROLLERS};
 pub use stats::Stats;
 
 #[derive(Debug, thiserror::Error)]
@@ -529,6 +529,35 @@ pub fn remove_tree(layout: &Layout, rel: &str) -> Result<(), Error> {
         remove_dir_tree(&mount.join(rel))?;
     }
     Ok(())
+}
+
+/// Removes, at the top of every mounted hierarchy, the cgroups `select` picks by name,
+/// with everything under them, but only what is empty: rmdir fails on a cgroup that
+/// holds a task, and nothing is killed. For leftovers of runs that ended without
+/// their clean-up (a killed test's parent, a compared runtime's), where whoever still
+/// has a task there must not be harmed.
+pub fn remove_empty_trees(select: impl Fn(&str) -> bool) {
+    for hierarchy in layout::every_hierarchy() {
+        let Ok(entries) = fs::read_dir(&hierarchy) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if select(&e.file_name().to_string_lossy()) {
+                remove_empty_dirs(&e.path());
+            }
+        }
+    }
+}
+
+fn remove_empty_dirs(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_dirs(&e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
 }
 
 fn remove_dir_tree(dir: &Path) -> Result<(), Error> {

@@ -75,19 +75,27 @@ where
     R: AsRef<[C]>,
     C: AsRef<str>,
 {
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    render(&mut out, header, rows).context("write to stdout")?;
+    out.flush().context("write to stdout")
+}
+
+fn render<R, C>(out: &mut impl Write, header: &[&str], rows: &[R]) -> std::io::Result<()>
+where
+    R: AsRef<[C]>,
+    C: AsRef<str>,
+{
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row.as_ref()) {
             *width = (*width).max(cell.as_ref().chars().count());
         }
     }
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    write_row(&mut out, &widths, header.iter().copied()).context("write to stdout")?;
+    write_row(out, &widths, header.iter().copied())?;
     for row in rows {
-        write_row(&mut out, &widths, row.as_ref().iter().map(AsRef::as_ref))
-            .context("write to stdout")?;
+        write_row(out, &widths, row.as_ref().iter().map(AsRef::as_ref))?;
     }
-    out.flush().context("write to stdout")
+    Ok(())
 }
 
 /// One line: each cell padded to its column but the last, and no trailing blanks, as
@@ -173,17 +181,8 @@ mod tests {
     }
 
     fn rendered(header: &[&str], rows: &[&[&str]]) -> String {
-        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-        for row in rows {
-            for (w, c) in widths.iter_mut().zip(row.iter()) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
         let mut out = Vec::new();
-        write_row(&mut out, &widths, header.iter().copied()).unwrap();
-        for row in rows {
-            write_row(&mut out, &widths, row.iter().copied()).unwrap();
-        }
+        render(&mut out, header, rows).unwrap();
         String::from_utf8(out).unwrap()
     }
 

@@ -163,39 +163,15 @@ impl CgroupParent {
 }
 
 /// Removes the parents a killed test run left (its `Drop` never ran): those whose pid
-/// is gone. Only empty directories are removed, and nothing is killed, so a parent
-/// that still holds a task, or belongs to a process this pid namespace cannot see,
-/// is left as it is.
+/// is gone. Only empty cgroups go, so a parent that still holds a task, or belongs to
+/// a process this pid namespace cannot see, is left as it is.
 fn sweep_dead_parents() {
-    for hierarchy in container_cgroups::every_hierarchy() {
-        let Ok(entries) = std::fs::read_dir(&hierarchy) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name
-                .strip_prefix("container-test-")
-                .and_then(|rest| rest.split_once('-'))
-                .and_then(|(pid, _)| pid.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                remove_empty_dirs(&e.path());
-            }
-        }
-    }
-}
-
-fn remove_empty_dirs(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_empty_dirs(&e.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
+    container_cgroups::remove_empty_trees(|name| {
+        name.strip_prefix("container-test-")
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    });
 }
 
 impl Default for CgroupParent {
@@ -223,8 +199,16 @@ mod sweep_tests {
     /// named for this process is alive and stays.
     #[test]
     fn a_dead_runs_parents_are_removed_and_a_live_ones_kept() {
-        let hierarchies = container_cgroups::every_hierarchy();
-        let Some(h) = hierarchies.first() else {
+        let Ok(layout) = container_cgroups::Layout::detect() else {
+            eprintln!("no cgroup hierarchy mounted: nothing to check");
+            return;
+        };
+        let Some(h) = layout
+            .v1
+            .first()
+            .map(|(m, _)| m.clone())
+            .or(layout.unified.clone())
+        else {
             eprintln!("no cgroup hierarchy mounted: nothing to check");
             return;
         };

@@ -175,38 +175,20 @@ fn ours(
     let started = ids.len();
     targets.extend(curve_targets(&curve));
     for c in &curve {
-        times.push(
-            Row::from_samples(format!("`ls`, {} containers", c.n), Unit::Nanos, &c.ls)
-                .extra(format!(
-                    "p99 {}",
-                    Unit::Nanos.human(stats::percentile(&c.ls, 99.0))
-                ))
-                .no_ratio(),
-        );
-        times.push(
-            Row::from_samples(
-                format!("`ls --format json`, {} containers", c.n),
-                Unit::Nanos,
-                &c.ls_json,
-            )
-            .extra(format!(
-                "p99 {}",
-                Unit::Nanos.human(stats::percentile(&c.ls_json, 99.0))
-            ))
-            .no_ratio(),
-        );
-        times.push(
-            Row::from_samples(
-                format!("`inspect`, {} containers", c.n),
-                Unit::Nanos,
-                &c.inspect,
-            )
-            .extra(format!(
-                "p99 {}",
-                Unit::Nanos.human(stats::percentile(&c.inspect, 99.0))
-            ))
-            .no_ratio(),
-        );
+        for (what, samples) in [
+            ("`ls`", &c.ls),
+            ("`ls --format json`", &c.ls_json),
+            ("`inspect`", &c.inspect),
+        ] {
+            times.push(
+                Row::from_samples(format!("{what}, {} containers", c.n), Unit::Nanos, samples)
+                    .extra(format!(
+                        "p99 {}",
+                        Unit::Nanos.human(stats::percentile(samples, 99.0))
+                    ))
+                    .no_ratio(),
+            );
+        }
         times.push(
             Row::from_samples(
                 format!("`run -d` up to {} containers", c.n),

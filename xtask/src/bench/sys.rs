@@ -105,32 +105,9 @@ pub fn reap_until(main: u32) -> i32 {
 /// per-container ones if a run was interrupted. Removed only when empty, so nothing in
 /// use is touched; a `libpod_parent` with live cgroups under it belongs to someone else.
 pub fn remove_leftover_cgroups() {
-    let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return;
-    };
-    for ctrl in controllers.flatten() {
-        let Ok(list) = std::fs::read_dir(ctrl.path()) else {
-            continue;
-        };
-        for e in list.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name == "libpod_parent" || name.starts_with("container-bench-") {
-                remove_empty_tree(&e.path());
-            }
-        }
-    }
-}
-
-fn remove_empty_tree(dir: &Path) {
-    if let Ok(list) = std::fs::read_dir(dir) {
-        for e in list.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_empty_tree(&e.path());
-            }
-        }
-    }
-    // A cgroup directory goes with rmdir; it fails (and stays) while tasks are in it.
-    let _ = std::fs::remove_dir(dir);
+    container_cgroups::remove_empty_trees(|name| {
+        name == "libpod_parent" || name.starts_with("container-bench-")
+    });
 }
 
 /// The busybox root filesystem every runtime runs: `bin/busybox` and its applets as
